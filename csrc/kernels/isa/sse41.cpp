@@ -1,0 +1,18 @@
+// The sse41 kernel table: every family's template instantiated with the sse41 vector type.
+// Built with this ISA's compiler flags (see CMakeLists.txt); only called once the CPU is known to
+// support it.
+#include "../simd/vec_sse41.h"
+#include "../conv2d/conv2d_impl.h"
+#include "../dwconv/dwconv_impl.h"
+#include "../fc/fc_impl.h"
+
+namespace edgesep {
+
+const KernelTable* table_sse41() {
+  using V = sse41::Vec;
+  constexpr int NV = sse41::kGemmNV;
+  static const KernelTable t{"sse41", NV * V::N, detail::conv_gemm<V, NV>, detail::dwconv<V>, detail::fc<V>};
+  return &t;
+}
+
+}  // namespace edgesep

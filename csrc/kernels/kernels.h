@@ -1,0 +1,74 @@
+// The kernel catalogue: the signatures every ISA variant implements and the dispatch table
+// that holds one variant per family. One table per ISA; the runtime picks one at start-up.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace edgesep {
+
+// Register tile height of the dense-conv GEMM: weights are packed at compile time into panels
+// of this many output channels (bundle layout "conv_mr6"), so it is fixed across ISAs.
+constexpr int kGemmMR = 6;
+
+// Geometry of one 2-D convolution (one group), NCHW.
+struct ConvShape {
+  int C, H, W;        // input channels (of the group), height, width
+  int N;              // output channels (of the group)
+  int KH, KW;         // kernel
+  int SH, SW;         // stride
+  int DH, DW;         // dilation
+  int PT, PL;         // padding top / left (bottom / right only shape OH, OW)
+  int OH, OW;         // output size
+  int K() const { return C * KH * KW; }
+  int P() const { return OH * OW; }
+};
+
+// Dense conv of one group on one image, output pixels [p0, p1) only.
+// w: weights packed in panels of kGemmMR output channels (see pack in bundle.py),
+// bias: N values or null; output clamped to [lo, hi]; scratch: conv_scratch_floats() floats.
+using ConvGemmFn = void (*)(const ConvShape& s, const float* in, const float* w, const float* bias,
+                            float* out, int p0, int p1, float lo, float hi, float* scratch);
+
+// Depthwise conv of one channel plane: w has KH*KW taps; scratch: dwconv_scratch_floats().
+using DwConvFn = void (*)(const ConvShape& s, const float* in, const float* w, float bias, float* out,
+                          float lo, float hi, float* scratch);
+
+// Fully-connected rows [n0, n1) for one input vector: y[n] = clamp(dot(W[n,:], x) + bias[n]).
+// W row-major (rows x K), bias may be null.
+using FcFn = void (*)(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1,
+                      float lo, float hi);
+
+struct KernelTable {
+  const char* isa;   // "ref", "sse41", "avx2", "avx512", "neon"
+  int gemm_nr;       // GEMM register tile width in output pixels
+  ConvGemmFn conv_gemm;
+  DwConvFn dwconv;
+  FcFn fc;
+};
+
+// Scratch sizes, in floats, for one thread.
+size_t conv_scratch_floats(const ConvShape& s, int nr, int max_pixels);
+size_t dwconv_scratch_floats(const ConvShape& s);
+
+// Pixel-block and depth-block sizes of the GEMM (shared by every variant and by the ref).
+constexpr int kGemmKC = 256;
+constexpr int kGemmMC = 96;  // multiple of kGemmMR
+
+// The scalar references (the test oracle and the "ref" table).
+namespace ref {
+void conv_gemm(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int p0,
+               int p1, float lo, float hi, float* scratch);
+void dwconv(const ConvShape& s, const float* in, const float* w, float bias, float* out, float lo, float hi,
+            float* scratch);
+void fc(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1, float lo,
+        float hi);
+}  // namespace ref
+
+// The variants compiled into this build that this CPU can run, reference first, best last.
+// Each SIMD table lives in its own translation unit (isa/<name>.cpp) built with that ISA's flags.
+const KernelTable* const* kernel_tables(int* count);
+
+// The table named `isa` ("" = best for this CPU); null if it is not compiled in or not supported.
+const KernelTable* find_kernel_table(const char* isa);
+
+}  // namespace edgesep

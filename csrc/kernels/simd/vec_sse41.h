@@ -1,0 +1,24 @@
+// 4-lane SSE4.1 vector (x86-64 baseline). No FMA here: multiply then add.
+#pragma once
+#include <smmintrin.h>
+
+namespace edgesep::sse41 {
+struct Vec {
+  using T = __m128;
+  static constexpr int N = 4;
+  static T zero() { return _mm_setzero_ps(); }
+  static T set1(float x) { return _mm_set1_ps(x); }
+  static T load(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, T v) { _mm_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
+  static T add(T a, T b) { return _mm_add_ps(a, b); }
+  static T max(T a, T b) { return _mm_max_ps(a, b); }
+  static T min(T a, T b) { return _mm_min_ps(a, b); }
+  static float hsum(T v) {
+    __m128 s = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+  }
+};
+constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 xmm registers
+}  // namespace edgesep::sse41

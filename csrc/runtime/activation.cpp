@@ -1,0 +1,92 @@
+#include "activation.h"
+
+#include <cmath>
+#include <limits>
+
+namespace edgesep {
+
+float Activation::lo() const {
+  if (kind == ActKind::Relu) return 0.f;
+  if (kind == ActKind::Clip) return alpha;
+  return -std::numeric_limits<float>::infinity();
+}
+
+float Activation::hi() const {
+  if (kind == ActKind::Clip) return beta;
+  return std::numeric_limits<float>::infinity();
+}
+
+void Activation::apply(float* x, int64_t n, int64_t channel) const {
+  switch (kind) {
+    case ActKind::None:
+      return;
+    case ActKind::Relu:
+    case ActKind::Clip: {
+      const float l = lo(), h = hi();
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < l ? l : (x[i] > h ? h : x[i]);
+      return;
+    }
+    case ActKind::LeakyRelu:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.f ? x[i] * alpha : x[i];
+      return;
+    case ActKind::PRelu: {
+      const float s = slope[slope_count == 1 ? 0 : channel];
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.f ? x[i] * s : x[i];
+      return;
+    }
+    case ActKind::Sigmoid:
+      for (int64_t i = 0; i < n; ++i) x[i] = 1.f / (1.f + std::exp(-x[i]));
+      return;
+    case ActKind::HardSigmoid:
+      for (int64_t i = 0; i < n; ++i) x[i] = std::fmin(1.f, std::fmax(0.f, alpha * x[i] + beta));
+      return;
+    case ActKind::HardSwish:
+      for (int64_t i = 0; i < n; ++i) x[i] = x[i] * std::fmin(1.f, std::fmax(0.f, x[i] / 6.f + 0.5f));
+      return;
+    case ActKind::Tanh:
+      for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+      return;
+  }
+}
+
+Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels) {
+  Activation act;
+  const std::string k = a.str("activation", "none");
+  if (k == "none") {
+    act.kind = ActKind::None;
+  } else if (k == "relu") {
+    act.kind = ActKind::Relu;
+  } else if (k == "clip") {
+    act.kind = ActKind::Clip;
+    act.alpha = (float)a.num("clip_min", -INFINITY);
+    act.beta = (float)a.num("clip_max", INFINITY);
+    if (!(act.alpha <= act.beta)) throw PlanError("clip_min must be <= clip_max");
+  } else if (k == "leaky_relu") {
+    act.kind = ActKind::LeakyRelu;
+    act.alpha = (float)a.num("alpha", 0.01);
+  } else if (k == "prelu") {
+    act.kind = ActKind::PRelu;
+    auto it = w.find("slope");
+    if (it == w.end()) throw PlanError("prelu needs a 'slope' weight");
+    act.slope = it->second.data;
+    act.slope_count = it->second.count;
+    if (act.slope_count != 1 && act.slope_count != channels)
+      throw PlanError("prelu slope has " + std::to_string(act.slope_count) + " values for " +
+                      std::to_string(channels) + " channels");
+  } else if (k == "sigmoid") {
+    act.kind = ActKind::Sigmoid;
+  } else if (k == "hard_sigmoid") {
+    act.kind = ActKind::HardSigmoid;
+    act.alpha = (float)a.num("alpha", 0.2);
+    act.beta = (float)a.num("beta", 0.5);
+  } else if (k == "hard_swish") {
+    act.kind = ActKind::HardSwish;
+  } else if (k == "tanh") {
+    act.kind = ActKind::Tanh;
+  } else {
+    throw PlanError("unknown activation '" + k + "'");
+  }
+  return act;
+}
+
+}  // namespace edgesep

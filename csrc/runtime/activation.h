@@ -1,0 +1,31 @@
+// Activations fused into the producing op: min/max clamps go into the kernels' epilogue,
+// the rest run as a pass over the freshly written (cache-hot) output block.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "plan.h"
+
+namespace edgesep {
+
+enum class ActKind { None, Relu, Clip, LeakyRelu, PRelu, Sigmoid, HardSigmoid, HardSwish, Tanh };
+
+struct Activation {
+  ActKind kind = ActKind::None;
+  float alpha = 0.f, beta = 0.f;  // clip: min, max; leaky: slope; hard_sigmoid: alpha, beta
+  const float* slope = nullptr;   // prelu: one slope per channel, or one for all
+  int64_t slope_count = 0;
+
+  float lo() const;
+  float hi() const;
+  // True when the op must call apply() after its kernel (the clamp alone does not implement it).
+  bool needs_pass() const { return kind != ActKind::None && kind != ActKind::Relu && kind != ActKind::Clip; }
+  // Applies the activation to n values that all belong to `channel`.
+  void apply(float* x, int64_t n, int64_t channel) const;
+};
+
+// Reads attributes "activation" (+ "clip_min"/"clip_max", "alpha"/"beta") and weight "slope".
+// `channels`: the size of axis 1 of the output, which a PRelu slope must match (or be 1).
+Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels);
+
+}  // namespace edgesep

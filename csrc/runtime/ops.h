@@ -1,0 +1,34 @@
+// Helpers shared by the op implementations (ops_*.cpp); make_op in ops.cpp is the one op registry.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "activation.h"
+#include "plan.h"
+
+namespace edgesep {
+
+// The weight `name`, checked for layout and element count; null data if optional and absent.
+const Weight& need_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count);
+const Weight* opt_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count);
+
+void expect_inputs(const std::vector<Shape>& in, size_t lo, size_t hi);
+void expect_rank(const Shape& s, size_t rank, const char* what);
+
+// Splits [0, n) into about `parts` ranges of multiples of `align`.
+int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
+
+std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
+std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
+std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a);
+std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in);
+std::unique_ptr<Op> make_activation(const std::vector<Shape>& in, const Attrs& a, const Weights& w);
+std::unique_ptr<Op> make_binary(const std::string& type, const std::vector<Shape>& in, const Attrs& a,
+                                const Weights& w);
+std::unique_ptr<Op> make_concat(const std::vector<Shape>& in, const Attrs& a);
+std::unique_ptr<Op> make_reshape(const std::string& type, const std::vector<Shape>& in, const Attrs& a);
+std::unique_ptr<Op> make_transpose(const std::vector<Shape>& in, const Attrs& a);
+std::unique_ptr<Op> make_pad(const std::vector<Shape>& in, const Attrs& a);
+std::unique_ptr<Op> make_softmax(const std::vector<Shape>& in, const Attrs& a);
+
+}  // namespace edgesep

@@ -1,0 +1,157 @@
+// Conv (dense, grouped, depthwise) and Fc: the ops that call the dispatched kernel tables.
+#include <algorithm>
+
+#include "ops.h"
+
+namespace edgesep {
+
+namespace {
+
+class ConvOp : public Op {
+ public:
+  ConvShape s{};  // one group
+  int64_t B = 0, G = 1;
+  bool depthwise = false;
+  int64_t chunk = 0, nchunks = 0;  // output pixels per task (dense)
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  int64_t w_group = 0;  // floats of packed weights per group
+  Activation act;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const float* x = in[0];
+    const int64_t in_plane = (int64_t)s.H * s.W, P = s.P();
+    const float lo = act.lo(), hi = act.hi();
+    if (depthwise) {
+      const int64_t C = G, taps = (int64_t)s.KH * s.KW;
+      ctx.pool->run((int)(B * C), [&](int t, int thread) {
+        const int64_t c = t % C;
+        float* o = out + t * P;
+        ctx.k->dwconv(s, x + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, lo, hi,
+                      ctx.scratch + thread * ctx.scratch_stride);
+        if (act.needs_pass()) act.apply(o, P, c);
+      });
+      return;
+    }
+    ctx.pool->run((int)(B * G * nchunks), [&](int t, int thread) {
+      const int64_t bg = t / nchunks, g = bg % G;
+      const int p0 = (int)((t % nchunks) * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
+      float* o = out + bg * s.N * P;
+      ctx.k->conv_gemm(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, lo,
+                       hi, ctx.scratch + thread * ctx.scratch_stride);
+      if (act.needs_pass())
+        for (int m = 0; m < s.N; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
+    });
+  }
+};
+
+class FcOp : public Op {
+ public:
+  int64_t B = 0, K = 0, N = 0, chunk = 0, nchunks = 0;
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  Activation act;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    ctx.pool->run((int)(B * nchunks), [&](int t, int) {
+      const int64_t b = t / nchunks;
+      const int n0 = (int)((t % nchunks) * chunk), n1 = (int)std::min<int64_t>(N, n0 + chunk);
+      float* y = out + b * N;
+      ctx.k->fc((int)K, in[0] + b * K, w, bias, y, n0, n1, act.lo(), act.hi());
+      if (act.needs_pass())
+        for (int n = n0; n < n1; ++n) act.apply(y + n, 1, n);
+    });
+  }
+};
+
+int64_t need_positive(const std::vector<int64_t>& v, size_t i, const char* what) {
+  if (v[i] <= 0) throw PlanError(std::string(what) + " must be positive");
+  return v[i];
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
+  expect_inputs(in, 1, 1);
+  expect_rank(in[0], 4, "Conv input");
+  auto op = std::make_unique<ConvOp>();
+  const Shape& x = in[0];
+  const auto k = a.ints("kernel_shape", {});
+  const auto st = a.ints("strides", {1, 1});
+  const auto di = a.ints("dilations", {1, 1});
+  const auto pads = a.ints("pads", {0, 0, 0, 0});
+  const int64_t G = (int64_t)a.num("group", 1), N = (int64_t)a.num("out_channels", 0);
+  if (k.size() != 2 || st.size() != 2 || di.size() != 2 || pads.size() != 4)
+    throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
+  for (int64_t p : pads)
+    if (p < 0) throw PlanError("negative pads");
+  if (G < 1 || x[1] % G != 0 || N < 1 || N % G != 0)
+    throw PlanError("group " + std::to_string(G) + " does not divide channels " + std::to_string(x[1]) + " -> " +
+                    std::to_string(N));
+  ConvShape& s = op->s;
+  s.C = (int)(x[1] / G);
+  s.H = (int)x[2];
+  s.W = (int)x[3];
+  s.N = (int)(N / G);
+  s.KH = (int)need_positive(k, 0, "kernel_shape");
+  s.KW = (int)need_positive(k, 1, "kernel_shape");
+  s.SH = (int)need_positive(st, 0, "strides");
+  s.SW = (int)need_positive(st, 1, "strides");
+  s.DH = (int)need_positive(di, 0, "dilations");
+  s.DW = (int)need_positive(di, 1, "dilations");
+  s.PT = (int)pads[0];
+  s.PL = (int)pads[1];
+  const int64_t eh = (int64_t)(s.KH - 1) * s.DH + 1, ew = (int64_t)(s.KW - 1) * s.DW + 1;
+  const int64_t oh = (x[2] + pads[0] + pads[2] - eh) / s.SH + 1, ow = (x[3] + pads[1] + pads[3] - ew) / s.SW + 1;
+  if (x[2] + pads[0] + pads[2] < eh || x[3] + pads[1] + pads[3] < ew)
+    throw PlanError("kernel larger than the padded input " + shape_str(x));
+  s.OH = (int)oh;
+  s.OW = (int)ow;
+  op->B = x[0];
+  op->G = G;
+  op->depthwise = G == x[1] && N == x[1];
+  op->out_shape = {x[0], N, oh, ow};
+  const int64_t K = s.K();
+  if (op->depthwise) {
+    op->w = need_weight(w, "weight", "plain", N * s.KH * s.KW).data;
+    op->scratch_floats = dwconv_scratch_floats(s);
+  } else {
+    op->w_group = (s.N + kGemmMR - 1) / kGemmMR * kGemmMR * K;
+    op->w = need_weight(w, "weight", "conv_mr6", G * op->w_group).data;
+    const int64_t P = s.P(), nr = c.k->gemm_nr;
+    // Enough tasks to balance the threads, few enough pixels per task for the packed block to stay in L2.
+    const int64_t parts = c.threads > 1 ? (4 * c.threads + op->B * G - 1) / (op->B * G) : 1;
+    op->chunk = std::min(chunk_size(P, parts, nr), std::max<int64_t>(nr, 256 / nr * nr));
+    op->nchunks = (P + op->chunk - 1) / op->chunk;
+    op->scratch_floats = conv_scratch_floats(s, (int)nr, (int)op->chunk);
+  }
+  const Weight* b = opt_weight(w, "bias", "plain", N);
+  op->bias = b ? b->data : nullptr;
+  op->act = parse_activation(a, w, N);
+  op->macs = op->B * N * s.P() * K;
+  op->params = N * K + (b ? N : 0);
+  return op;
+}
+
+std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
+  expect_inputs(in, 1, 1);
+  expect_rank(in[0], 2, "Fc input");
+  auto op = std::make_unique<FcOp>();
+  op->B = in[0][0];
+  op->K = in[0][1];
+  op->N = (int64_t)a.num("out_features", 0);
+  if (op->N < 1) throw PlanError("out_features must be positive");
+  op->w = need_weight(w, "weight", "plain", op->N * op->K).data;
+  const Weight* b = opt_weight(w, "bias", "plain", op->N);
+  op->bias = b ? b->data : nullptr;
+  op->act = parse_activation(a, w, op->N);
+  const int64_t parts = c.threads > 1 ? (4 * c.threads + op->B - 1) / op->B : 1;
+  op->chunk = chunk_size(op->N, parts, 4);
+  op->nchunks = (op->N + op->chunk - 1) / op->chunk;
+  op->out_shape = {op->B, op->N};
+  op->macs = op->B * op->N * op->K;
+  op->params = op->N * op->K + (b ? op->N : 0);
+  return op;
+}
+
+}  // namespace edgesep

@@ -1,0 +1,128 @@
+// MaxPool, AveragePool (count_include_pad either way, ceil_mode), GlobalAveragePool, GlobalMaxPool.
+#include <algorithm>
+#include <limits>
+
+#include "ops.h"
+
+namespace edgesep {
+
+namespace {
+
+class PoolOp : public Op {
+ public:
+  bool is_max = true, include_pad = false;
+  int64_t planes = 0, H = 0, W = 0, OH = 0, OW = 0;
+  int64_t KH = 1, KW = 1, SH = 1, SW = 1, DH = 1, DW = 1, PT = 0, PL = 0, PB = 0, PR = 0;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    ctx.pool->run((int)planes, [&](int t, int) {
+      const float* x = in[0] + t * H * W;
+      float* o = out + t * OH * OW;
+      for (int64_t oy = 0; oy < OH; ++oy)
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t y0 = oy * SH - PT, x0 = ox * SW - PL;
+          if (is_max) {
+            float m = -std::numeric_limits<float>::infinity();
+            for (int64_t ky = 0; ky < KH; ++ky) {
+              const int64_t iy = y0 + ky * DH;
+              if (iy < 0 || iy >= H) continue;
+              for (int64_t kx = 0; kx < KW; ++kx) {
+                const int64_t ix = x0 + kx * DW;
+                if (ix >= 0 && ix < W) m = std::max(m, x[iy * W + ix]);
+              }
+            }
+            o[oy * OW + ox] = m;
+          } else {
+            // The window clipped to the padded extent (count_include_pad) or to the input.
+            const int64_t ye = std::min(y0 + KH, H + PB), xe = std::min(x0 + KW, W + PR);
+            const int64_t ys = std::max<int64_t>(y0, 0), xs = std::max<int64_t>(x0, 0);
+            const int64_t yv = std::min(ye, H), xv = std::min(xe, W);
+            double sum = 0;
+            for (int64_t iy = ys; iy < yv; ++iy)
+              for (int64_t ix = xs; ix < xv; ++ix) sum += x[iy * W + ix];
+            const int64_t n = include_pad ? (ye - y0) * (xe - x0) : (yv - ys) * (xv - xs);
+            o[oy * OW + ox] = n > 0 ? (float)(sum / n) : 0.f;
+          }
+        }
+    });
+  }
+};
+
+class GlobalPoolOp : public Op {
+ public:
+  bool is_max = false;
+  int64_t planes = 0, size = 0;
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t per = std::max<int64_t>(1, planes / (4 * ctx.pool->size()));
+    ctx.pool->run((int)((planes + per - 1) / per), [&](int t, int) {
+      for (int64_t p = t * per; p < std::min(planes, (t + 1) * per); ++p) {
+        const float* x = in[0] + p * size;
+        if (is_max) {
+          float m = x[0];
+          for (int64_t i = 1; i < size; ++i) m = std::max(m, x[i]);
+          out[p] = m;
+        } else {
+          double s = 0;
+          for (int64_t i = 0; i < size; ++i) s += x[i];
+          out[p] = (float)(s / size);
+        }
+      }
+    });
+  }
+};
+
+int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pa, int64_t pb, bool ceil_mode) {
+  const int64_t span = in + pa + pb - ((k - 1) * d + 1);
+  if (span < 0) throw PlanError("pooling window larger than the padded input");
+  int64_t out = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  // As PyTorch and ONNX Runtime: a last window that would start in the end padding is dropped.
+  if (ceil_mode && (out - 1) * s >= in + pa) --out;
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a) {
+  expect_inputs(in, 1, 1);
+  expect_rank(in[0], 4, type.c_str());
+  auto op = std::make_unique<PoolOp>();
+  op->is_max = type == "MaxPool";
+  const auto k = a.ints("kernel_shape", {});
+  const auto st = a.ints("strides", {1, 1});
+  const auto di = a.ints("dilations", {1, 1});
+  const auto p = a.ints("pads", {0, 0, 0, 0});
+  if (k.size() != 2 || st.size() != 2 || di.size() != 2 || p.size() != 4)
+    throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
+  for (int i = 0; i < 2; ++i)
+    if (k[i] < 1 || st[i] < 1 || di[i] < 1) throw PlanError("kernel_shape, strides, dilations must be positive");
+  for (int i = 0; i < 4; ++i)
+    if (p[i] < 0 || p[i] >= k[i % 2] * di[i % 2]) throw PlanError("pads must be >= 0 and smaller than the window");
+  if (!op->is_max && (di[0] != 1 || di[1] != 1)) throw PlanError("AveragePool does not take dilations");
+  const bool ceil_mode = a.num("ceil_mode", 0) != 0;
+  op->include_pad = a.num("count_include_pad", 0) != 0;
+  op->planes = in[0][0] * in[0][1];
+  op->H = in[0][2];
+  op->W = in[0][3];
+  op->KH = k[0], op->KW = k[1], op->SH = st[0], op->SW = st[1], op->DH = di[0], op->DW = di[1];
+  op->PT = p[0], op->PL = p[1], op->PB = p[2], op->PR = p[3];
+  op->OH = pooled(op->H, op->KH, op->SH, op->DH, op->PT, op->PB, ceil_mode);
+  op->OW = pooled(op->W, op->KW, op->SW, op->DW, op->PL, op->PR, ceil_mode);
+  op->out_shape = {in[0][0], in[0][1], op->OH, op->OW};
+  op->macs = op->planes * op->OH * op->OW * op->KH * op->KW;
+  return op;
+}
+
+std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in) {
+  expect_inputs(in, 1, 1);
+  if (in[0].size() < 3) throw PlanError(type + " input must have rank >= 3, got " + shape_str(in[0]));
+  auto op = std::make_unique<GlobalPoolOp>();
+  op->is_max = type == "GlobalMaxPool";
+  op->planes = in[0][0] * in[0][1];
+  op->size = numel(in[0]) / op->planes;
+  op->out_shape = in[0];
+  for (size_t i = 2; i < op->out_shape.size(); ++i) op->out_shape[i] = 1;
+  op->macs = numel(in[0]);
+  return op;
+}
+
+}  // namespace edgesep

@@ -1,0 +1,398 @@
+// Element-wise and data-movement ops: Activation, the broadcasting binaries, Concat, Reshape/Flatten,
+// Transpose, Pad, Softmax.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "ops.h"
+
+namespace edgesep {
+
+namespace {
+
+constexpr size_t kMaxRank = 8;
+
+// Splits n elements into tasks of at least 16K elements (below that threads cost more than they give).
+void parallel_range(const RunCtx& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t chunk = std::max<int64_t>(16384, chunk_size(n, ctx.pool->size(), 16));
+  ctx.pool->run((int)((n + chunk - 1) / chunk), [&](int t, int) { fn(t * chunk, std::min(n, (t + 1) * chunk)); });
+}
+
+class ActivationOp : public Op {
+ public:
+  Activation act;
+  int64_t outer = 0, channels = 1, inner = 0;
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    ctx.pool->run((int)(outer * channels), [&](int t, int) {
+      std::memcpy(out + t * inner, in[0] + t * inner, sizeof(float) * inner);
+      act.apply(out + t * inner, inner, t % channels);
+    });
+  }
+};
+
+enum class BinKind { Add, Sub, Mul, Div, Max, Min };
+
+inline float binop(BinKind k, float a, float b) {
+  switch (k) {
+    case BinKind::Add: return a + b;
+    case BinKind::Sub: return a - b;
+    case BinKind::Mul: return a * b;
+    case BinKind::Div: return a / b;
+    case BinKind::Max: return std::max(a, b);
+    case BinKind::Min: return std::min(a, b);
+  }
+  return 0.f;
+}
+
+// out = act(a op b) with numpy broadcasting, dims merged where the stride pattern allows,
+// so the common cases (same shape, per-channel, scalar) run one long inner loop.
+class BinaryOp : public Op {
+ public:
+  BinKind kind = BinKind::Add;
+  const float* constant = nullptr;
+  int constant_index = -1;
+  std::vector<int64_t> dims, sa, sb;  // merged output dims and operand strides (0 = broadcast)
+  Activation act;  // any but prelu (which needs a channel)
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const float* A = constant_index == 0 ? constant : in[0];
+    const float* Bp = constant_index == 1 ? constant : in[constant_index == 0 ? 0 : 1];
+    const size_t r = dims.size();
+    const int64_t inner = dims[r - 1], rows = numel(out_shape) / inner, ia = sa[r - 1], ib = sb[r - 1];
+    // Tasks are (group of rows) or, when rows are few and long, (row, slice of the row).
+    const int64_t want = 4 * ctx.pool->size();
+    const int64_t per_task = rows >= want ? (rows + want - 1) / want : 1;
+    const int64_t slice = rows >= want ? inner : chunk_size(inner, (want + rows - 1) / rows, 16);
+    const int64_t slices = (inner + slice - 1) / slice;
+    const int64_t tasks = (rows + per_task - 1) / per_task * slices;
+    ctx.pool->run((int)tasks, [&](int t, int) {
+      const int64_t i0 = (t % slices) * slice, i1 = std::min(inner, i0 + slice);
+      const int64_t r0 = (t / slices) * per_task, r1 = std::min(rows, r0 + per_task);
+      for (int64_t row = r0; row < r1; ++row) {
+        int64_t oa = 0, ob = 0, rem = row;
+        for (size_t d = r - 1; d-- > 0;) {
+          const int64_t i = rem % dims[d];
+          rem /= dims[d];
+          oa += i * sa[d];
+          ob += i * sb[d];
+        }
+        const float* pa = A + oa + i0 * ia;
+        const float* pb = Bp + ob + i0 * ib;
+        float* po = out + row * inner + i0;
+        const int64_t n = i1 - i0;
+        if (ia == 1 && ib == 1)
+          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[i], pb[i]);
+        else if (ia == 1)
+          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[i], pb[0]);
+        else if (ib == 1)
+          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[0], pb[i]);
+        else
+          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[0], pb[0]);
+        act.apply(po, n, 0);
+      }
+    });
+  }
+};
+
+class ConcatOp : public Op {
+ public:
+  int64_t outer = 0;
+  std::vector<int64_t> inner;  // per input
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    int64_t total = 0;
+    for (int64_t n : inner) total += n;
+    ctx.pool->run((int)outer, [&](int o, int) {
+      float* dst = out + o * total;
+      for (size_t i = 0; i < in.size(); ++i) {
+        std::memcpy(dst, in[i] + o * inner[i], sizeof(float) * inner[i]);
+        dst += inner[i];
+      }
+    });
+  }
+};
+
+class CopyOp : public Op {
+ public:
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    parallel_range(ctx, numel(out_shape),
+                   [&](int64_t a, int64_t b) { std::memcpy(out + a, in[0] + a, sizeof(float) * (b - a)); });
+  }
+};
+
+class TransposeOp : public Op {
+ public:
+  std::vector<int64_t> in_strides;  // input stride of each output dim
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const size_t r = out_shape.size();
+    const int64_t inner = out_shape[r - 1], rows = numel(out_shape) / inner, s_last = in_strides[r - 1];
+    ctx.pool->run((int)rows, [&](int row, int) {
+      int64_t off = 0, rem = row;
+      for (size_t d = r - 1; d-- > 0;) {
+        off += (rem % out_shape[d]) * in_strides[d];
+        rem /= out_shape[d];
+      }
+      float* o = out + (int64_t)row * inner;
+      for (int64_t i = 0; i < inner; ++i) o[i] = in[0][off + i * s_last];
+    });
+  }
+};
+
+class PadOp : public Op {
+ public:
+  Shape in_shape;
+  std::vector<int64_t> begin;
+  int mode = 0;  // 0 constant, 1 reflect, 2 edge
+  float value = 0.f;
+
+  // Input coordinate for output coordinate o along dim d, or -1 for the constant.
+  int64_t source(size_t d, int64_t o) const {
+    const int64_t n = in_shape[d];
+    int64_t i = o - begin[d];
+    if (i >= 0 && i < n) return i;
+    if (mode == 0) return -1;
+    if (mode == 2) return i < 0 ? 0 : n - 1;
+    if (n == 1) return 0;
+    const int64_t period = 2 * (n - 1);
+    i = ((i % period) + period) % period;
+    return i < n ? i : period - i;
+  }
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const size_t r = out_shape.size();
+    const int64_t inner = out_shape[r - 1], rows = numel(out_shape) / inner;
+    std::vector<int64_t> stride(r, 1);
+    for (size_t d = r - 1; d-- > 0;) stride[d] = stride[d + 1] * in_shape[d + 1];
+    ctx.pool->run((int)rows, [&](int row, int) {
+      float* o = out + (int64_t)row * inner;
+      int64_t off = 0, rem = row;
+      bool blank = false;
+      for (size_t d = r - 1; d-- > 0;) {
+        const int64_t i = source(d, rem % out_shape[d]);
+        rem /= out_shape[d];
+        if (i < 0) blank = true;
+        off += i * stride[d];
+      }
+      for (int64_t x = 0; x < inner; ++x) {
+        const int64_t i = blank ? -1 : source(r - 1, x);
+        o[x] = i < 0 ? value : in[0][off + i];
+      }
+    });
+  }
+};
+
+class SoftmaxOp : public Op {
+ public:
+  int64_t outer = 0, len = 0, inner = 0;
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    ctx.pool->run((int)(outer * inner), [&](int t, int) {
+      const int64_t o = t / inner, i = t % inner;
+      const float* x = in[0] + o * len * inner + i;
+      float* y = out + o * len * inner + i;
+      float m = x[0];
+      for (int64_t j = 1; j < len; ++j) m = std::max(m, x[j * inner]);
+      double sum = 0;
+      for (int64_t j = 0; j < len; ++j) sum += (y[j * inner] = std::exp(x[j * inner] - m));
+      const float inv = (float)(1.0 / sum);
+      for (int64_t j = 0; j < len; ++j) y[j * inner] *= inv;
+    });
+  }
+};
+
+int64_t norm_axis(int64_t axis, size_t rank) {
+  if (axis < -(int64_t)rank || axis >= (int64_t)rank) throw PlanError("axis " + std::to_string(axis) + " out of range");
+  return axis < 0 ? axis + (int64_t)rank : axis;
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_activation(const std::vector<Shape>& in, const Attrs& a, const Weights& w) {
+  expect_inputs(in, 1, 1);
+  auto op = std::make_unique<ActivationOp>();
+  const Shape& s = in[0];
+  op->outer = s[0];
+  op->channels = s.size() > 1 ? s[1] : 1;
+  op->inner = numel(s) / (op->outer * op->channels);
+  op->act = parse_activation(a, w, op->channels);
+  op->out_shape = s;
+  op->macs = numel(s);
+  return op;
+}
+
+std::unique_ptr<Op> make_binary(const std::string& type, const std::vector<Shape>& in, const Attrs& a,
+                                const Weights& w) {
+  auto op = std::make_unique<BinaryOp>();
+  op->kind = type == "Add" ? BinKind::Add : type == "Sub" ? BinKind::Sub : type == "Mul" ? BinKind::Mul
+           : type == "Div" ? BinKind::Div : type == "Max" ? BinKind::Max : BinKind::Min;
+  std::vector<Shape> shapes = in;
+  auto it = w.find("constant");
+  if (it != w.end()) {
+    expect_inputs(in, 1, 1);
+    op->constant_index = (int)a.num("constant_index", 1);
+    if (op->constant_index != 0 && op->constant_index != 1) throw PlanError("constant_index must be 0 or 1");
+    if (it->second.layout != "plain" || it->second.count != numel(it->second.shape))
+      throw PlanError("weight 'constant' must be plain and match its shape");
+    op->constant = it->second.data;
+    shapes.insert(shapes.begin() + op->constant_index, it->second.shape);
+  } else {
+    expect_inputs(in, 2, 2);
+  }
+  const size_t r = std::max(shapes[0].size(), shapes[1].size());
+  if (r == 0 || r > kMaxRank) throw PlanError("operands must have rank 1.." + std::to_string(kMaxRank));
+  Shape sa(r, 1), sb(r, 1), so(r, 1);
+  std::copy(shapes[0].begin(), shapes[0].end(), sa.begin() + (r - shapes[0].size()));
+  std::copy(shapes[1].begin(), shapes[1].end(), sb.begin() + (r - shapes[1].size()));
+  for (size_t d = 0; d < r; ++d) {
+    if (sa[d] != sb[d] && sa[d] != 1 && sb[d] != 1)
+      throw PlanError("shapes " + shape_str(shapes[0]) + " and " + shape_str(shapes[1]) + " do not broadcast");
+    so[d] = std::max(sa[d], sb[d]);
+  }
+  op->out_shape = so;
+  // Strides over the output dims (0 where broadcast), then merge neighbours with compatible strides.
+  auto strides = [&](const Shape& s) {
+    std::vector<int64_t> st(r, 0);
+    int64_t acc = 1;
+    for (size_t d = r; d-- > 0;) {
+      st[d] = s[d] == 1 ? 0 : acc;
+      acc *= s[d];
+    }
+    return st;
+  };
+  const auto ta = strides(sa), tb = strides(sb);
+  for (size_t d = 0; d < r; ++d) {
+    if (so[d] == 1) continue;
+    if (!op->dims.empty()) {
+      const size_t l = op->dims.size() - 1;
+      const bool fa = op->sa[l] == ta[d] * so[d], fb = op->sb[l] == tb[d] * so[d];
+      if (fa && fb) {
+        op->dims[l] *= so[d];
+        op->sa[l] = ta[d];
+        op->sb[l] = tb[d];
+        continue;
+      }
+    }
+    op->dims.push_back(so[d]);
+    op->sa.push_back(ta[d]);
+    op->sb.push_back(tb[d]);
+  }
+  // The last dim's strides are 0 or 1 (every operand dim after it is 1), as run() expects.
+  if (op->dims.empty()) op->dims = {1}, op->sa = {0}, op->sb = {0};
+  op->act = parse_activation(a, w, 1);
+  if (op->act.kind == ActKind::PRelu) throw PlanError("prelu cannot be fused into " + type);
+  op->macs = numel(so);
+  return op;
+}
+
+std::unique_ptr<Op> make_concat(const std::vector<Shape>& in, const Attrs& a) {
+  if (in.empty()) throw PlanError("Concat needs inputs");
+  const size_t r = in[0].size();
+  const int64_t axis = norm_axis((int64_t)a.num("axis", 1), r);
+  auto op = std::make_unique<ConcatOp>();
+  Shape out = in[0];
+  out[axis] = 0;
+  for (const Shape& s : in) {
+    if (s.size() != r) throw PlanError("Concat inputs differ in rank");
+    for (size_t d = 0; d < r; ++d)
+      if ((int64_t)d != axis && s[d] != in[0][d])
+        throw PlanError("Concat inputs " + shape_str(in[0]) + " and " + shape_str(s) + " differ off the axis");
+    out[axis] += s[axis];
+    op->inner.push_back(numel(s) / std::max<int64_t>(1, numel(Shape(s.begin(), s.begin() + axis))));
+  }
+  op->outer = numel(Shape(in[0].begin(), in[0].begin() + axis));
+  op->out_shape = out;
+  return op;
+}
+
+std::unique_ptr<Op> make_reshape(const std::string& type, const std::vector<Shape>& in, const Attrs& a) {
+  expect_inputs(in, 1, 1);
+  auto op = std::make_unique<CopyOp>();
+  const Shape& s = in[0];
+  const int64_t n = numel(s);
+  if (type == "Flatten") {
+    const int64_t axis = a.num("axis", 1) == (double)s.size() ? (int64_t)s.size() : norm_axis((int64_t)a.num("axis", 1), s.size());
+    const int64_t lead = numel(Shape(s.begin(), s.begin() + axis));
+    op->out_shape = {lead, n / lead};
+    return op;
+  }
+  // ONNX Reshape: 0 copies the input dim, -1 (at most one) takes what remains.
+  Shape out = a.ints("shape", {});
+  if (out.empty()) throw PlanError("Reshape needs a 'shape'");
+  int64_t known = 1, infer = -1;
+  for (size_t d = 0; d < out.size(); ++d) {
+    if (out[d] == 0) {
+      if (d >= s.size()) throw PlanError("Reshape shape copies a dim the input does not have");
+      out[d] = s[d];
+    }
+    if (out[d] == -1) {
+      if (infer >= 0) throw PlanError("Reshape shape has more than one -1");
+      infer = (int64_t)d;
+    } else if (out[d] < 1) {
+      throw PlanError("Reshape shape has an invalid dim");
+    } else {
+      known *= out[d];
+    }
+  }
+  if (infer >= 0) out[infer] = known > 0 && n % known == 0 ? n / known : -1;
+  if (numel(out) != n || (infer >= 0 && out[infer] < 1))
+    throw PlanError("cannot reshape " + shape_str(s) + " to " + shape_str(a.ints("shape", {})));
+  op->out_shape = out;
+  return op;
+}
+
+std::unique_ptr<Op> make_transpose(const std::vector<Shape>& in, const Attrs& a) {
+  expect_inputs(in, 1, 1);
+  const Shape& s = in[0];
+  const size_t r = s.size();
+  std::vector<int64_t> perm = a.ints("perm", {});
+  if (perm.empty())
+    for (size_t d = 0; d < r; ++d) perm.push_back((int64_t)(r - 1 - d));
+  if (perm.size() != r) throw PlanError("perm length does not match the input rank");
+  std::vector<int64_t> st(r, 1);
+  for (size_t d = r - 1; d-- > 0;) st[d] = st[d + 1] * s[d + 1];
+  std::vector<bool> seen(r, false);
+  auto op = std::make_unique<TransposeOp>();
+  for (int64_t p : perm) {
+    if (p < 0 || p >= (int64_t)r || seen[p]) throw PlanError("perm is not a permutation");
+    seen[p] = true;
+    op->out_shape.push_back(s[p]);
+    op->in_strides.push_back(st[p]);
+  }
+  return op;
+}
+
+std::unique_ptr<Op> make_pad(const std::vector<Shape>& in, const Attrs& a) {
+  expect_inputs(in, 1, 1);
+  auto op = std::make_unique<PadOp>();
+  op->in_shape = in[0];
+  const size_t r = in[0].size();
+  const auto pads = a.ints("pads", {});
+  if (pads.size() != 2 * r) throw PlanError("pads needs 2 values per dim");
+  const std::string mode = a.str("mode", "constant");
+  op->mode = mode == "constant" ? 0 : mode == "reflect" ? 1 : mode == "edge" ? 2 : -1;
+  if (op->mode < 0) throw PlanError("unknown pad mode '" + mode + "'");
+  op->value = (float)a.num("value", 0.0);
+  for (size_t d = 0; d < r; ++d) {
+    if (pads[d] < 0 || pads[d + r] < 0) throw PlanError("negative pads are not supported");
+    if (op->mode == 1 && (pads[d] >= in[0][d] || pads[d + r] >= in[0][d]) && (pads[d] || pads[d + r]))
+      throw PlanError("reflect pads must be smaller than the dim");
+    op->begin.push_back(pads[d]);
+    op->out_shape.push_back(in[0][d] + pads[d] + pads[d + r]);
+  }
+  return op;
+}
+
+std::unique_ptr<Op> make_softmax(const std::vector<Shape>& in, const Attrs& a) {
+  expect_inputs(in, 1, 1);
+  const Shape& s = in[0];
+  const int64_t axis = norm_axis((int64_t)a.num("axis", -1), s.size());
+  auto op = std::make_unique<SoftmaxOp>();
+  op->outer = numel(Shape(s.begin(), s.begin() + axis));
+  // coerce_2d: the opset < 13 meaning, one softmax over all dims from `axis` on.
+  const bool coerce = a.num("coerce_2d", 0) != 0;
+  op->len = coerce ? numel(s) / op->outer : s[axis];
+  op->inner = numel(s) / (op->outer * op->len);
+  op->out_shape = s;
+  op->macs = numel(s);
+  return op;
+}
+
+}  // namespace edgesep

@@ -1,0 +1,178 @@
+#include "plan.h"
+
+#include <algorithm>
+#include <cstring>
+#include <sstream>
+
+namespace edgesep {
+
+int64_t numel(const Shape& s) {
+  int64_t n = 1;
+  for (int64_t d : s) n *= d;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::ostringstream o;
+  o << "[";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << "]";
+  return o.str();
+}
+
+double Attrs::num(const std::string& k, double dflt) const {
+  auto it = nums.find(k);
+  if (it == nums.end()) return dflt;
+  if (it->second.size() != 1) throw PlanError("attribute '" + k + "' must be a single number");
+  return it->second[0];
+}
+
+std::vector<int64_t> Attrs::ints(const std::string& k, std::vector<int64_t> dflt) const {
+  auto it = nums.find(k);
+  if (it == nums.end()) return dflt;
+  std::vector<int64_t> r;
+  for (double v : it->second) {
+    if (v != (double)(int64_t)v) throw PlanError("attribute '" + k + "' must hold integers");
+    r.push_back((int64_t)v);
+  }
+  return r;
+}
+
+std::string Attrs::str(const std::string& k, const std::string& dflt) const {
+  auto it = strs.find(k);
+  return it == strs.end() ? dflt : it->second;
+}
+
+static int choose_threads(int threads) {
+  if (threads < 0) throw PlanError("num_threads must be >= 1");
+  return threads == 0 ? 1 : threads;
+}
+
+static const KernelTable* choose_table(const std::string& isa) {
+  const KernelTable* t = find_kernel_table(isa.c_str());
+  if (!t) {
+    int n = 0;
+    const KernelTable* const* all = kernel_tables(&n);
+    std::string names;
+    for (int i = 0; i < n; ++i) names += std::string(i ? ", " : "") + all[i]->isa;
+    throw PlanError("kernel variant '" + isa + "' is not available on this CPU (available: " + names + ")");
+  }
+  return t;
+}
+
+Plan::Plan(int threads, const std::string& isa) : table_(choose_table(isa)), pool_(choose_threads(threads)) {}
+
+Plan::Buffer Plan::alloc(size_t floats) {
+  const size_t bytes = (std::max<size_t>(floats, 16) * sizeof(float) + 63) / 64 * 64;
+  float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+  if (!p) throw std::bad_alloc();
+  return Buffer(p);
+}
+
+int Plan::add_input(const Shape& shape) {
+  if (final_) throw PlanError("plan is final");
+  for (int64_t d : shape)
+    if (d <= 0) throw PlanError("input shape " + shape_str(shape) + " has a non-positive dimension");
+  Tensor t;
+  t.shape = shape;
+  t.input_index = (int)inputs_.size();
+  tensors_.push_back(t);
+  inputs_.push_back((int)tensors_.size() - 1);
+  return (int)tensors_.size() - 1;
+}
+
+int Plan::add_node(const std::string& name, const std::string& type, const std::vector<int>& inputs,
+                   const Attrs& attrs, const Weights& weights) {
+  if (final_) throw PlanError("plan is final");
+  std::vector<Shape> shapes;
+  for (int id : inputs) {
+    if (id < 0 || id >= (int)tensors_.size()) throw PlanError("node '" + name + "' reads an undefined tensor");
+    shapes.push_back(tensors_[id].shape);
+  }
+  std::unique_ptr<Op> op;
+  try {
+    op = make_op(type, shapes, attrs, weights, BuildCtx{table_, pool_.size()});
+  } catch (const PlanError& e) {
+    throw PlanError("node '" + name + "' (" + type + "): " + e.what());
+  }
+  for (int64_t d : op->out_shape)
+    if (d <= 0) throw PlanError("node '" + name + "' (" + type + ") would produce an empty tensor " + shape_str(op->out_shape));
+  const int step = (int)steps_.size();
+  for (int id : inputs) tensors_[id].last_use = step;
+  Tensor t;
+  t.shape = op->out_shape;
+  t.producer = step;
+  tensors_.push_back(t);
+  steps_.push_back(Step{name, type, std::move(op), inputs, (int)tensors_.size() - 1});
+  return (int)tensors_.size() - 1;
+}
+
+void Plan::add_output(int tensor) {
+  if (tensor < 0 || tensor >= (int)tensors_.size()) throw PlanError("output refers to an undefined tensor");
+  outputs_.push_back(tensor);
+}
+
+// Places every step output in one arena: largest first, each at the lowest 64-byte aligned offset
+// that does not overlap a tensor whose lifetime [producer, last use] intersects its own.
+void Plan::finalize() {
+  if (final_) return;
+  const int end = (int)steps_.size();
+  for (int id : outputs_) tensors_[id].last_use = end;
+  std::vector<int> order;
+  for (int i = 0; i < (int)tensors_.size(); ++i)
+    if (tensors_[i].producer >= 0) order.push_back(i);
+  auto floats = [&](int i) { return (size_t)(numel(tensors_[i].shape) + 15) / 16 * 16; };
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return floats(a) > floats(b); });
+  std::vector<int> placed;
+  arena_floats_ = 0;
+  for (int i : order) {
+    Tensor& t = tensors_[i];
+    const int first = t.producer, last = std::max(t.last_use, t.producer);
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (int j : placed) {
+      const Tensor& u = tensors_[j];
+      if (u.producer <= last && first <= std::max(u.last_use, u.producer)) busy.emplace_back(u.offset, u.offset + floats(j));
+    }
+    std::sort(busy.begin(), busy.end());
+    size_t off = 0;
+    for (auto& b : busy) {
+      if (off + floats(i) <= b.first) break;
+      off = std::max(off, b.second);
+    }
+    t.offset = off;
+    arena_floats_ = std::max(arena_floats_, off + floats(i));
+    placed.push_back(i);
+  }
+  arena_ = alloc(arena_floats_);
+  scratch_stride_ = 16;
+  for (auto& s : steps_) scratch_stride_ = std::max(scratch_stride_, (s.op->scratch_floats + 15) / 16 * 16);
+  scratch_ = alloc(scratch_stride_ * pool_.size());
+  final_ = true;
+}
+
+void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*>& outputs) {
+  if (!final_) throw PlanError("plan is not final");
+  if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
+    throw PlanError("wrong number of inputs or outputs");
+  auto ptr = [&](int id) -> const float* {
+    const Tensor& t = tensors_[id];
+    return t.producer < 0 ? inputs[t.input_index] : arena_.get() + t.offset;
+  };
+  const RunCtx ctx{table_, &pool_, scratch_.get(), scratch_stride_};
+  std::vector<const float*> in;
+  for (const Step& s : steps_) {
+    in.clear();
+    for (int id : s.inputs) in.push_back(ptr(id));
+    s.op->run(ctx, in, arena_.get() + tensors_[s.output].offset);
+  }
+  for (size_t i = 0; i < outputs_.size(); ++i)
+    std::memcpy(outputs[i], ptr(outputs_[i]), sizeof(float) * numel(tensors_[outputs_[i]].shape));
+}
+
+std::vector<Plan::StepInfo> Plan::steps() const {
+  std::vector<StepInfo> r;
+  for (const Step& s : steps_) r.push_back({s.name, s.type, s.inputs, s.output, s.op->macs, s.op->params});
+  return r;
+}
+
+}  // namespace edgesep

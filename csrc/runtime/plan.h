@@ -1,0 +1,129 @@
+// The executable plan: tensors with inferred shapes, steps (ops) in order, one arena for every
+// intermediate, a thread pool and the kernel table chosen for this CPU.
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../kernels/kernels.h"
+#include "thread_pool.h"
+
+namespace edgesep {
+
+using Shape = std::vector<int64_t>;
+
+// A plan-building error the caller can act on (bad attribute, shape mismatch, unknown op...).
+struct PlanError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+int64_t numel(const Shape& s);
+std::string shape_str(const Shape& s);
+
+// Node attributes as the bundle gives them: numbers (scalars are 1-element lists) and strings.
+struct Attrs {
+  std::map<std::string, std::vector<double>> nums;
+  std::map<std::string, std::string> strs;
+  bool has(const std::string& k) const { return nums.count(k) || strs.count(k); }
+  double num(const std::string& k, double dflt) const;
+  std::vector<int64_t> ints(const std::string& k, std::vector<int64_t> dflt) const;
+  std::string str(const std::string& k, const std::string& dflt) const;
+};
+
+// A read-only weight array (a view of the memory-mapped bundle, kept alive by the caller).
+struct Weight {
+  const float* data = nullptr;
+  int64_t count = 0;  // floats available at data (the packed size for packed layouts)
+  Shape shape;        // logical shape
+  std::string layout;
+};
+using Weights = std::map<std::string, Weight>;
+
+struct RunCtx {
+  const KernelTable* k;
+  ThreadPool* pool;
+  float* scratch;          // per-thread scratch, `scratch_stride` floats each
+  size_t scratch_stride;
+};
+
+struct BuildCtx {
+  const KernelTable* k;
+  int threads;
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  virtual void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const = 0;
+  Shape out_shape;
+  size_t scratch_floats = 0;  // per thread
+  int64_t macs = 0;
+  int64_t params = 0;
+};
+
+// Makes the op `type`; infers out_shape from the input shapes; throws PlanError on bad input.
+std::unique_ptr<Op> make_op(const std::string& type, const std::vector<Shape>& inputs, const Attrs& a,
+                            const Weights& w, const BuildCtx& ctx);
+
+class Plan {
+ public:
+  Plan(int threads, const std::string& isa);
+
+  int add_input(const Shape& shape);
+  int add_node(const std::string& name, const std::string& type, const std::vector<int>& inputs,
+               const Attrs& attrs, const Weights& weights);
+  void add_output(int tensor);
+  void finalize();
+
+  // inputs: one pointer per graph input (shapes as declared); outputs: one buffer per graph output.
+  void run(const std::vector<const float*>& inputs, const std::vector<float*>& outputs);
+
+  const Shape& shape(int tensor) const { return tensors_.at(tensor).shape; }
+  int num_threads() const { return pool_.size(); }
+  const char* isa() const { return table_->isa; }
+  size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
+
+  struct StepInfo {
+    std::string name, type;
+    std::vector<int> inputs;
+    int output;
+    int64_t macs, params;
+  };
+  std::vector<StepInfo> steps() const;
+  const std::vector<int>& input_ids() const { return inputs_; }
+  const std::vector<int>& output_ids() const { return outputs_; }
+
+ private:
+  struct Tensor {
+    Shape shape;
+    int producer = -1;  // step index; -1 for a graph input
+    int last_use = -1;
+    int input_index = -1;
+    size_t offset = 0;  // in the arena, in floats
+  };
+  struct Step {
+    std::string name, type;
+    std::unique_ptr<Op> op;
+    std::vector<int> inputs;
+    int output;
+  };
+  const KernelTable* table_;
+  ThreadPool pool_;
+  std::vector<Tensor> tensors_;
+  std::vector<Step> steps_;
+  std::vector<int> inputs_, outputs_;
+  struct FreeAligned {
+    void operator()(float* p) const { std::free(p); }
+  };
+  using Buffer = std::unique_ptr<float[], FreeAligned>;
+  static Buffer alloc(size_t floats);
+  Buffer arena_, scratch_;
+  size_t arena_floats_ = 0, scratch_stride_ = 0;
+  bool final_ = false;
+};
+
+}  // namespace edgesep

@@ -1,0 +1,70 @@
+#include "thread_pool.h"
+
+namespace edgesep {
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    generation_.fetch_add(1);
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::drain(int thread) {
+  for (int task = next_.fetch_add(1); task < job_size_; task = next_.fetch_add(1)) {
+    (*job_)(task, thread);
+  }
+}
+
+void ThreadPool::run(int n, const std::function<void(int, int)>& fn) {
+  if (n <= 0) return;
+  if (workers_.empty() || n == 1) {
+    for (int i = 0; i < n; ++i) fn(i, 0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = &fn;
+    job_size_ = n;
+    next_.store(0);
+    active_ = (int)workers_.size();
+    generation_.fetch_add(1);
+  }
+  wake_.notify_all();
+  drain(0);
+  // Wait for the workers to leave the job, so that fn (a reference) outlives every use of it.
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [&] { return active_ == 0; });
+  job_ = nullptr;
+}
+
+void ThreadPool::worker(int index) {
+  unsigned seen = 0;
+  for (;;) {
+    // Spin briefly before sleeping: consecutive layers follow each other within microseconds.
+    for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
+      seen = generation_.load();
+      if (stop_) return;
+    }
+    drain(index);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--active_ == 0) done_.notify_one();
+    }
+  }
+}
+
+}  // namespace edgesep

@@ -1,0 +1,42 @@
+// A fixed pool of worker threads that runs one data-parallel job at a time.
+#pragma once
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace edgesep {
+
+class ThreadPool {
+ public:
+  // `threads` counts the calling thread: a pool of 1 runs everything inline.
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return (int)workers_.size() + 1; }
+
+  // Calls fn(task, thread) for every task in [0, n), thread in [0, size()); returns when all are done.
+  // Tasks are handed out dynamically, so uneven tasks balance. Not reentrant.
+  void run(int n, const std::function<void(int, int)>& fn);
+
+ private:
+  void worker(int index);
+  void drain(int thread);
+
+  std::vector<std::thread> workers_;
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable done_;
+  const std::function<void(int, int)>* job_ = nullptr;
+  int job_size_ = 0;
+  std::atomic<int> next_{0};
+  std::atomic<unsigned> generation_{0};
+  int active_ = 0;  // workers still inside the current job
+  bool stop_ = false;
+};
+
+}  // namespace edgesep

@@ -1,0 +1,298 @@
+"""The edgesep bundle (.esb): writer and validating reader. The format is specified in
+docs/bundle-format.md; this module is its one implementation.
+
+Layout of a file (little-endian)::
+
+    0   8 bytes  magic b"EDGESEP\\0"
+    8   u32      format version (FORMAT_VERSION)
+    12  u32      reserved, 0
+    16  u64      header length in bytes
+    24  u64      data offset (a multiple of 64, after the header)
+    32  ...      header: UTF-8 JSON (graph, tensor table, metadata, report)
+    data offset  tensor data; each tensor at data offset + its offset (a multiple of 64)
+"""
+from __future__ import annotations
+
+import json
+import math
+import mmap
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .ops import ACTIVATIONS, OPS, is_depthwise
+
+MAGIC = b"EDGESEP\0"
+FORMAT_VERSION = 1
+ALIGN = 64
+_PREAMBLE = struct.Struct("<8sIIQQ")
+GEMM_MR = 6  # rows per weight panel of layout conv_mr6; equals kGemmMR in csrc/kernels/kernels.h
+LAYOUTS = ("plain", "conv_mr6")
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be loaded: the message names what is wrong and where."""
+
+
+def conv_mr6_count(shape: list[int], groups: int) -> int:
+    """Floats in a conv weight of logical shape [N, C/groups, kh, kw] packed as conv_mr6."""
+    n, cg, kh, kw = shape
+    ng = n // groups
+    return groups * math.ceil(ng / GEMM_MR) * GEMM_MR * cg * kh * kw
+
+
+def pack_conv_mr6(w: np.ndarray, groups: int) -> np.ndarray:
+    """Packs conv weights [N, C/groups, kh, kw] for the GEMM kernels: per group, panels of GEMM_MR
+    output channels (zero-padded), each panel stored depth-major: panel[k][r] = W[p*MR + r, k]."""
+    n, cg, kh, kw = w.shape
+    ng, k = n // groups, cg * kh * kw
+    panels = math.ceil(ng / GEMM_MR)
+    out = np.zeros((groups, panels * GEMM_MR, k), np.float32)
+    out[:, :ng] = w.reshape(groups, ng, k)
+    return np.ascontiguousarray(out.reshape(groups, panels, GEMM_MR, k).transpose(0, 1, 3, 2)).reshape(-1)
+
+
+def unpack_conv_mr6(packed: np.ndarray, shape: list[int], groups: int) -> np.ndarray:
+    """Inverse of pack_conv_mr6."""
+    n, cg, kh, kw = shape
+    ng, k = n // groups, cg * kh * kw
+    panels = math.ceil(ng / GEMM_MR)
+    w = np.asarray(packed).reshape(groups, panels, k, GEMM_MR).transpose(0, 1, 3, 2).reshape(groups, panels * GEMM_MR, k)
+    return np.ascontiguousarray(w[:, :ng]).reshape(shape)
+
+
+def _layout_count(entry: dict) -> int:
+    shape = entry["shape"]
+    if entry["layout"] == "conv_mr6":
+        groups = entry.get("groups")
+        if not isinstance(groups, int) or groups < 1 or len(shape) != 4 or shape[0] % groups:
+            raise ValueError("conv_mr6 needs a 4-D shape and a 'groups' that divides its first dim")
+        return conv_mr6_count(shape, groups)
+    return math.prod(shape)
+
+
+class BundleWriter:
+    """Collects tensors and writes one bundle file."""
+
+    def __init__(self) -> None:
+        self._entries: list[dict] = []
+        self._blobs: list[bytes] = []
+        self._size = 0
+
+    def add(self, name: str, data: np.ndarray, shape: list[int] | None = None, layout: str = "plain",
+            **layout_params: Any) -> int:
+        """Adds a float32 tensor; `data` is stored as given (already packed for `layout`), `shape` is the
+        logical shape (default: data's). Returns the tensor's index for node weight references."""
+        blob = np.ascontiguousarray(data, dtype=np.float32).tobytes()
+        entry = {"name": name, "dtype": "float32", "shape": [int(d) for d in (data.shape if shape is None else shape)],
+                 "layout": layout, **layout_params, "offset": self._size, "nbytes": len(blob),
+                 "crc32": zlib.crc32(blob)}
+        if _layout_count(entry) * 4 != len(blob):
+            raise ValueError(f"tensor {name}: {len(blob)} bytes do not match layout {layout} of shape {entry['shape']}")
+        self._entries.append(entry)
+        self._blobs.append(blob)
+        self._size += (len(blob) + ALIGN - 1) // ALIGN * ALIGN
+        return len(self._entries) - 1
+
+    def write(self, path: str | Path, graph: dict, **meta: Any) -> None:
+        """Writes the bundle: `graph` holds inputs, outputs and nodes; `meta` (producer, source, report...)
+        is stored beside it in the header."""
+        header = json.dumps({"graph": graph, "tensors": self._entries, **meta}, separators=(",", ":")).encode()
+        data_offset = (_PREAMBLE.size + len(header) + ALIGN - 1) // ALIGN * ALIGN
+        with open(path, "wb") as f:
+            f.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), data_offset))
+            f.write(header)
+            f.write(b"\0" * (data_offset - _PREAMBLE.size - len(header)))
+            for blob in self._blobs:
+                f.write(blob)
+                f.write(b"\0" * (-len(blob) % ALIGN))
+
+
+@dataclass
+class Bundle:
+    """A validated bundle, memory-mapped: tensors are zero-copy float32 views of the file."""
+
+    path: Path
+    header: dict
+    _map: mmap.mmap
+    _data_offset: int
+
+    @property
+    def graph(self) -> dict:
+        return self.header["graph"]
+
+    @property
+    def tensors(self) -> list[dict]:
+        return self.header["tensors"]
+
+    def tensor(self, index: int) -> np.ndarray:
+        """The stored data of tensor `index` (packed layouts are 1-D, plain ones have their shape)."""
+        e = self.tensors[index]
+        a = np.frombuffer(self._map, np.float32, e["nbytes"] // 4, self._data_offset + e["offset"])
+        return a.reshape(e["shape"]) if e["layout"] == "plain" else a
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        except BufferError:
+            pass  # arrays still view the map; it closes when the last of them goes
+
+
+def _fail(where: str, what: str) -> None:
+    raise BundleError(f"{where}: {what}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_tensors(tensors: Any, data_size: int) -> None:
+    if not isinstance(tensors, list):
+        _fail("header", "'tensors' must be a list")
+    for i, e in enumerate(tensors):
+        where = f"tensor {i}"
+        if not isinstance(e, dict):
+            _fail(where, "must be an object")
+        where = f"tensor {i} ({e.get('name', '?')})"
+        if e.get("dtype") != "float32":
+            _fail(where, f"dtype {e.get('dtype')!r} is not supported (format v1 stores float32)")
+        shape = e.get("shape")
+        if not isinstance(shape, list) or not all(_is_int(d) and d > 0 for d in shape):
+            _fail(where, f"invalid shape {shape!r}")
+        if e.get("layout") not in LAYOUTS:
+            _fail(where, f"unknown layout {e.get('layout')!r} (known: {', '.join(LAYOUTS)})")
+        off, nbytes = e.get("offset"), e.get("nbytes")
+        if not (_is_int(off) and _is_int(nbytes) and off >= 0 and nbytes >= 0 and off % ALIGN == 0):
+            _fail(where, "offset and nbytes must be non-negative integers, offset 64-byte aligned")
+        try:
+            count = _layout_count(e)
+        except ValueError as err:
+            _fail(where, str(err))
+        if nbytes != 4 * count:
+            _fail(where, f"holds {nbytes} bytes, its layout and shape need {4 * count}")
+        if off + nbytes > data_size:
+            _fail(where, f"data [{off}, {off + nbytes}) runs past the end of the file's data section ({data_size} bytes)")
+        if not _is_int(e.get("crc32")):
+            _fail(where, "missing crc32")
+
+
+def _check_attrs(where: str, op: str, attrs: Any) -> None:
+    spec = OPS[op].attrs
+    if not isinstance(attrs, dict):
+        _fail(where, "attrs must be an object")
+    for k, v in attrs.items():
+        if k not in spec:
+            _fail(where, f"unknown attribute {k!r} for {op}")
+        want = spec[k]
+        ok = (isinstance(v, str) if want is str else
+              isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+              if want is list else isinstance(v, (int, float)) and not isinstance(v, bool))
+        if not ok:
+            _fail(where, f"attribute {k!r} must be {want.__name__}, got {v!r}")
+    if attrs.get("activation", "none") not in ACTIVATIONS:
+        _fail(where, f"unknown activation {attrs['activation']!r}")
+
+
+def _check_graph(graph: Any, tensors: list[dict]) -> None:
+    if not isinstance(graph, dict):
+        _fail("header", "'graph' must be an object")
+    inputs, outputs, nodes = graph.get("inputs"), graph.get("outputs"), graph.get("nodes")
+    if not isinstance(inputs, list) or not inputs or not isinstance(outputs, list) or not outputs:
+        _fail("graph", "needs non-empty 'inputs' and 'outputs' lists")
+    if not isinstance(nodes, list):
+        _fail("graph", "'nodes' must be a list")
+    defined: set[str] = set()
+    for i, v in enumerate(inputs):
+        shape = v.get("shape") if isinstance(v, dict) else None
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str) or v.get("dtype") != "float32":
+            _fail(f"graph input {i}", "needs a name and dtype float32")
+        if not isinstance(shape, list) or not shape or not all(d is None or (_is_int(d) and d > 0) for d in shape):
+            _fail(f"graph input {v['name']}", f"invalid shape {shape!r} (positive ints, null for a dynamic dim)")
+        if v["name"] in defined:
+            _fail(f"graph input {v['name']}", "defined twice")
+        defined.add(v["name"])
+    for i, n in enumerate(nodes):
+        if not isinstance(n, dict):
+            _fail(f"node {i}", "must be an object")
+        where = f"node {i} ({n.get('name', '?')})"
+        op = n.get("op")
+        if op not in OPS:
+            _fail(where, f"unknown op {op!r}")
+        spec = OPS[op]
+        ins = n.get("inputs")
+        if not isinstance(ins, list) or not all(isinstance(x, str) for x in ins):
+            _fail(where, "'inputs' must be a list of value names")
+        if not spec.min_inputs <= len(ins) <= spec.max_inputs:
+            _fail(where, f"{op} takes {spec.min_inputs}..{spec.max_inputs} inputs, has {len(ins)}")
+        for x in ins:
+            if x not in defined:
+                _fail(where, f"reads {x!r} before it is defined (undefined value or a cycle)")
+        out = n.get("output")
+        if not isinstance(out, str) or out in defined:
+            _fail(where, f"output {out!r} is missing or defined twice")
+        weights = n.get("weights", {})
+        if not isinstance(weights, dict):
+            _fail(where, "'weights' must be an object")
+        for wname, ti in weights.items():
+            if wname not in spec.weights:
+                _fail(where, f"{op} takes no weight {wname!r}")
+            if not _is_int(ti) or not 0 <= ti < len(tensors):
+                _fail(where, f"weight {wname!r} refers to tensor {ti!r}, which does not exist")
+            if tensors[ti]["layout"] not in spec.weights[wname].split("|"):
+                _fail(where, f"weight {wname!r} has layout {tensors[ti]['layout']!r}")
+        _check_attrs(where, op, n.get("attrs", {}))
+        if op == "Conv" and "weight" in weights:
+            t = tensors[weights["weight"]]
+            groups = n.get("attrs", {}).get("group", 1)
+            want = "plain" if is_depthwise(t["shape"][1] * groups, t["shape"][0], groups) else "conv_mr6"
+            if t["layout"] != want or (want == "conv_mr6" and t.get("groups") != groups):
+                _fail(where, f"conv weight must be stored as {want} with this node's group")
+        defined.add(out)
+    for v in outputs:
+        if not isinstance(v, dict) or v.get("name") not in defined:
+            _fail("graph outputs", f"{v!r} is not a defined value")
+
+
+def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Opens and validates a bundle. `verify` also checks every tensor's CRC-32 (one pass over the
+    weights). Raises BundleError naming the problem for any malformed, truncated or corrupt file."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if size < _PREAMBLE.size:
+                _fail(str(path), f"{size} bytes is too short to be a bundle")
+            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as e:
+        raise BundleError(f"{path}: cannot open: {e}") from e
+    try:
+        magic, version, _, header_len, data_offset = _PREAMBLE.unpack_from(m, 0)
+        if magic != MAGIC:
+            _fail(str(path), "not an edgesep bundle (bad magic)")
+        if version != FORMAT_VERSION:
+            _fail(str(path), f"bundle format version {version}; this edgesep reads version {FORMAT_VERSION} "
+                             f"(recompile the model with this edgesep, or install the edgesep that wrote it)")
+        if _PREAMBLE.size + header_len > size or data_offset % ALIGN or not _PREAMBLE.size + header_len <= data_offset <= size:
+            _fail(str(path), "header length or data offset out of range (truncated or corrupt file)")
+        try:
+            header = json.loads(m[_PREAMBLE.size:_PREAMBLE.size + header_len].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            _fail(str(path), f"header is not valid JSON: {e}")
+        if not isinstance(header, dict):
+            _fail(str(path), "header must be a JSON object")
+        _check_tensors(header.get("tensors"), size - data_offset)
+        _check_graph(header.get("graph"), header["tensors"])
+        bundle = Bundle(path, header, m, data_offset)
+        if verify:
+            for i, e in enumerate(header["tensors"]):
+                start = data_offset + e["offset"]
+                if zlib.crc32(memoryview(m)[start:start + e["nbytes"]]) != e["crc32"]:
+                    _fail(f"tensor {i} ({e['name']})", "checksum mismatch: the file is corrupt")
+        return bundle
+    except BundleError:
+        m.close()
+        raise

@@ -1,0 +1,66 @@
+"""The compiler's graph IR: nodes in the runtime's op vocabulary (edgesep.ops), plus "BatchNorm",
+which the clean-up passes fold away or lower. Weights are numpy arrays in their logical layout;
+packing happens only when the bundle is written."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class CompileError(ValueError):
+    """The model cannot be compiled; the message names the op, node and reason."""
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list[str]
+    output: str
+    attrs: dict = field(default_factory=dict)
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def activation(self) -> str:
+        return self.attrs.get("activation", "none")
+
+
+@dataclass
+class Graph:
+    inputs: list[tuple[str, list]]  # name, shape (None for the dynamic batch dim)
+    outputs: list[str]
+    nodes: list[Node]
+    shapes: dict[str, list] = field(default_factory=dict)  # value -> shape where known (batch None)
+
+    def producer(self, value: str) -> Node | None:
+        return next((n for n in self.nodes if n.output == value), None)
+
+    def consumers(self, value: str) -> list[Node]:
+        return [n for n in self.nodes if value in n.inputs]
+
+    def only_feeds(self, node: Node, consumer: Node) -> bool:
+        """True if `node`'s output goes to `consumer` alone and is not a graph output."""
+        return node.output not in self.outputs and self.consumers(node.output) == [consumer]
+
+    def absorb(self, kept: Node, removed: Node) -> None:
+        """Drops `removed` (which reads kept's output) and gives its output name to `kept`."""
+        self.nodes.remove(removed)
+        kept.output = removed.output
+
+    def rank(self, value: str) -> int | None:
+        s = self.shapes.get(value)
+        return None if s is None else len(s)
+
+
+def channel_vector(c: np.ndarray, channels: int, rank: int | None) -> np.ndarray | None:
+    """c as a length-`channels` float32 vector if it broadcasts along axis 1 only of a tensor of `rank`
+    (a single value counts), else None."""
+    if c.size == 1:
+        return np.full(channels, float(c.reshape(-1)[0]), np.float32)
+    if rank is None or rank < 2 or c.ndim > rank:
+        return None
+    shape = (1,) * (rank - c.ndim) + c.shape
+    if shape[1] != channels or any(d != 1 for i, d in enumerate(shape) if i != 1):
+        return None
+    return c.reshape(-1).astype(np.float32)

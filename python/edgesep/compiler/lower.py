@@ -1,0 +1,46 @@
+"""IR -> bundle: each node's weights stored in the layout its kernel reads (packed here, once), attributes
+as plain JSON numbers and strings."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import BundleWriter, pack_conv_mr6
+from ..ops import OPS, is_depthwise
+from .ir import CompileError, Graph, Node
+
+
+def _json(v):
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_json(x) for x in v]
+    if isinstance(v, (np.integer, bool)):
+        return int(v)
+    if isinstance(v, np.floating):
+        return float(v)
+    return v
+
+
+def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
+    name = f"{n.name}.{key}"
+    arr = np.ascontiguousarray(arr, np.float32)
+    if n.op == "Conv" and key == "weight":
+        groups = n.attrs.get("group", 1)
+        if not is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
+            return w.add(name, pack_conv_mr6(arr, groups), shape=list(arr.shape), layout="conv_mr6", groups=groups)
+    return w.add(name, arr)
+
+
+def write_bundle(g: Graph, path: str | Path, **meta) -> None:
+    """Writes graph `g` (after the passes) as a bundle; `meta` goes into the header."""
+    w = BundleWriter()
+    nodes = []
+    for n in g.nodes:
+        if n.op not in OPS:
+            raise CompileError(f"node {n.name!r}: op {n.op} has no runtime form (a pass should have lowered it)")
+        weights = {k: _add_weight(w, n, k, a) for k, a in n.weights.items()}
+        nodes.append({"name": n.name, "op": n.op, "inputs": n.inputs, "output": n.output,
+                      "attrs": {k: _json(v) for k, v in n.attrs.items()}, "weights": weights})
+    graph = {"inputs": [{"name": name, "shape": _json(shape), "dtype": "float32"} for name, shape in g.inputs],
+             "outputs": [{"name": o, "dtype": "float32"} for o in g.outputs], "nodes": nodes}
+    w.write(path, graph, **meta)

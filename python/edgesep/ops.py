@@ -1,0 +1,49 @@
+"""The runtime's op vocabulary: one entry per op a bundle may hold (the single source of truth that
+the bundle reader validates against and the compiler emits).
+
+Each op lists how many activation inputs it takes, which named weights it may carry and with which
+layout, and the attributes it understands. The C++ runtime (csrc/runtime/ops*.cpp) implements exactly
+these and re-checks every value it uses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Activations that Conv, Fc, Activation and the binary ops can apply to their output.
+ACTIVATIONS = ("none", "relu", "clip", "leaky_relu", "prelu", "sigmoid", "hard_sigmoid", "hard_swish", "tanh")
+_ACT_ATTRS = {"activation": str, "clip_min": float, "clip_max": float, "alpha": float, "beta": float}
+_WINDOW = {"kernel_shape": list, "strides": list, "dilations": list, "pads": list}
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    min_inputs: int
+    max_inputs: int
+    weights: dict[str, str] = field(default_factory=dict)  # weight name -> layout
+    attrs: dict[str, type] = field(default_factory=dict)  # attribute name -> int, float, str or list
+
+
+_BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATTRS})
+
+OPS: dict[str, OpSpec] = {
+    "Conv": OpSpec(1, 1, {"weight": "conv_mr6|plain", "bias": "plain", "slope": "plain"},
+                   {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS}),
+    "Fc": OpSpec(1, 1, {"weight": "plain", "bias": "plain", "slope": "plain"}, {"out_features": int, **_ACT_ATTRS}),
+    "MaxPool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int}),
+    "AveragePool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int, "count_include_pad": int}),
+    "GlobalAveragePool": OpSpec(1, 1),
+    "GlobalMaxPool": OpSpec(1, 1),
+    "Activation": OpSpec(1, 1, {"slope": "plain"}, dict(_ACT_ATTRS)),
+    "Add": _BINARY, "Sub": _BINARY, "Mul": _BINARY, "Div": _BINARY, "Max": _BINARY, "Min": _BINARY,
+    "Concat": OpSpec(1, 1 << 16, {}, {"axis": int}),
+    "Reshape": OpSpec(1, 1, {}, {"shape": list}),
+    "Flatten": OpSpec(1, 1, {}, {"axis": int}),
+    "Transpose": OpSpec(1, 1, {}, {"perm": list}),
+    "Pad": OpSpec(1, 1, {}, {"pads": list, "mode": str, "value": float}),
+    "Softmax": OpSpec(1, 1, {}, {"axis": int, "coerce_2d": int}),
+}
+
+
+def is_depthwise(in_channels: int, out_channels: int, group: int) -> bool:
+    """A conv whose every channel is its own group: run by the depthwise kernel, weights stored plain."""
+    return group == in_channels == out_channels
