@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "../runtime/cpu.h"
@@ -68,7 +69,27 @@ class PyPlan {
     return plan_.add_node(name, type, inputs, to_attrs(attrs), w);
   }
 
-  py::list run(const py::list& inputs) {
+  py::list run(const py::list& inputs) { return run_impl(inputs, nullptr); }
+
+  // Runs `reps` times; returns each step's median wall time in seconds.
+  std::vector<double> profile(const py::list& inputs, int reps) {
+    std::vector<std::vector<double>> all;
+    for (int r = 0; r < std::max(1, reps); ++r) {
+      std::vector<double> t;
+      run_impl(inputs, &t);
+      all.push_back(t);
+    }
+    std::vector<double> med;
+    for (size_t i = 0; i < all[0].size(); ++i) {
+      std::vector<double> v;
+      for (auto& t : all) v.push_back(t[i]);
+      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+      med.push_back(v[v.size() / 2]);
+    }
+    return med;
+  }
+
+  py::list run_impl(const py::list& inputs, std::vector<double>* times) {
     const auto& ids = plan_.input_ids();
     if (inputs.size() != ids.size())
       throw PlanError("expected " + std::to_string(ids.size()) + " inputs, got " + std::to_string(inputs.size()));
@@ -91,7 +112,7 @@ class PyPlan {
     {
       py::gil_scoped_release release;
       std::lock_guard<std::mutex> lock(mu_);  // one arena per plan: concurrent runs take turns
-      plan_.run(in, out);
+      plan_.run(in, out, times);
     }
     return result;
   }
@@ -139,6 +160,7 @@ PYBIND11_MODULE(_core, m) {
       .def("finalize", [](PyPlan& p) { p.plan_.finalize(); })
       .def("shape", [](const PyPlan& p, int id) { return p.plan_.shape(id); })
       .def("run", &PyPlan::run)
+      .def("profile", &PyPlan::profile, py::arg("inputs"), py::arg("reps") = 10)
       .def("steps", &PyPlan::steps)
       .def_property_readonly("num_threads", [](const PyPlan& p) { return p.plan_.num_threads(); })
       .def_property_readonly("isa", [](const PyPlan& p) { return std::string(p.plan_.isa()); })

@@ -30,7 +30,7 @@ class ConvOp : public Op {
         ctx.k->dwconv(s, x + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, lo, hi,
                       ctx.scratch + thread * ctx.scratch_stride);
         if (act.needs_pass()) act.apply(o, P, c);
-      });
+      }, parallel());
       return;
     }
     ctx.pool->run((int)(B * G * nchunks), [&](int t, int thread) {
@@ -41,7 +41,7 @@ class ConvOp : public Op {
                        hi, ctx.scratch + thread * ctx.scratch_stride);
       if (act.needs_pass())
         for (int m = 0; m < s.N; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
-    });
+    }, parallel());
   }
 };
 
@@ -60,7 +60,7 @@ class FcOp : public Op {
       ctx.k->fc((int)K, in[0] + b * K, w, bias, y, n0, n1, act.lo(), act.hi());
       if (act.needs_pass())
         for (int n = n0; n < n1; ++n) act.apply(y + n, 1, n);
-    });
+    }, parallel());
   }
 };
 

@@ -1,6 +1,7 @@
 // MaxPool, AveragePool (count_include_pad either way, ceil_mode), GlobalAveragePool, GlobalMaxPool.
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "ops.h"
 
@@ -14,37 +15,49 @@ class PoolOp : public Op {
   int64_t planes = 0, H = 0, W = 0, OH = 0, OW = 0;
   int64_t KH = 1, KW = 1, SH = 1, SW = 1, DH = 1, DW = 1, PT = 0, PL = 0, PB = 0, PR = 0;
 
+  // First tap index t >= 0 with 0 <= origin + t*step, and one past the last with origin + t*step < size.
+  static void taps(int64_t origin, int64_t step, int64_t count, int64_t size, int64_t& t0, int64_t& t1) {
+    t0 = origin >= 0 ? 0 : (-origin + step - 1) / step;
+    t1 = origin >= size ? 0 : std::min(count, (size - origin + step - 1) / step);
+    if (t1 < t0) t1 = t0;
+  }
+
+  // Per output row: reduce the window's input rows into one row (a contiguous, vectorisable loop),
+  // then reduce each output's few taps along that row.
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     ctx.pool->run((int)planes, [&](int t, int) {
       const float* x = in[0] + t * H * W;
       float* o = out + t * OH * OW;
-      for (int64_t oy = 0; oy < OH; ++oy)
-        for (int64_t ox = 0; ox < OW; ++ox) {
-          const int64_t y0 = oy * SH - PT, x0 = ox * SW - PL;
-          if (is_max) {
-            float m = -std::numeric_limits<float>::infinity();
-            for (int64_t ky = 0; ky < KH; ++ky) {
-              const int64_t iy = y0 + ky * DH;
-              if (iy < 0 || iy >= H) continue;
-              for (int64_t kx = 0; kx < KW; ++kx) {
-                const int64_t ix = x0 + kx * DW;
-                if (ix >= 0 && ix < W) m = std::max(m, x[iy * W + ix]);
-              }
-            }
-            o[oy * OW + ox] = m;
-          } else {
-            // The window clipped to the padded extent (count_include_pad) or to the input.
-            const int64_t ye = std::min(y0 + KH, H + PB), xe = std::min(x0 + KW, W + PR);
-            const int64_t ys = std::max<int64_t>(y0, 0), xs = std::max<int64_t>(x0, 0);
-            const int64_t yv = std::min(ye, H), xv = std::min(xe, W);
-            double sum = 0;
-            for (int64_t iy = ys; iy < yv; ++iy)
-              for (int64_t ix = xs; ix < xv; ++ix) sum += x[iy * W + ix];
-            const int64_t n = include_pad ? (ye - y0) * (xe - x0) : (yv - ys) * (xv - xs);
-            o[oy * OW + ox] = n > 0 ? (float)(sum / n) : 0.f;
-          }
+      std::vector<float> acc(W);
+      const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+      for (int64_t oy = 0; oy < OH; ++oy) {
+        const int64_t y0 = oy * SH - PT;
+        int64_t ky0, ky1;
+        taps(y0, DH, KH, H, ky0, ky1);
+        std::fill(acc.begin(), acc.end(), init);
+        for (int64_t ky = ky0; ky < ky1; ++ky) {
+          const float* row = x + (y0 + ky * DH) * W;
+          if (is_max)
+            for (int64_t i = 0; i < W; ++i) acc[i] = acc[i] < row[i] ? row[i] : acc[i];
+          else
+            for (int64_t i = 0; i < W; ++i) acc[i] += row[i];
         }
-    });
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t x0 = ox * SW - PL;
+          int64_t kx0, kx1;
+          taps(x0, DW, KW, W, kx0, kx1);
+          float r = init;
+          for (int64_t kx = kx0; kx < kx1; ++kx) r = is_max ? std::max(r, acc[x0 + kx * DW]) : r + acc[x0 + kx];
+          if (!is_max) {
+            // count_include_pad counts the window clipped to the padded extent, as PyTorch does.
+            const int64_t n = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0)
+                                          : (ky1 - ky0) * (kx1 - kx0);
+            r = n > 0 ? r / (float)n : 0.f;
+          }
+          o[oy * OW + ox] = r;
+        }
+      }
+    }, parallel());
   }
 };
 
@@ -67,7 +80,7 @@ class GlobalPoolOp : public Op {
           out[p] = (float)(s / size);
         }
       }
-    });
+    }, parallel());
   }
 };
 

@@ -26,22 +26,35 @@ class ActivationOp : public Op {
     ctx.pool->run((int)(outer * channels), [&](int t, int) {
       std::memcpy(out + t * inner, in[0] + t * inner, sizeof(float) * inner);
       act.apply(out + t * inner, inner, t % channels);
-    });
+    }, parallel());
   }
 };
 
 enum class BinKind { Add, Sub, Mul, Div, Max, Min };
 
-inline float binop(BinKind k, float a, float b) {
+// One row of a op b, with unit (1) or broadcast (0) operand strides; the op is a template
+// parameter so each loop vectorises.
+template <class F>
+void binary_row(F f, const float* a, int64_t ia, const float* b, int64_t ib, float* o, int64_t n) {
+  if (ia == 1 && ib == 1)
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+  else if (ia == 1)
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], *b);
+  else if (ib == 1)
+    for (int64_t i = 0; i < n; ++i) o[i] = f(*a, b[i]);
+  else
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[0], b[0]);
+}
+
+void binary(BinKind k, const float* a, int64_t ia, const float* b, int64_t ib, float* o, int64_t n) {
   switch (k) {
-    case BinKind::Add: return a + b;
-    case BinKind::Sub: return a - b;
-    case BinKind::Mul: return a * b;
-    case BinKind::Div: return a / b;
-    case BinKind::Max: return std::max(a, b);
-    case BinKind::Min: return std::min(a, b);
+    case BinKind::Add: return binary_row([](float x, float y) { return x + y; }, a, ia, b, ib, o, n);
+    case BinKind::Sub: return binary_row([](float x, float y) { return x - y; }, a, ia, b, ib, o, n);
+    case BinKind::Mul: return binary_row([](float x, float y) { return x * y; }, a, ia, b, ib, o, n);
+    case BinKind::Div: return binary_row([](float x, float y) { return x / y; }, a, ia, b, ib, o, n);
+    case BinKind::Max: return binary_row([](float x, float y) { return x > y ? x : y; }, a, ia, b, ib, o, n);
+    case BinKind::Min: return binary_row([](float x, float y) { return x < y ? x : y; }, a, ia, b, ib, o, n);
   }
-  return 0.f;
 }
 
 // out = act(a op b) with numpy broadcasting, dims merged where the stride pattern allows,
@@ -80,17 +93,10 @@ class BinaryOp : public Op {
         const float* pb = Bp + ob + i0 * ib;
         float* po = out + row * inner + i0;
         const int64_t n = i1 - i0;
-        if (ia == 1 && ib == 1)
-          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[i], pb[i]);
-        else if (ia == 1)
-          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[i], pb[0]);
-        else if (ib == 1)
-          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[0], pb[i]);
-        else
-          for (int64_t i = 0; i < n; ++i) po[i] = binop(kind, pa[0], pb[0]);
+        binary(kind, pa, ia, pb, ib, po, n);
         act.apply(po, n, 0);
       }
-    });
+    }, parallel());
   }
 };
 
@@ -107,7 +113,7 @@ class ConcatOp : public Op {
         std::memcpy(dst, in[i] + o * inner[i], sizeof(float) * inner[i]);
         dst += inner[i];
       }
-    });
+    }, parallel());
   }
 };
 
@@ -133,7 +139,7 @@ class TransposeOp : public Op {
       }
       float* o = out + (int64_t)row * inner;
       for (int64_t i = 0; i < inner; ++i) o[i] = in[0][off + i * s_last];
-    });
+    }, parallel());
   }
 };
 
@@ -176,7 +182,7 @@ class PadOp : public Op {
         const int64_t i = blank ? -1 : source(r - 1, x);
         o[x] = i < 0 ? value : in[0][off + i];
       }
-    });
+    }, parallel());
   }
 };
 
@@ -194,7 +200,7 @@ class SoftmaxOp : public Op {
       for (int64_t j = 0; j < len; ++j) sum += (y[j * inner] = std::exp(x[j * inner] - m));
       const float inv = (float)(1.0 / sum);
       for (int64_t j = 0; j < len; ++j) y[j * inner] *= inv;
-    });
+    }, parallel());
   }
 };
 

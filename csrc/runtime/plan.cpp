@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <sstream>
 
@@ -95,6 +96,7 @@ int Plan::add_node(const std::string& name, const std::string& type, const std::
   } catch (const PlanError& e) {
     throw PlanError("node '" + name + "' (" + type + "): " + e.what());
   }
+  if (op->work == 0) op->work = std::max(op->macs, numel(op->out_shape));
   for (int64_t d : op->out_shape)
     if (d <= 0) throw PlanError("node '" + name + "' (" + type + ") would produce an empty tensor " + shape_str(op->out_shape));
   const int step = (int)steps_.size();
@@ -150,7 +152,8 @@ void Plan::finalize() {
   final_ = true;
 }
 
-void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*>& outputs) {
+void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+               std::vector<double>* step_seconds) {
   if (!final_) throw PlanError("plan is not final");
   if (inputs.size() != inputs_.size() || outputs.size() != outputs_.size())
     throw PlanError("wrong number of inputs or outputs");
@@ -160,10 +163,14 @@ void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*
   };
   const RunCtx ctx{table_, &pool_, scratch_.get(), scratch_stride_};
   std::vector<const float*> in;
-  for (const Step& s : steps_) {
+  if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    const Step& s = steps_[i];
     in.clear();
     for (int id : s.inputs) in.push_back(ptr(id));
+    const auto t0 = std::chrono::steady_clock::now();
     s.op->run(ctx, in, arena_.get() + tensors_[s.output].offset);
+    if (step_seconds) (*step_seconds)[i] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   for (size_t i = 0; i < outputs_.size(); ++i)
     std::memcpy(outputs[i], ptr(outputs_[i]), sizeof(float) * numel(tensors_[outputs_[i]].shape));

@@ -63,6 +63,9 @@ class Op {
   size_t scratch_floats = 0;  // per thread
   int64_t macs = 0;
   int64_t params = 0;
+  int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
+  // Whether the op's work is worth waking the pool for (roughly 10 us or more).
+  bool parallel() const { return work >= 100000; }
 };
 
 // Makes the op `type`; infers out_shape from the input shapes; throws PlanError on bad input.
@@ -80,7 +83,9 @@ class Plan {
   void finalize();
 
   // inputs: one pointer per graph input (shapes as declared); outputs: one buffer per graph output.
-  void run(const std::vector<const float*>& inputs, const std::vector<float*>& outputs);
+  // step_seconds: if not null, receives each step's wall time (for profiling; adds a clock read per step).
+  void run(const std::vector<const float*>& inputs, const std::vector<float*>& outputs,
+           std::vector<double>* step_seconds = nullptr);
 
   const Shape& shape(int tensor) const { return tensors_.at(tensor).shape; }
   int num_threads() const { return pool_.size(); }

@@ -22,9 +22,9 @@ void ThreadPool::drain(int thread) {
   }
 }
 
-void ThreadPool::run(int n, const std::function<void(int, int)>& fn) {
+void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parallel) {
   if (n <= 0) return;
-  if (workers_.empty() || n == 1) {
+  if (workers_.empty() || n == 1 || !parallel) {
     for (int i = 0; i < n; ++i) fn(i, 0);
     return;
   }

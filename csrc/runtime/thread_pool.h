@@ -20,8 +20,9 @@ class ThreadPool {
   int size() const { return (int)workers_.size() + 1; }
 
   // Calls fn(task, thread) for every task in [0, n), thread in [0, size()); returns when all are done.
-  // Tasks are handed out dynamically, so uneven tasks balance. Not reentrant.
-  void run(int n, const std::function<void(int, int)>& fn);
+  // Tasks are handed out dynamically, so uneven tasks balance. parallel=false runs them all inline
+  // (for work too small to pay for waking the workers). Not reentrant.
+  void run(int n, const std::function<void(int, int)>& fn, bool parallel = true);
 
  private:
   void worker(int index);

@@ -1,7 +1,10 @@
-// Dense convolution as a packed GEMM, templated on the ISA's vector type.
+// Dense convolution as a GEMM, templated on the ISA's vector type.
 // out[m, p] = sum_k W[m, k] * B[k, p], with B the im2col matrix of the input, never built whole:
-// a KC x (pixel chunk) block of it is gathered straight into NR-wide panels (pack_b), and a
-// kGemmMR x NR register tile (gemm_ukernel) sweeps it against the pre-packed weight panels.
+// for a chunk of output pixels and a block of KC depth rows, pack_b() fills NR-wide panels of B
+// (one im2col row at a time: a few long contiguous copies, then vector stores into the panels), and
+// a kGemmMR x NR register tile (gemm_ukernel) sweeps each panel against the weight panels packed at
+// compile time. Panels are contiguous, so the tile's loads stay within a few pages (strided reads of
+// B straight from the input or a row-major block cost more in TLB misses than packing does).
 // Bias and the min/max clamp are fused into the tile's first and last depth block.
 #pragma once
 #include <cstring>
@@ -11,8 +14,9 @@
 namespace edgesep::detail {
 
 template <class V, int NV>
-inline void gemm_ukernel(int kc, const float* a, const float* b, float* c, ptrdiff_t ldc, int mr, int nr,
-                         const float* bias, bool first, bool last, float lo, float hi) {
+__attribute__((noinline)) void gemm_ukernel(int kc, const float* a, const float* b, float* c, ptrdiff_t ldc,
+                                            int mr, int nr, const float* bias, bool first, bool last, float lo,
+                                            float hi) {
   constexpr int NR = NV * V::N;
   constexpr int MR = kGemmMR;
   using T = typename V::T;
@@ -59,44 +63,58 @@ inline void gemm_ukernel(int kc, const float* a, const float* b, float* c, ptrdi
   }
 }
 
-// Gathers rows [k0, k0+kc) of the im2col matrix for pixels [p0, p0+np) into panels of NR pixels:
-// panel j holds kc rows of NR values. iy0/ix0: per pixel, top-left input coordinate of its window.
+// Writes row k of the im2col matrix for pixels [p0, p0+np) into dst. Pixels of one output row read
+// one input row at a fixed stride: a bounds split (zeros | copy | zeros) per output row, no
+// per-element check.
+template <class V>
+inline void im2col_row(const ConvShape& s, const float* in, int k, int p0, int np, float* dst) {
+  const int taps = s.KH * s.KW, c = k / taps, t = k - c * taps, ky = t / s.KW, kx = t - ky * s.KW;
+  const float* plane = in + (ptrdiff_t)c * s.H * s.W;
+  for (int i = 0; i < np;) {
+    const int p = p0 + i, oy = p / s.OW, ox = p - oy * s.OW;
+    const int len = s.OW - ox < np - i ? s.OW - ox : np - i;
+    float* o = dst + i;
+    i += len;
+    const int iy = oy * s.SH - s.PT + ky * s.DH, x0 = ox * s.SW - s.PL + kx * s.DW;
+    if ((unsigned)iy >= (unsigned)s.H) {
+      std::memset(o, 0, sizeof(float) * len);
+      continue;
+    }
+    const float* row = plane + (ptrdiff_t)iy * s.W + x0;
+    // Outputs q in [lo, hi) read inside the row: 0 <= x0 + q*SW < W.
+    int lo = x0 >= 0 ? 0 : (-x0 + s.SW - 1) / s.SW;
+    int hi = x0 >= s.W ? 0 : (s.W - x0 + s.SW - 1) / s.SW;
+    lo = lo < len ? lo : len;
+    hi = hi < len ? (hi > lo ? hi : lo) : len;
+    for (int q = 0; q < lo; ++q) o[q] = 0.f;
+    if (s.SW == 1) {
+      std::memcpy(o + lo, row + lo, sizeof(float) * (hi - lo));
+    } else {
+      for (int q = lo; q < hi; ++q) o[q] = row[q * s.SW];
+    }
+    for (int q = hi; q < len; ++q) o[q] = 0.f;
+  }
+}
+
+// Packs rows [k0, k0+kc) of B for pixels [p0, p0+np) into panels of NR pixels (panel j: kc rows of
+// NR values, zero-padded past np). A 1x1, stride-1, unpadded conv's B rows are input rows as they are.
 template <class V, int NV>
-inline void pack_b(const ConvShape& s, const float* in, int k0, int kc, int p0, int np, const int* iy0,
-                   const int* ix0, float* dst) {
+inline void pack_b(const ConvShape& s, const float* in, int k0, int kc, int p0, int np, float* row, float* dst) {
   constexpr int NR = NV * V::N;
-  const int taps = s.KH * s.KW;
-  const bool pointwise = taps == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PL == 0;
-  for (int j = 0; j * NR < np; ++j) {
-    const int nr = np - j * NR < NR ? np - j * NR : NR;
-    float* d = dst + (ptrdiff_t)j * kc * NR;
-    const int* py = iy0 + j * NR;
-    const int* px = ix0 + j * NR;
-    // One output row, unit stride: the panel reads one contiguous run per depth row.
-    const bool one_row = s.SW == 1 && py[0] == py[nr - 1];
-    for (int k = k0; k < k0 + kc; ++k, d += NR) {
-      const int c = k / taps, t = k - c * taps, ky = t / s.KW, kx = t - ky * s.KW;
-      const float* plane = in + (ptrdiff_t)c * s.H * s.W;
-      if (pointwise) {
-        std::memcpy(d, plane + p0 + j * NR, sizeof(float) * nr);
-      } else if (one_row) {
-        const int iy = py[0] + ky * s.DH, ix = px[0] + kx * s.DW;
-        if ((unsigned)iy >= (unsigned)s.H) {
-          std::memset(d, 0, sizeof(float) * nr);
-        } else if (ix >= 0 && ix + nr <= s.W) {
-          std::memcpy(d, plane + (ptrdiff_t)iy * s.W + ix, sizeof(float) * nr);
-        } else {
-          const float* row = plane + (ptrdiff_t)iy * s.W;
-          for (int i = 0; i < nr; ++i) d[i] = (unsigned)(ix + i) < (unsigned)s.W ? row[ix + i] : 0.f;
-        }
-      } else {
-        const int dy = ky * s.DH, dx = kx * s.DW;
-        for (int i = 0; i < nr; ++i) {
-          const int iy = py[i] + dy, ix = px[i] + dx;
-          d[i] = ((unsigned)iy < (unsigned)s.H && (unsigned)ix < (unsigned)s.W) ? plane[iy * s.W + ix] : 0.f;
-        }
-      }
-      for (int i = nr; i < NR; ++i) d[i] = 0.f;
+  const bool direct = s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PL == 0;
+  const int full = np / NR, rest = np - full * NR;
+  for (int k = 0; k < kc; ++k) {
+    const float* src = in + (ptrdiff_t)(k0 + k) * s.P() + p0;
+    if (!direct) {
+      im2col_row<V>(s, in, k0 + k, p0, np, row);
+      src = row;
+    }
+    float* d = dst + (ptrdiff_t)k * NR;
+    for (int j = 0; j < full; ++j, d += (ptrdiff_t)kc * NR)
+      for (int v = 0; v < NV; ++v) V::store(d + v * V::N, V::load(src + j * NR + v * V::N));
+    if (rest) {
+      for (int q = 0; q < rest; ++q) d[q] = src[full * NR + q];
+      for (int q = rest; q < NR; ++q) d[q] = 0.f;
     }
   }
 }
@@ -106,29 +124,22 @@ void conv_gemm(const ConvShape& s, const float* in, const float* w, const float*
                int p1, float lo, float hi, float* scratch) {
   constexpr int NR = NV * V::N;
   const int K = s.K(), M = s.N, P = s.P(), np = p1 - p0;
-  const int np_pad = (np + NR - 1) / NR * NR;
-  int* iy0 = reinterpret_cast<int*>(scratch);
-  int* ix0 = iy0 + np_pad;
-  float* bpack = scratch + 2 * np_pad;
-  for (int i = 0; i < np; ++i) {
-    const int p = p0 + i, oy = p / s.OW, ox = p - oy * s.OW;
-    iy0[i] = oy * s.SH - s.PT;
-    ix0[i] = ox * s.SW - s.PL;
-  }
+  float* row = scratch;
+  float* panels = scratch + (np + NR - 1) / NR * NR;
   for (int k0 = 0; k0 < K; k0 += kGemmKC) {
     const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-    pack_b<V, NV>(s, in, k0, kc, p0, np, iy0, ix0, bpack);
+    pack_b<V, NV>(s, in, k0, kc, p0, np, row, panels);
     const bool first = k0 == 0, last = k0 + kc >= K;
     for (int m0 = 0; m0 < M; m0 += kGemmMC) {
       const int m1 = M - m0 < kGemmMC ? M : m0 + kGemmMC;
       for (int j = 0; j * NR < np; ++j) {
         const int nr = np - j * NR < NR ? np - j * NR : NR;
-        const float* b = bpack + (ptrdiff_t)j * kc * NR;
+        const float* b = panels + (ptrdiff_t)j * kc * NR;
         for (int m = m0; m < m1; m += kGemmMR) {
           const int mr = m1 - m < kGemmMR ? m1 - m : kGemmMR;
           const float* a = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + (ptrdiff_t)k0 * kGemmMR;
-          gemm_ukernel<V, NV>(kc, a, b, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr,
-                              bias ? bias + m : nullptr, first, last, lo, hi);
+          gemm_ukernel<V, NV>(kc, a, b, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr, bias ? bias + m : nullptr,
+                              first, last, lo, hi);
         }
       }
     }

@@ -7,7 +7,7 @@ namespace edgesep {
 size_t conv_scratch_floats(const ConvShape& s, int nr, int max_pixels) {
   const size_t np_pad = (size_t)(max_pixels + nr - 1) / nr * nr;
   const size_t kc = s.K() < kGemmKC ? s.K() : kGemmKC;
-  return 2 * np_pad + kc * np_pad;
+  return (kc + 1) * np_pad;  // packed panels + one im2col row
 }
 
 namespace ref {

