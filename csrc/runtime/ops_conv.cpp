@@ -112,6 +112,11 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
   op->depthwise = G == x[1] && N == x[1];
   op->out_shape = {x[0], N, oh, ow};
   const int64_t K = s.K();
+  auto it = w.find("weight");
+  const Shape want{N, s.C, s.KH, s.KW};
+  if (it != w.end() && it->second.shape != want)
+    throw PlanError("weight shape " + shape_str(it->second.shape) + " does not match the attributes: expected " +
+                    shape_str(want));
   if (op->depthwise) {
     op->w = need_weight(w, "weight", "plain", N * s.KH * s.KW).data;
     op->scratch_floats = dwconv_scratch_floats(s);
@@ -142,6 +147,9 @@ std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const 
   op->N = (int64_t)a.num("out_features", 0);
   if (op->N < 1) throw PlanError("out_features must be positive");
   op->w = need_weight(w, "weight", "plain", op->N * op->K).data;
+  if (w.at("weight").shape != Shape{op->N, op->K})
+    throw PlanError("weight shape " + shape_str(w.at("weight").shape) + " does not match [out_features, " +
+                    std::to_string(op->K) + "]");
   const Weight* b = opt_weight(w, "bias", "plain", op->N);
   op->bias = b ? b->data : nullptr;
   op->act = parse_activation(a, w, op->N);

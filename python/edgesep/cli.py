@@ -16,7 +16,13 @@ def _compile(a: argparse.Namespace) -> None:
     from .report import layer_table
 
     out = a.output or Path(a.model).with_suffix(".esb")
-    report = compile_onnx(a.model, out)
+    shapes = {}
+    for spec in a.input_shape or []:
+        name, _, dims = spec.rpartition("=")
+        if not name or not dims:
+            raise ValueError(f"--input-shape {spec!r}: expected NAME=D0,D1,... (N for the dynamic batch)")
+        shapes[name] = [None if d.strip() in ("N", "-1") else int(d) for d in dims.split(",")]
+    report = compile_onnx(a.model, out, shapes)
     c = report["cleanup"]
     print(f"{a.model} -> {out}: {report['onnx_nodes']} ONNX nodes, {report['nodes']} steps "
           f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
@@ -92,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("compile", help="ONNX model -> bundle (.esb)")
     c.add_argument("model")
     c.add_argument("-o", "--output")
+    c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="fix an input's dims (N keeps the batch dynamic), e.g. input_1=N,240,320,3")
     c.set_defaults(fn=_compile)
     r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
     r.add_argument("bundle")

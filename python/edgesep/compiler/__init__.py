@@ -15,9 +15,12 @@ from .passes import cleanup
 __all__ = ["CompileError", "compile_onnx"]
 
 
-def compile_onnx(src: str | Path, dst: str | Path) -> dict:
+def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None) -> dict:
     """Compiles the ONNX model at `src` into the bundle `dst`. Returns the compile report (also stored
-    in the bundle): node counts before and after, and what each clean-up pass did."""
+    in the bundle): node counts before and after, and what each clean-up pass did.
+
+    input_shapes: per input name, dims to fix (None keeps the batch dim dynamic), e.g.
+    {"input": [None, 3, 480, 640]} for a model exported with dynamic spatial dims."""
     src = Path(src)
     try:
         raw = src.read_bytes()
@@ -26,7 +29,7 @@ def compile_onnx(src: str | Path, dst: str | Path) -> dict:
         raise CompileError(f"{src}: cannot read: {e}") from e
     except Exception as e:  # noqa: BLE001 - any protobuf failure means a bad file
         raise CompileError(f"{src}: not a readable ONNX model: {e}") from e
-    graph: Graph = import_onnx(model)
+    graph: Graph = import_onnx(model, input_shapes)
     onnx_nodes = len(model.graph.node)
     imported = len(graph.nodes)
     passes = cleanup(graph)

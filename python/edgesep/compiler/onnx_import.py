@@ -35,10 +35,31 @@ def _dims(t: onnx.TypeProto) -> list | None:
     return [d.dim_value if d.HasField("dim_value") else None for d in t.tensor_type.shape.dim]
 
 
+def _fix_input_shapes(model: onnx.ModelProto, shapes: dict[str, list]) -> None:
+    """Sets the declared dims of graph inputs (None keeps a dim dynamic), checking they are compatible."""
+    inputs = {v.name: v for v in model.graph.input}
+    for name, shape in shapes.items():
+        if name not in inputs:
+            raise CompileError(f"--input-shape names {name!r}, which is not a model input ({', '.join(inputs)})")
+        dims = inputs[name].type.tensor_type.shape.dim
+        if len(dims) != len(shape):
+            raise CompileError(f"input {name!r} has rank {len(dims)}; the given shape {shape} has rank {len(shape)}")
+        for d, new in zip(dims, shape):
+            if d.HasField("dim_value") and new is not None and d.dim_value != new:
+                raise CompileError(f"input {name!r}: the model fixes a dim to {d.dim_value}, the given shape to {new}")
+            if new is not None:
+                d.dim_value = new
+
+
 class _Importer:
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, input_shapes: dict[str, list] | None = None) -> None:
+        if input_shapes:
+            model = onnx.ModelProto.FromString(model.SerializeToString())
+            _fix_input_shapes(model, input_shapes)
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-        if self.opset is None or self.opset < 7:
+        if self.opset is None:
+            raise CompileError("the model declares no ONNX opset: an empty or non-ONNX file?")
+        if self.opset < 7:
             raise CompileError(f"model uses opset {self.opset}; edgesep imports opset 7 and later (exporters write 11+)")
         try:
             model = onnx.shape_inference.infer_shapes(model)
@@ -64,7 +85,7 @@ class _Importer:
             shape = self.shapes.get(v.name)
             if shape is None or any(d is None for d in shape[1:]):
                 raise CompileError(f"input {v.name!r} has shape {shape}: only the batch (first) dim may be dynamic; "
-                                   "export the model with fixed spatial dims")
+                                   "fix the others with --input-shape (input_shapes=)")
             self.inputs.append((v.name, shape))
         self.nodes: list[Node] = []
         self.names: set[str] = set()
@@ -411,11 +432,12 @@ class _Importer:
         return Graph(self.inputs, outputs, self.nodes, shapes)
 
 
-def import_onnx(model: onnx.ModelProto | str) -> Graph:
-    """Reads an ONNX model (a ModelProto or a path) into the compiler's IR."""
+def import_onnx(model: onnx.ModelProto | str, input_shapes: dict[str, list] | None = None) -> Graph:
+    """Reads an ONNX model (a ModelProto or a path) into the compiler's IR. input_shapes: per input name,
+    dims to fix (None leaves one dynamic), for models exported with dynamic spatial dims."""
     if not isinstance(model, onnx.ModelProto):
         try:
             model = onnx.load(str(model))
         except Exception as e:  # noqa: BLE001 - any parse failure is a bad file
             raise CompileError(f"{model}: not a readable ONNX model: {e}") from e
-    return _Importer(model).run()
+    return _Importer(model, input_shapes).run()

@@ -1,0 +1,192 @@
+// Native kernel tests: every kernel variant this CPU runs against the scalar reference, over edge
+// shapes (sizes below, at and above the register tile; strides, dilations, asymmetric padding; odd
+// channel counts; depth blocks and row blocks of the GEMM; partial pixel ranges). Built by
+// -DEDGESEP_TESTS=ON and run by ctest, on the host and under qemu for ARM.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "../kernels/kernels.h"
+
+using namespace edgesep;
+
+namespace {
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 6364136223846793005ULL + 1442695040888963407ULL) {}
+  uint32_t next() {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(s >> 33);
+  }
+  int uniform(int lo, int hi) { return lo + (int)(next() % (uint32_t)(hi - lo + 1)); }
+  float normal() { return ((float)(next() % 20001) - 10000.f) / 5000.f; }
+};
+
+int failures = 0, checks = 0;
+
+// |got - want| must stay within the worst-case float32 summation bound for `terms` products whose
+// magnitudes sum to `scale` (gamma_n = n*u, u = 2^-24), with a little headroom.
+void expect_close(const char* what, const std::string& where, const float* got, const float* want,
+                  const float* scale, size_t n, int terms) {
+  ++checks;
+  for (size_t i = 0; i < n; ++i) {
+    const double tol = 2.0 * (terms + 2) * std::ldexp(1.0, -24) * scale[i] + 1e-30;
+    if (!(std::fabs((double)got[i] - want[i]) <= tol)) {
+      std::printf("FAIL %s %s: element %zu got %.9g want %.9g (tol %.3g)\n", what, where.c_str(), i, got[i], want[i],
+                  tol);
+      ++failures;
+      return;
+    }
+  }
+}
+
+// Packs W[N][K] (one group) as layout conv_mr6: panels of kGemmMR rows, depth-major.
+std::vector<float> pack_mr6(const std::vector<float>& w, int N, int K) {
+  const int panels = (N + kGemmMR - 1) / kGemmMR;
+  std::vector<float> p((size_t)panels * kGemmMR * K, 0.f);
+  for (int n = 0; n < N; ++n)
+    for (int k = 0; k < K; ++k) p[((size_t)(n / kGemmMR) * K + k) * kGemmMR + n % kGemmMR] = w[(size_t)n * K + k];
+  return p;
+}
+
+std::string describe(const ConvShape& s) {
+  char b[200];
+  std::snprintf(b, sizeof b, "C%d H%d W%d N%d k%dx%d s%dx%d d%dx%d p%d,%d -> %dx%d", s.C, s.H, s.W, s.N, s.KH, s.KW, s.SH,
+                s.SW, s.DH, s.DW, s.PT, s.PL, s.OH, s.OW);
+  return b;
+}
+
+bool make_shape(ConvShape& s, int pb, int pr) {
+  const int eh = (s.KH - 1) * s.DH + 1, ew = (s.KW - 1) * s.DW + 1;
+  if (s.H + s.PT + pb < eh || s.W + s.PL + pr < ew) return false;
+  s.OH = (s.H + s.PT + pb - eh) / s.SH + 1;
+  s.OW = (s.W + s.PL + pr - ew) / s.SW + 1;
+  return true;
+}
+
+// |W| x |in| for every output, the scale of the summation error bound.
+template <class F>
+std::vector<float> magnitude(const ConvShape& s, F weight, const std::vector<float>& in, const float* bias, int N) {
+  std::vector<float> m((size_t)N * s.P());
+  for (int n = 0; n < N; ++n)
+    for (int oy = 0; oy < s.OH; ++oy)
+      for (int ox = 0; ox < s.OW; ++ox) {
+        double a = bias ? std::fabs(bias[n]) : 0.0;
+        for (int c = 0; c < s.C; ++c)
+          for (int ky = 0; ky < s.KH; ++ky)
+            for (int kx = 0; kx < s.KW; ++kx) {
+              const int iy = oy * s.SH - s.PT + ky * s.DH, ix = ox * s.SW - s.PL + kx * s.DW;
+              if (iy >= 0 && iy < s.H && ix >= 0 && ix < s.W)
+                a += std::fabs(weight(n, c, ky, kx) * in[((size_t)c * s.H + iy) * s.W + ix]);
+            }
+        m[(size_t)n * s.P() + oy * s.OW + ox] = (float)a;
+      }
+  return m;
+}
+
+void test_conv(const KernelTable& t, const ConvShape& s, Rng& rng, bool with_bias, float lo, float hi) {
+  const int K = s.K(), P = s.P();
+  std::vector<float> in((size_t)s.C * s.H * s.W), w((size_t)s.N * K), bias(s.N);
+  for (auto& v : in) v = rng.normal();
+  for (auto& v : w) v = rng.normal();
+  for (auto& v : bias) v = rng.normal();
+  const auto packed = pack_mr6(w, s.N, K);
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> want((size_t)s.N * P), got((size_t)s.N * P, NAN);
+  ref::conv_gemm(s, in.data(), packed.data(), b, want.data(), 0, P, lo, hi, nullptr);
+  // Two pixel ranges, as the runtime's tasks split them: [0, cut) and [cut, P).
+  const int cut = P > 1 ? rng.uniform(1, P - 1) : P;
+  const int chunk = cut > P - cut ? cut : P - cut;
+  std::vector<float> scratch(conv_scratch_floats(s, t.gemm_nr, chunk) + 64);
+  t.conv_gemm(s, in.data(), packed.data(), b, got.data(), 0, cut, lo, hi, scratch.data());
+  if (cut < P) t.conv_gemm(s, in.data(), packed.data(), b, got.data(), cut, P, lo, hi, scratch.data());
+  auto wf = [&](int n, int c, int ky, int kx) { return w[(size_t)n * K + (c * s.KH + ky) * s.KW + kx]; };
+  const auto mag = magnitude(s, wf, in, b, s.N);
+  expect_close(t.isa, "conv " + describe(s), got.data(), want.data(), mag.data(), want.size(), K + 1);
+}
+
+void test_dwconv(const KernelTable& t, const ConvShape& s, Rng& rng, float lo, float hi) {
+  std::vector<float> in((size_t)s.H * s.W), w(s.KH * s.KW);
+  for (auto& v : in) v = rng.normal();
+  for (auto& v : w) v = rng.normal();
+  const float bias = rng.normal();
+  std::vector<float> want(s.P()), got(s.P(), NAN), scratch(dwconv_scratch_floats(s) + 64);
+  ref::dwconv(s, in.data(), w.data(), bias, want.data(), lo, hi, nullptr);
+  t.dwconv(s, in.data(), w.data(), bias, got.data(), lo, hi, scratch.data());
+  ConvShape one = s;
+  one.C = one.N = 1;
+  auto wf = [&](int, int, int ky, int kx) { return w[ky * s.KW + kx]; };
+  const auto mag = magnitude(one, wf, in, &bias, 1);
+  expect_close(t.isa, "dwconv " + describe(s), got.data(), want.data(), mag.data(), want.size(), s.KH * s.KW + 1);
+}
+
+void test_fc(const KernelTable& t, int K, int N, Rng& rng, bool with_bias) {
+  std::vector<float> x(K), w((size_t)N * K), bias(N), mag(N);
+  for (auto& v : x) v = rng.normal();
+  for (auto& v : w) v = rng.normal();
+  for (auto& v : bias) v = rng.normal();
+  const float* b = with_bias ? bias.data() : nullptr;
+  for (int n = 0; n < N; ++n) {
+    double a = b ? std::fabs(b[n]) : 0.0;
+    for (int k = 0; k < K; ++k) a += std::fabs(w[(size_t)n * K + k] * x[k]);
+    mag[n] = (float)a;
+  }
+  std::vector<float> want(N), got(N, NAN);
+  ref::fc(K, x.data(), w.data(), b, want.data(), 0, N, -INFINITY, INFINITY);
+  const int cut = rng.uniform(0, N);
+  t.fc(K, x.data(), w.data(), b, got.data(), 0, cut, -INFINITY, INFINITY);
+  t.fc(K, x.data(), w.data(), b, got.data(), cut, N, -INFINITY, INFINITY);
+  char where[64];
+  std::snprintf(where, sizeof where, "fc K%d N%d", K, N);
+  expect_close(t.isa, where, got.data(), want.data(), mag.data(), N, K + 1);
+}
+
+}  // namespace
+
+int main() {
+  int count = 0;
+  const KernelTable* const* tables = kernel_tables(&count);
+  std::printf("kernel variants on this CPU:");
+  for (int i = 0; i < count; ++i) std::printf(" %s", tables[i]->isa);
+  std::printf("\n");
+  for (int ti = 0; ti < count; ++ti) {
+    const KernelTable& t = *tables[ti];
+    Rng rng(1234);
+    // Named edge cases: 1x1 pointwise (the direct path), widths around the tile, K over the depth
+    // block (kGemmKC), N over the row block (kGemmMC), odd channels, every clamp.
+    const int named[][12] = {
+        // C  H   W   N   KH KW SH SW DH DW PT PL
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0},     {3, 5, 31, 7, 1, 1, 1, 1, 1, 1, 0, 0},
+        {8, 4, 8, 6, 1, 1, 1, 1, 1, 1, 0, 0},     {5, 3, 33, 13, 1, 1, 1, 1, 1, 1, 0, 0},
+        {4, 9, 16, 5, 3, 3, 1, 1, 1, 1, 1, 1},    {40, 6, 7, 11, 3, 3, 1, 1, 1, 1, 1, 1},
+        {3, 8, 8, 100, 3, 3, 1, 1, 1, 1, 1, 1},   {2, 11, 17, 7, 7, 7, 2, 2, 1, 1, 3, 3},
+        {3, 10, 13, 4, 3, 3, 2, 2, 2, 2, 2, 1},   {6, 12, 9, 8, 1, 3, 1, 2, 1, 1, 0, 1},
+        {6, 12, 9, 8, 3, 1, 2, 1, 1, 1, 1, 0},    {7, 5, 5, 9, 5, 5, 1, 1, 1, 1, 2, 2},
+        {300, 2, 3, 7, 1, 1, 1, 1, 1, 1, 0, 0},   {4, 17, 64, 6, 2, 2, 2, 2, 1, 1, 0, 0},
+    };
+    for (const auto& c : named) {
+      ConvShape s{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], 0, 0};
+      if (!make_shape(s, c[10], c[11])) continue;
+      test_conv(t, s, rng, true, -INFINITY, INFINITY);
+      test_conv(t, s, rng, false, 0.f, INFINITY);
+      test_conv(t, s, rng, true, -1.f, 1.f);
+    }
+    for (int i = 0; i < 300; ++i) {
+      ConvShape s{};
+      s.C = rng.uniform(1, 9), s.N = rng.uniform(1, 20), s.H = rng.uniform(1, 20), s.W = rng.uniform(1, 40);
+      s.KH = rng.uniform(1, 7), s.KW = rng.uniform(1, 7), s.SH = rng.uniform(1, 3), s.SW = rng.uniform(1, 3);
+      s.DH = rng.uniform(1, 2), s.DW = rng.uniform(1, 2), s.PT = rng.uniform(0, 3), s.PL = rng.uniform(0, 3);
+      if (!make_shape(s, rng.uniform(0, 3), rng.uniform(0, 3))) continue;
+      test_conv(t, s, rng, i % 2 == 0, i % 3 ? -INFINITY : 0.f, INFINITY);
+      test_dwconv(t, s, rng, i % 3 ? -INFINITY : 0.f, i % 5 ? INFINITY : 6.f);
+    }
+    for (int K : {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 1000})
+      for (int N : {1, 3, 4, 5, 8, 13})
+        test_fc(t, K, N, rng, (K + N) % 2 == 0);
+  }
+  std::printf("%d passed, %d failed\n", checks - failures, failures);
+  return failures ? 1 : 0;
+}

@@ -1,0 +1,196 @@
+"""Bad input gets a clear error, never a crash: malformed, truncated, corrupt and inconsistent
+bundles; wrong inputs at run time. And the device-side API: load, run, concurrency."""
+from __future__ import annotations
+
+import json
+import struct
+import threading
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from test_ops import CASES
+
+import edgesep
+from edgesep import BundleError
+from edgesep.bundle import _PREAMBLE, ALIGN, FORMAT_VERSION, MAGIC
+from edgesep.compiler import compile_onnx
+
+
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(CASES["concat_transpose_nhwc"][0], path)
+    compile_onnx(path, tmp_path / "m.esb")
+    return tmp_path / "m.esb"
+
+
+def split(path: Path) -> tuple[dict, bytes]:
+    raw = path.read_bytes()
+    _, _, _, hlen, doff = _PREAMBLE.unpack_from(raw, 0)
+    return json.loads(raw[_PREAMBLE.size:_PREAMBLE.size + hlen]), raw[doff:]
+
+
+def rewrite(path: Path, mutate) -> Path:
+    """Re-writes the bundle with mutate(header) applied (the data section kept as it is)."""
+    header, data = split(path)
+    mutate(header)
+    h = json.dumps(header).encode()
+    doff = (_PREAMBLE.size + len(h) + ALIGN - 1) // ALIGN * ALIGN
+    path.write_bytes(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(h), doff) + h + b"\0" * (doff - _PREAMBLE.size - len(h))
+                     + data)
+    return path
+
+
+def test_valid_bundle_loads(bundle):
+    m = edgesep.load(bundle)
+    assert m.inputs[0].shape == (None, 7, 6, 3) and m.outputs[0].shape == (None, 8, 7, 6)
+
+
+@pytest.mark.parametrize("cut", [0, 5, 31, 40, -100, "last data byte"])
+def test_truncated(bundle, cut):
+    raw = bundle.read_bytes()
+    if cut == "last data byte":
+        header, data = split(bundle)
+        end = max(t["offset"] + t["nbytes"] for t in header["tensors"])
+        cut = len(raw) - len(data) + end - 1
+    bundle.write_bytes(raw[:cut] if cut >= 0 else raw[:len(raw) + cut])
+    with pytest.raises(BundleError):
+        edgesep.load(bundle)
+
+
+def test_bad_magic_and_version(bundle):
+    raw = bytearray(bundle.read_bytes())
+    bundle.write_bytes(b"NOTMAGIC" + raw[8:])
+    with pytest.raises(BundleError, match="bad magic"):
+        edgesep.load(bundle)
+    struct.pack_into("<8sI", raw, 0, MAGIC, 99)
+    bundle.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="version 99.*reads version 1"):
+        edgesep.load(bundle)
+
+
+def test_header_length_out_of_range_and_bad_json(bundle):
+    raw = bytearray(bundle.read_bytes())
+    struct.pack_into("<Q", raw, 16, 1 << 40)
+    bundle.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="out of range"):
+        edgesep.load(bundle)
+    raw = bytearray(bundle.read_bytes())
+    struct.pack_into("<Q", raw, 16, 10)
+    bundle.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="not valid JSON"):
+        edgesep.load(bundle)
+
+
+def test_corrupt_weights_fail_the_checksum(bundle):
+    raw = bytearray(bundle.read_bytes())
+    raw[-70] ^= 0xFF
+    bundle.write_bytes(bytes(raw))
+    with pytest.raises(BundleError, match="checksum mismatch"):
+        edgesep.load(bundle)
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda h: h["tensors"][0].update(offset=1 << 30), "runs past the end"),
+    (lambda h: h["tensors"][0].update(offset=3), "64-byte aligned"),
+    (lambda h: h["tensors"][0].update(nbytes=8), "layout and shape need"),
+    (lambda h: h["tensors"][0].update(dtype="float64"), "not supported"),
+    (lambda h: h["tensors"][0].update(layout="nhwc8"), "unknown layout"),
+    (lambda h: h["tensors"][0].update(shape=[5, -3, 3, 3]), "invalid shape"),
+    (lambda h: h["graph"]["nodes"][0].update(op="Frobnicate"), "unknown op 'Frobnicate'"),
+    (lambda h: h["graph"]["nodes"][0]["attrs"].update(colour=1), "unknown attribute 'colour'"),
+    (lambda h: h["graph"]["nodes"][1]["attrs"].update(strides="2"), "must be list"),
+    (lambda h: h["graph"]["nodes"][1]["attrs"].update(activation="gelu"), "unknown activation"),
+    (lambda h: h["graph"]["nodes"][1]["weights"].update(weight=9), "does not exist"),
+    (lambda h: h["graph"]["nodes"][0].update(inputs=[h["graph"]["nodes"][1]["output"]]), "before it is defined"),
+    (lambda h: h["graph"]["nodes"][1].update(output="x"), "defined twice"),
+    (lambda h: h["graph"]["outputs"].append({"name": "nowhere"}), "not a defined value"),
+    (lambda h: h["graph"]["inputs"][0].update(shape=[None, 0, 6, 3]), "invalid shape"),
+    (lambda h: h.pop("graph"), "'graph' must be an object"),
+])
+def test_inconsistent_header(bundle, mutate, message):
+    with pytest.raises(BundleError, match=message):
+        edgesep.load(rewrite(bundle, mutate))
+
+
+def test_cycle_between_nodes(bundle):
+    def cycle(h):
+        a, b = h["graph"]["nodes"][1], h["graph"]["nodes"][2]
+        a["inputs"] = [b["output"]]
+    with pytest.raises(BundleError, match="before it is defined"):
+        edgesep.load(rewrite(bundle, cycle))
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda n: n["attrs"].update(kernel_shape=[5, 5]), r"node '.*' \(Conv\): weight shape \[5, 3, 3, 3\]"),
+    (lambda n: n["attrs"].update(out_channels=6), r"node '.*' \(Conv\): weight shape .* expected \[6, 3, 3, 3\]"),
+    (lambda n: n["attrs"].update(pads=[9, 9, 9]), r"node '.*' \(Conv\): .*pads 4"),
+    (lambda n: n["attrs"].update(strides=[0, 1]), r"node '.*' \(Conv\): strides must be positive"),
+    (lambda n: n["attrs"].update(group=2), r"node 1 \(.*\): conv weight must be stored as conv_mr6"),
+])
+def test_attributes_inconsistent_with_shapes(bundle, mutate, message):
+    """Caught when the bundle is read or when the C++ plan is built at load, with the node named."""
+    def m(h):
+        mutate(h["graph"]["nodes"][1])
+    with pytest.raises(BundleError, match=message):
+        edgesep.load(rewrite(bundle, m))
+
+
+def test_missing_file_and_empty_file(tmp_path):
+    with pytest.raises(BundleError, match="cannot open"):
+        edgesep.load(tmp_path / "nope.esb")
+    (tmp_path / "empty.esb").write_bytes(b"")
+    with pytest.raises(BundleError, match="too short"):
+        edgesep.load(tmp_path / "empty.esb")
+
+
+@pytest.mark.parametrize("x,error,message", [
+    (np.zeros((2, 7, 6, 4), np.float32), ValueError, r"shape \(2, 7, 6, 4\), expected \('N', 7, 6, 3\)"),
+    (np.zeros((7, 6, 3), np.float32), ValueError, "expected"),
+    (np.zeros((2, 7, 6, 3), np.float64), TypeError, "must be float32, got float64"),
+    (np.zeros((2, 3, 6, 7), np.float32).transpose(0, 3, 2, 1), ValueError, "not C-contiguous"),
+    (np.full((1, 7, 6, 3), np.nan, np.float32), ValueError, "NaN"),
+    (np.zeros((0, 7, 6, 3), np.float32), ValueError, "empty"),
+    ([[1.0]], TypeError, "numpy array"),
+    ({"other": np.zeros((1, 7, 6, 3), np.float32)}, ValueError, "missing"),
+    ([np.zeros((1, 7, 6, 3), np.float32)] * 2, ValueError, "takes 1 inputs"),
+])
+def test_bad_run_inputs(bundle, x, error, message):
+    with pytest.raises(error, match=message):
+        edgesep.load(bundle).run(x)
+
+
+def test_run_forms_and_one_call(bundle):
+    m = edgesep.load(bundle, num_threads=1)
+    x = np.random.default_rng(0).standard_normal((2, 7, 6, 3)).astype(np.float32)
+    y = m.run(x)
+    np.testing.assert_array_equal(m.run([x]), y)
+    np.testing.assert_array_equal(m.run({"x": x}), y)
+    np.testing.assert_array_equal(edgesep.runtime.run(bundle, x), y)
+    np.testing.assert_array_equal(m.run(x[:1]), y[:1])  # another batch size: a second plan
+    with pytest.raises(ValueError, match="num_threads"):
+        edgesep.load(bundle, num_threads=0)
+    with pytest.raises(ValueError, match="not available"):
+        edgesep.load(bundle, isa="sve2")
+
+
+def test_concurrent_runs_on_one_model_are_correct(bundle):
+    m = edgesep.load(bundle, num_threads=2)
+    xs = [np.random.default_rng(i).standard_normal((1 + i % 3, 7, 6, 3)).astype(np.float32) for i in range(8)]
+    want = [m.run(x) for x in xs]
+    errors = []
+
+    def worker(k: int) -> None:
+        for r in range(25):
+            i = (k + r) % len(xs)
+            if not np.array_equal(m.run(xs[i]), want[i]):
+                errors.append(i)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors

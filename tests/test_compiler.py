@@ -1,0 +1,107 @@
+"""The compiler: what the clean-up passes do, and clear errors for what it cannot compile."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from test_ops import CASES, model, w
+
+import edgesep
+from edgesep.compiler import CompileError, compile_onnx
+
+
+def compile_case(tmp_path, proto):
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    report = compile_onnx(path, tmp_path / "m.esb")
+    return report, edgesep.load(tmp_path / "m.esb")
+
+
+def test_batchnorm_folds_into_conv_and_lowers_when_alone(tmp_path):
+    report, m = compile_case(tmp_path, CASES["batchnorm_after_conv_and_alone"][0])
+    assert report["cleanup"]["batchnorm_folded"] == 1
+    # The leading BN has no conv before it: it becomes a per-channel Mul + Add.
+    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Mul", "Add", "Conv"]
+
+
+def test_scale_and_shift_fold_into_conv(tmp_path):
+    report, m = compile_case(tmp_path, CASES["scale_and_bias_fold"][0])
+    assert report["cleanup"]["affine_folded"] == 2
+    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Conv"]
+
+
+def test_activations_fuse_into_producers(tmp_path):
+    report, m = compile_case(tmp_path, CASES["activations"][0])
+    acts = [(n["op"], n["attrs"].get("activation")) for n in m.header["graph"]["nodes"]]
+    assert acts == [("Conv", "leaky_relu"), ("Conv", "hard_sigmoid"), ("Conv", "hard_swish"), ("Conv", "sigmoid"),
+                    ("Conv", "tanh"), ("Conv", "clip"), ("Activation", "prelu")]
+
+
+def test_activation_not_fused_when_preactivation_is_an_output(tmp_path):
+    _, m = compile_case(tmp_path, CASES["two_outputs"][0])
+    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Conv", "Activation"]
+    assert [o.name for o in m.outputs] == ["y", "z"]
+
+
+def test_dynamic_batch_and_shape_arithmetic_fold(tmp_path):
+    _, m = compile_case(tmp_path, CASES["reshape_shape_arithmetic"][0])
+    assert m.inputs[0].shape == (None, 3, 4, 2)
+    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Reshape"]
+    assert m.header["graph"]["nodes"][0]["attrs"]["shape"] == [0, -1]
+
+
+def test_unsupported_op_names_op_node_and_opset(tmp_path):
+    proto = model([helper.make_node("Erf", ["x"], ["y"], name="my_erf")], [3], {}, opset=13)
+    with pytest.raises(CompileError, match=r"Erf node 'my_erf' \(opset 13\): unsupported op"):
+        compile_case(tmp_path, proto)
+
+
+def test_computation_on_dynamic_batch_is_refused_clearly(tmp_path):
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i"], ["n"], axis=0),
+             helper.make_node("Mul", ["n", "two"], ["n2"], name="double_batch"),
+             helper.make_node("Unsqueeze", ["n2", "ax"], ["nu"]), helper.make_node("Concat", ["nu", "m"], ["sh"], axis=0),
+             helper.make_node("Reshape", ["x", "sh"], ["y"])]
+    proto = model(nodes, [4], {"i": np.array(0, np.int64), "two": np.array(2, np.int64), "ax": np.array([0], np.int64),
+                               "m": np.array([-1], np.int64)})
+    with pytest.raises(CompileError, match="double_batch.*dynamic batch"):
+        compile_case(tmp_path, proto)
+
+
+def test_dynamic_spatial_dims_need_input_shape(tmp_path):
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "t",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    with pytest.raises(CompileError, match="--input-shape"):
+        compile_onnx(path, tmp_path / "m.esb")
+    compile_onnx(path, tmp_path / "m.esb", {"x": [None, 3, 5, 6]})
+    assert edgesep.load(tmp_path / "m.esb").inputs[0].shape == (None, 3, 5, 6)
+
+
+def test_non_float_input_and_garbage_file_are_refused(tmp_path):
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "t",
+                          [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 3])],
+                          [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    path = tmp_path / "u8.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    with pytest.raises(CompileError, match="UINT8"):
+        compile_onnx(path, tmp_path / "m.esb")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"\x00not a model" * 10)
+    with pytest.raises(CompileError, match="not a readable ONNX model"):
+        compile_onnx(junk, tmp_path / "m.esb")
+
+
+def test_conv_weights_are_stored_prepacked(tmp_path):
+    from edgesep.bundle import read_bundle, unpack_conv_mr6
+
+    W = w(10, 2, 3, 3)  # 5 output channels per group: each group's panel is zero-padded to 6
+    proto = model([helper.make_node("Conv", ["x", "W"], ["y"], group=2)], [4, 5, 5], {"W": W})
+    compile_case(tmp_path, proto)
+    b = read_bundle(tmp_path / "m.esb")
+    t = b.tensors[0]
+    assert t["layout"] == "conv_mr6" and t["groups"] == 2 and t["shape"] == [10, 2, 3, 3]
+    assert t["nbytes"] == 4 * 2 * 6 * 18
+    np.testing.assert_array_equal(unpack_conv_mr6(b.tensor(0), t["shape"], 2), W)
