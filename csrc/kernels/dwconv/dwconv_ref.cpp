@@ -7,7 +7,7 @@ size_t dwconv_scratch_floats(const ConvShape& s) {
   const size_t hp = (size_t)(s.OH - 1) * s.SH + (size_t)(s.KH - 1) * s.DH + 1;
   const size_t wp = (size_t)(s.OW - 1) * s.SW + (size_t)(s.KW - 1) * s.DW + 1;
   const size_t wq = (wp + s.SW - 1) / s.SW + 16;  // + one vector of slack per row
-  return s.SW * hp * wq;
+  return s.KH * s.KW + s.SW * hp * wq;  // tap offsets + phase planes
 }
 
 namespace ref {
