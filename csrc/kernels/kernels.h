@@ -23,11 +23,19 @@ struct ConvShape {
   int P() const { return OH * OW; }
 };
 
-// Dense conv of one group on one image, output pixels [p0, p1) only.
-// w: weights packed in panels of kGemmMR output channels (see pack in bundle.py),
+// Dense conv of one group on one image: output channels [m0, m1) (m0 a multiple of kGemmMR) at
+// output pixels [p0, p1). w: all N channels' weights packed in panels of kGemmMR (layout conv_mr6),
 // bias: N values or null; output clamped to [lo, hi]; scratch: conv_scratch_floats() floats.
 using ConvGemmFn = void (*)(const ConvShape& s, const float* in, const float* w, const float* bias,
-                            float* out, int p0, int p1, float lo, float hi, float* scratch);
+                            float* out, int p0, int p1, int m0, int m1, float lo, float hi, float* scratch);
+
+// Rows [k0, k1) of the im2col matrix B for output pixels [p0, p1), packed into `packed`, which holds
+// all K rows (conv_packed_floats); row: scratch of p1 - p0 floats rounded up to gemm_nr.
+using ConvPackFn = void (*)(const ConvShape& s, const float* in, int p0, int p1, int k0, int k1, float* packed,
+                            float* row);
+// conv_gemm's multiply from a buffer conv_pack filled: output channels [m0, m1) x pixels [p0, p1).
+using ConvPackedGemmFn = void (*)(const ConvShape& s, const float* packed, const float* w, const float* bias,
+                                  float* out, int p0, int p1, int m0, int m1, float lo, float hi);
 
 // Depthwise conv of one channel plane: w has KH*KW taps; scratch: dwconv_scratch_floats().
 using DwConvFn = void (*)(const ConvShape& s, const float* in, const float* w, float bias, float* out,
@@ -42,12 +50,15 @@ struct KernelTable {
   const char* isa;   // "ref", "sse41", "avx2", "avx512", "neon"
   int gemm_nr;       // GEMM register tile width in output pixels
   ConvGemmFn conv_gemm;
+  ConvPackFn conv_pack;
+  ConvPackedGemmFn conv_packed_gemm;
   DwConvFn dwconv;
   FcFn fc;
 };
 
 // Scratch sizes, in floats, for one thread.
 size_t conv_scratch_floats(const ConvShape& s, int nr, int max_pixels);
+size_t conv_packed_floats(const ConvShape& s, int nr, int pixels);
 size_t dwconv_scratch_floats(const ConvShape& s);
 
 // Pixel-block and depth-block sizes of the GEMM (shared by every variant and by the ref).
@@ -57,7 +68,10 @@ constexpr int kGemmMC = 96;  // multiple of kGemmMR
 // The scalar references (the test oracle and the "ref" table).
 namespace ref {
 void conv_gemm(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int p0,
-               int p1, float lo, float hi, float* scratch);
+               int p1, int m0, int m1, float lo, float hi, float* scratch);
+void conv_pack(const ConvShape& s, const float* in, int p0, int p1, int k0, int k1, float* packed, float* row);
+void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, const float* bias, float* out, int p0,
+                      int p1, int m0, int m1, float lo, float hi);
 void dwconv(const ConvShape& s, const float* in, const float* w, float bias, float* out, float lo, float hi,
             float* scratch);
 void fc(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1, float lo,

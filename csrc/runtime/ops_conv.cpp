@@ -12,7 +12,10 @@ class ConvOp : public Op {
   ConvShape s{};  // one group
   int64_t B = 0, G = 1;
   bool depthwise = false;
-  int64_t chunk = 0, nchunks = 0;  // output pixels per task (dense)
+  int64_t chunk = 0, nchunks = 0;    // output pixels per task (dense)
+  int64_t mchunk = 0, mchunks = 1;   // output channels per task (dense; a multiple of kGemmMR)
+  bool shared_pack = false;          // pack B together into ctx.shared, then split the channels
+  int64_t kchunk = 0, kchunks = 1;   // depth rows per packing task (shared_pack)
   const float* w = nullptr;
   const float* bias = nullptr;
   int64_t w_group = 0;  // floats of packed weights per group
@@ -33,14 +36,37 @@ class ConvOp : public Op {
       }, parallel());
       return;
     }
-    ctx.pool->run((int)(B * G * nchunks), [&](int t, int thread) {
-      const int64_t bg = t / nchunks, g = bg % G;
-      const int p0 = (int)((t % nchunks) * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
+    if (shared_pack) {
+      const int K = s.K();
+      for (int64_t bg = 0; bg < B * G; ++bg)
+        for (int64_t pc = 0; pc < nchunks; ++pc) {
+          const int64_t g = bg % G;
+          const int p0 = (int)(pc * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
+          const float* xin = x + bg * s.C * in_plane;
+          float* o = out + bg * s.N * P;
+          ctx.pool->run((int)kchunks, [&](int t, int thread) {
+            const int k0 = (int)(t * kchunk), k1 = (int)std::min<int64_t>(K, k0 + kchunk);
+            ctx.k->conv_pack(s, xin, p0, p1, k0, k1, ctx.shared, ctx.scratch + thread * ctx.scratch_stride);
+          }, parallel());
+          ctx.pool->run((int)mchunks, [&](int t, int) {
+            const int m0 = (int)(t * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
+            ctx.k->conv_packed_gemm(s, ctx.shared, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
+                                    m1, lo, hi);
+            if (act.needs_pass())
+              for (int m = m0; m < m1; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
+          }, parallel());
+        }
+      return;
+    }
+    ctx.pool->run((int)(B * G * nchunks * mchunks), [&](int t, int thread) {
+      const int64_t mc = t % mchunks, pc = t / mchunks % nchunks, bg = t / mchunks / nchunks, g = bg % G;
+      const int p0 = (int)(pc * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
+      const int m0 = (int)(mc * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
       float* o = out + bg * s.N * P;
-      ctx.k->conv_gemm(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, lo,
-                       hi, ctx.scratch + thread * ctx.scratch_stride);
+      ctx.k->conv_gemm(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
+                       m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
       if (act.needs_pass())
-        for (int m = 0; m < s.N; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
+        for (int m = m0; m < m1; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
     }, parallel());
   }
 };
@@ -123,12 +149,22 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
   } else {
     op->w_group = (s.N + kGemmMR - 1) / kGemmMR * kGemmMR * K;
     op->w = need_weight(w, "weight", "conv_mr6", G * op->w_group).data;
-    const int64_t P = s.P(), nr = c.k->gemm_nr;
-    // Enough tasks to balance the threads, few enough pixels per task for the packed block to stay in L2.
-    const int64_t parts = c.threads > 1 ? (4 * c.threads + op->B * G - 1) / (op->B * G) : 1;
-    op->chunk = std::min(chunk_size(P, parts, nr), std::max<int64_t>(nr, 256 / nr * nr));
+    const int64_t P = s.P(), nr = c.k->gemm_nr, BG = op->B * G;
+    // Tasks split the pixels into chunks small enough for the packed block to stay in L2. Where that
+    // gives too few tasks to balance the threads (deep layers: few pixels, many channels), the threads
+    // instead pack each chunk's B together, then split the output channels: each streams only its
+    // share of the weights, and none packs what another already has.
+    const int64_t tasks = c.threads > 1 ? 4 * c.threads : 1, cap = std::max<int64_t>(nr, 256 / nr * nr);
+    op->shared_pack = c.threads > 1 && BG * ((P + cap - 1) / cap) < 2 * c.threads;
+    op->chunk = std::min(cap, chunk_size(P, op->shared_pack ? 1 : (tasks + BG - 1) / BG, nr));
     op->nchunks = (P + op->chunk - 1) / op->chunk;
-    op->scratch_floats = conv_scratch_floats(s, (int)nr, (int)op->chunk);
+    op->mchunk = op->shared_pack ? chunk_size(s.N, 2 * c.threads, kGemmMR) : s.N;
+    op->mchunks = (s.N + op->mchunk - 1) / op->mchunk;
+    op->kchunk = chunk_size(K, 2 * c.threads, 1);
+    op->kchunks = (K + op->kchunk - 1) / op->kchunk;
+    const int64_t row = (op->chunk + nr - 1) / nr * nr;
+    op->scratch_floats = op->shared_pack ? row : conv_scratch_floats(s, (int)nr, (int)op->chunk);
+    op->shared_floats = op->shared_pack ? conv_packed_floats(s, (int)nr, (int)op->chunk) : 0;
   }
   const Weight* b = opt_weight(w, "bias", "plain", N);
   op->bias = b ? b->data : nullptr;

@@ -149,6 +149,9 @@ void Plan::finalize() {
   scratch_stride_ = 16;
   for (auto& s : steps_) scratch_stride_ = std::max(scratch_stride_, (s.op->scratch_floats + 15) / 16 * 16);
   scratch_ = alloc(scratch_stride_ * pool_.size());
+  size_t shared = 0;
+  for (auto& s : steps_) shared = std::max(shared, s.op->shared_floats);
+  shared_ = alloc(shared);
   final_ = true;
 }
 
@@ -161,7 +164,7 @@ void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*
     const Tensor& t = tensors_[id];
     return t.producer < 0 ? inputs[t.input_index] : arena_.get() + t.offset;
   };
-  const RunCtx ctx{table_, &pool_, scratch_.get(), scratch_stride_};
+  const RunCtx ctx{table_, &pool_, scratch_.get(), scratch_stride_, shared_.get()};
   std::vector<const float*> in;
   if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   for (size_t i = 0; i < steps_.size(); ++i) {

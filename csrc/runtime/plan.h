@@ -48,6 +48,7 @@ struct RunCtx {
   ThreadPool* pool;
   float* scratch;          // per-thread scratch, `scratch_stride` floats each
   size_t scratch_stride;
+  float* shared;           // scratch shared by the threads of one op (Op::shared_floats)
 };
 
 struct BuildCtx {
@@ -61,6 +62,7 @@ class Op {
   virtual void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const = 0;
   Shape out_shape;
   size_t scratch_floats = 0;  // per thread
+  size_t shared_floats = 0;   // one buffer for all threads
   int64_t macs = 0;
   int64_t params = 0;
   int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
@@ -126,7 +128,7 @@ class Plan {
   };
   using Buffer = std::unique_ptr<float[], FreeAligned>;
   static Buffer alloc(size_t floats);
-  Buffer arena_, scratch_;
+  Buffer arena_, scratch_, shared_;
   size_t arena_floats_ = 0, scratch_stride_ = 0;
   bool final_ = false;
 };

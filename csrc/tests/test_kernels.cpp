@@ -94,18 +94,40 @@ void test_conv(const KernelTable& t, const ConvShape& s, Rng& rng, bool with_bia
   for (auto& v : w) v = rng.normal();
   for (auto& v : bias) v = rng.normal();
   const auto packed = pack_mr6(w, s.N, K);
+  const float* packed_w = packed.data();
   const float* b = with_bias ? bias.data() : nullptr;
   std::vector<float> want((size_t)s.N * P), got((size_t)s.N * P, NAN);
-  ref::conv_gemm(s, in.data(), packed.data(), b, want.data(), 0, P, lo, hi, nullptr);
-  // Two pixel ranges, as the runtime's tasks split them: [0, cut) and [cut, P).
+  ref::conv_gemm(s, in.data(), packed.data(), b, want.data(), 0, P, 0, s.N, lo, hi, nullptr);
+  // Four tiles, as the runtime's tasks split them: pixels [0, cut) and [cut, P) by output channels
+  // [0, mcut) and [mcut, N), mcut a multiple of the tile height.
   const int cut = P > 1 ? rng.uniform(1, P - 1) : P;
+  const int mcut = rng.uniform(0, (s.N + kGemmMR - 1) / kGemmMR) * kGemmMR;
   const int chunk = cut > P - cut ? cut : P - cut;
   std::vector<float> scratch(conv_scratch_floats(s, t.gemm_nr, chunk) + 64);
-  t.conv_gemm(s, in.data(), packed.data(), b, got.data(), 0, cut, lo, hi, scratch.data());
-  if (cut < P) t.conv_gemm(s, in.data(), packed.data(), b, got.data(), cut, P, lo, hi, scratch.data());
+  for (int m : {0, 1}) {
+    const int m0 = m ? (mcut < s.N ? mcut : s.N) : 0, m1 = m ? s.N : (mcut < s.N ? mcut : s.N);
+    if (m0 >= m1) continue;
+    t.conv_gemm(s, in.data(), packed.data(), b, got.data(), 0, cut, m0, m1, lo, hi, scratch.data());
+    if (cut < P) t.conv_gemm(s, in.data(), packed.data(), b, got.data(), cut, P, m0, m1, lo, hi, scratch.data());
+  }
   auto wf = [&](int n, int c, int ky, int kx) { return w[(size_t)n * K + (c * s.KH + ky) * s.KW + kx]; };
   const auto mag = magnitude(s, wf, in, b, s.N);
   expect_close(t.isa, "conv " + describe(s), got.data(), want.data(), mag.data(), want.size(), K + 1);
+
+  // The shared-pack path: B for pixels [cut, P) packed in two depth ranges, then multiplied in two
+  // channel ranges.
+  if (cut < P) {
+    std::vector<float> packed(conv_packed_floats(s, t.gemm_nr, P - cut)), row(P + 64), got2((size_t)s.N * P, 0.f);
+    const int kcut = rng.uniform(0, K);
+    t.conv_pack(s, in.data(), cut, P, 0, kcut, packed.data(), row.data());
+    t.conv_pack(s, in.data(), cut, P, kcut, K, packed.data(), row.data());
+    const int m = mcut < s.N ? mcut : s.N;
+    if (m > 0) t.conv_packed_gemm(s, packed.data(), packed_w, b, got2.data(), cut, P, 0, m, lo, hi);
+    if (m < s.N) t.conv_packed_gemm(s, packed.data(), packed_w, b, got2.data(), cut, P, m, s.N, lo, hi);
+    for (int n = 0; n < s.N; ++n)
+      for (int p = 0; p < cut; ++p) got2[(size_t)n * P + p] = want[(size_t)n * P + p];
+    expect_close(t.isa, "conv (shared pack) " + describe(s), got2.data(), want.data(), mag.data(), want.size(), K + 1);
+  }
 }
 
 void test_dwconv(const KernelTable& t, const ConvShape& s, Rng& rng, float lo, float hi) {

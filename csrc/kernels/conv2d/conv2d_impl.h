@@ -3,7 +3,9 @@
 // for a chunk of output pixels and a block of KC depth rows, pack_b() fills NR-wide panels of B
 // (one im2col row at a time: a few long contiguous copies, then vector stores into the panels), and
 // a kGemmMR x NR register tile (gemm_ukernel) sweeps each panel against the weight panels packed at
-// compile time. Panels are contiguous, so the tile's loads stay within a few pages (strided reads of
+// compile time. conv_gemm does both in one task; conv_pack + conv_packed_gemm split them, so that
+// threads can pack one shared B together and then divide the output channels (layers with few
+// pixels and many channels). Panels are contiguous, so the tile's loads stay within a few pages (strided reads of
 // B straight from the input or a row-major block cost more in TLB misses than packing does).
 // Bias and the min/max clamp are fused into the tile's first and last depth block.
 #pragma once
@@ -96,10 +98,12 @@ inline void im2col_row(const ConvShape& s, const float* in, int k, int p0, int n
   }
 }
 
-// Packs rows [k0, k0+kc) of B for pixels [p0, p0+np) into panels of NR pixels (panel j: kc rows of
-// NR values, zero-padded past np). A 1x1, stride-1, unpadded conv's B rows are input rows as they are.
+// Packs rows [k0, k0+kc) of B for pixels [p0, p0+np) into panels of NR pixels: row k of panel j at
+// dst + j * panel_stride + (k - k0) * NR, zero-padded past np. `row`: np (rounded up to NR) floats of
+// scratch. A 1x1, stride-1, unpadded conv's B rows are input rows as they are.
 template <class V, int NV>
-inline void pack_b(const ConvShape& s, const float* in, int k0, int kc, int p0, int np, float* row, float* dst) {
+inline void pack_b(const ConvShape& s, const float* in, int k0, int kc, int p0, int np, float* row, float* dst,
+                   ptrdiff_t panel_stride) {
   constexpr int NR = NV * V::N;
   const bool direct = s.KH == 1 && s.KW == 1 && s.SH == 1 && s.SW == 1 && s.PT == 0 && s.PL == 0;
   const int full = np / NR, rest = np - full * NR;
@@ -110,7 +114,7 @@ inline void pack_b(const ConvShape& s, const float* in, int k0, int kc, int p0, 
       src = row;
     }
     float* d = dst + (ptrdiff_t)k * NR;
-    for (int j = 0; j < full; ++j, d += (ptrdiff_t)kc * NR)
+    for (int j = 0; j < full; ++j, d += panel_stride)
       for (int v = 0; v < NV; ++v) V::store(d + v * V::N, V::load(src + j * NR + v * V::N));
     if (rest) {
       for (int q = 0; q < rest; ++q) d[q] = src[full * NR + q];
@@ -119,30 +123,62 @@ inline void pack_b(const ConvShape& s, const float* in, int k0, int kc, int p0, 
   }
 }
 
+// Output channels [m_begin, m_end) x pixels [p0, p0+np) += W[:, k0:k0+kc] x B[k0:k0+kc, :], B packed as
+// pack_b leaves it (panel j at b + j * panel_stride). first/last: this is the first/last depth block.
+template <class V, int NV>
+inline void gemm_block(const ConvShape& s, const float* w, const float* bias, const float* b, ptrdiff_t panel_stride,
+                       float* out, int p0, int np, int m_begin, int m_end, int k0, int kc, bool first, bool last,
+                       float lo, float hi) {
+  constexpr int NR = NV * V::N;
+  const int K = s.K(), P = s.P();
+  for (int m0 = m_begin; m0 < m_end; m0 += kGemmMC) {
+    const int m1 = m_end - m0 < kGemmMC ? m_end : m0 + kGemmMC;
+    for (int j = 0; j * NR < np; ++j) {
+      const int nr = np - j * NR < NR ? np - j * NR : NR;
+      for (int m = m0; m < m1; m += kGemmMR) {
+        const int mr = m1 - m < kGemmMR ? m1 - m : kGemmMR;
+        const float* a = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + (ptrdiff_t)k0 * kGemmMR;
+        gemm_ukernel<V, NV>(kc, a, b + j * panel_stride, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr,
+                            bias ? bias + m : nullptr, first, last, lo, hi);
+      }
+    }
+  }
+}
+
+// The whole conv tile in one task: per depth block, pack (L2-sized) then multiply.
 template <class V, int NV>
 void conv_gemm(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int p0,
-               int p1, float lo, float hi, float* scratch) {
+               int p1, int m_begin, int m_end, float lo, float hi, float* scratch) {
   constexpr int NR = NV * V::N;
-  const int K = s.K(), M = s.N, P = s.P(), np = p1 - p0;
+  const int K = s.K(), np = p1 - p0;
   float* row = scratch;
   float* panels = scratch + (np + NR - 1) / NR * NR;
   for (int k0 = 0; k0 < K; k0 += kGemmKC) {
     const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
-    pack_b<V, NV>(s, in, k0, kc, p0, np, row, panels);
-    const bool first = k0 == 0, last = k0 + kc >= K;
-    for (int m0 = 0; m0 < M; m0 += kGemmMC) {
-      const int m1 = M - m0 < kGemmMC ? M : m0 + kGemmMC;
-      for (int j = 0; j * NR < np; ++j) {
-        const int nr = np - j * NR < NR ? np - j * NR : NR;
-        const float* b = panels + (ptrdiff_t)j * kc * NR;
-        for (int m = m0; m < m1; m += kGemmMR) {
-          const int mr = m1 - m < kGemmMR ? m1 - m : kGemmMR;
-          const float* a = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + (ptrdiff_t)k0 * kGemmMR;
-          gemm_ukernel<V, NV>(kc, a, b, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr, bias ? bias + m : nullptr,
-                              first, last, lo, hi);
-        }
-      }
-    }
+    pack_b<V, NV>(s, in, k0, kc, p0, np, row, panels, (ptrdiff_t)kc * NR);
+    gemm_block<V, NV>(s, w, bias, panels, (ptrdiff_t)kc * NR, out, p0, np, m_begin, m_end, k0, kc, k0 == 0,
+                      k0 + kc >= K, lo, hi);
+  }
+}
+
+// Rows [k0, k1) of B for pixels [p0, p1), into a buffer that holds all K rows of each panel
+// (conv_packed_size floats): threads pack disjoint row ranges of one shared buffer.
+template <class V, int NV>
+void conv_pack(const ConvShape& s, const float* in, int p0, int p1, int k0, int k1, float* packed, float* row) {
+  constexpr int NR = NV * V::N;
+  pack_b<V, NV>(s, in, k0, k1 - k0, p0, p1 - p0, row, packed + (ptrdiff_t)k0 * NR, (ptrdiff_t)s.K() * NR);
+}
+
+// conv_gemm's multiply, from a buffer conv_pack filled with all K rows.
+template <class V, int NV>
+void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, const float* bias, float* out,
+                      int p0, int p1, int m_begin, int m_end, float lo, float hi) {
+  constexpr int NR = NV * V::N;
+  const int K = s.K();
+  for (int k0 = 0; k0 < K; k0 += kGemmKC) {
+    const int kc = K - k0 < kGemmKC ? K - k0 : kGemmKC;
+    gemm_block<V, NV>(s, w, bias, packed + (ptrdiff_t)k0 * NR, (ptrdiff_t)K * NR, out, p0, p1 - p0, m_begin, m_end,
+                      k0, kc, k0 == 0, k0 + kc >= K, lo, hi);
   }
 }
 

@@ -10,11 +10,15 @@ size_t conv_scratch_floats(const ConvShape& s, int nr, int max_pixels) {
   return (kc + 1) * np_pad;  // packed panels + one im2col row
 }
 
+size_t conv_packed_floats(const ConvShape& s, int nr, int pixels) {
+  return (size_t)(pixels + nr - 1) / nr * nr * s.K();
+}
+
 namespace ref {
 void conv_gemm(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int p0,
-               int p1, float lo, float hi, float*) {
+               int p1, int m0, int m1, float lo, float hi, float*) {
   const int K = s.K(), P = s.P();
-  for (int m = 0; m < s.N; ++m) {
+  for (int m = m0; m < m1; ++m) {
     const float* wm = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + m % kGemmMR;
     for (int p = p0; p < p1; ++p) {
       const int oy = p / s.OW, ox = p % s.OW;
@@ -29,6 +33,33 @@ void conv_gemm(const ConvShape& s, const float* in, const float* w, const float*
           }
       const float v = (float)acc;
       out[(ptrdiff_t)m * P + p] = v < lo ? lo : (v > hi ? hi : v);
+    }
+  }
+}
+// The reference "packs" B as the plain im2col matrix [K][pixels] (its gemm_nr is 1).
+void conv_pack(const ConvShape& s, const float* in, int p0, int p1, int k0, int k1, float* packed, float*) {
+  const int np = p1 - p0;
+  for (int k = k0; k < k1; ++k) {
+    const int c = k / (s.KH * s.KW), ky = k / s.KW % s.KH, kx = k % s.KW;
+    for (int i = 0; i < np; ++i) {
+      const int p = p0 + i, oy = p / s.OW, ox = p % s.OW;
+      const int iy = oy * s.SH - s.PT + ky * s.DH, ix = ox * s.SW - s.PL + kx * s.DW;
+      const bool inside = iy >= 0 && iy < s.H && ix >= 0 && ix < s.W;
+      packed[(ptrdiff_t)k * np + i] = inside ? in[((ptrdiff_t)c * s.H + iy) * s.W + ix] : 0.f;
+    }
+  }
+}
+
+void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, const float* bias, float* out, int p0,
+                      int p1, int m0, int m1, float lo, float hi) {
+  const int K = s.K(), np = p1 - p0;
+  for (int m = m0; m < m1; ++m) {
+    const float* wm = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + m % kGemmMR;
+    for (int i = 0; i < np; ++i) {
+      double acc = bias ? bias[m] : 0.0;
+      for (int k = 0; k < K; ++k) acc += (double)wm[(ptrdiff_t)k * kGemmMR] * packed[(ptrdiff_t)k * np + i];
+      const float v = (float)acc;
+      out[(ptrdiff_t)m * s.P() + p0 + i] = v < lo ? lo : (v > hi ? hi : v);
     }
   }
 }

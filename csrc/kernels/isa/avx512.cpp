@@ -11,7 +11,13 @@ namespace edgesep {
 const KernelTable* table_avx512() {
   using V = avx512::Vec;
   constexpr int NV = avx512::kGemmNV;
-  static const KernelTable t{"avx512", NV * V::N, detail::conv_gemm<V, NV>, detail::dwconv<V>, detail::fc<V>};
+  static const KernelTable t{"avx512",
+                             NV * V::N,
+                             detail::conv_gemm<V, NV>,
+                             detail::conv_pack<V, NV>,
+                             detail::conv_packed_gemm<V, NV>,
+                             detail::dwconv<V>,
+                             detail::fc<V>};
   return &t;
 }
 

@@ -11,7 +11,13 @@ namespace edgesep {
 const KernelTable* table_neon() {
   using V = neon::Vec;
   constexpr int NV = neon::kGemmNV;
-  static const KernelTable t{"neon", NV * V::N, detail::conv_gemm<V, NV>, detail::dwconv<V>, detail::fc<V>};
+  static const KernelTable t{"neon",
+                             NV * V::N,
+                             detail::conv_gemm<V, NV>,
+                             detail::conv_pack<V, NV>,
+                             detail::conv_packed_gemm<V, NV>,
+                             detail::dwconv<V>,
+                             detail::fc<V>};
   return &t;
 }
 

@@ -11,7 +11,13 @@ namespace edgesep {
 const KernelTable* table_sse41() {
   using V = sse41::Vec;
   constexpr int NV = sse41::kGemmNV;
-  static const KernelTable t{"sse41", NV * V::N, detail::conv_gemm<V, NV>, detail::dwconv<V>, detail::fc<V>};
+  static const KernelTable t{"sse41",
+                             NV * V::N,
+                             detail::conv_gemm<V, NV>,
+                             detail::conv_pack<V, NV>,
+                             detail::conv_packed_gemm<V, NV>,
+                             detail::dwconv<V>,
+                             detail::fc<V>};
   return &t;
 }
 
