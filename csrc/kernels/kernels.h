@@ -56,6 +56,19 @@ struct KernelTable {
   FcFn fc;
 };
 
+// The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
+// with a tail of slack; sizes in floats.
+struct DwLayout {
+  int hp, wp;        // padded input extent the output reads
+  int hq, wq;        // rows and columns of one phase plane
+  int phases;        // SH * SW
+  ptrdiff_t plane;   // floats per phase plane, slack included
+  int taps_floats;   // the tap offset table
+  int row;           // one padded input row
+  ptrdiff_t flat;    // the output at the planes' row stride
+};
+DwLayout dwconv_layout(const ConvShape& s);
+
 // Scratch sizes, in floats, for one thread.
 size_t conv_scratch_floats(const ConvShape& s, int nr, int max_pixels);
 size_t conv_packed_floats(const ConvShape& s, int nr, int pixels);

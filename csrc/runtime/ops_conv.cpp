@@ -27,12 +27,14 @@ class ConvOp : public Op {
     const float lo = act.lo(), hi = act.hi();
     if (depthwise) {
       const int64_t C = G, taps = (int64_t)s.KH * s.KW;
-      ctx.pool->run((int)(B * C), [&](int t, int thread) {
-        const int64_t c = t % C;
-        float* o = out + t * P;
-        ctx.k->dwconv(s, x + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, lo, hi,
-                      ctx.scratch + thread * ctx.scratch_stride);
-        if (act.needs_pass()) act.apply(o, P, c);
+      ctx.pool->run_range(B * C, [&](int64_t t0, int64_t t1, int thread) {
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t c = t % C;
+          float* o = out + t * P;
+          ctx.k->dwconv(s, x + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, lo, hi,
+                        ctx.scratch + thread * ctx.scratch_stride);
+          if (act.needs_pass()) act.apply(o, P, c);
+        }
       }, parallel());
       return;
     }

@@ -22,42 +22,44 @@ class PoolOp : public Op {
     if (t1 < t0) t1 = t0;
   }
 
-  // Per output row: reduce the window's input rows into one row (a contiguous, vectorisable loop),
-  // then reduce each output's few taps along that row.
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    ctx.pool->run((int)planes, [&](int t, int) {
-      const float* x = in[0] + t * H * W;
-      float* o = out + t * OH * OW;
+    ctx.pool->run_range(planes, [&](int64_t t0, int64_t t1, int) {
       std::vector<float> acc(W);
-      const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
-      for (int64_t oy = 0; oy < OH; ++oy) {
-        const int64_t y0 = oy * SH - PT;
-        int64_t ky0, ky1;
-        taps(y0, DH, KH, H, ky0, ky1);
-        std::fill(acc.begin(), acc.end(), init);
-        for (int64_t ky = ky0; ky < ky1; ++ky) {
-          const float* row = x + (y0 + ky * DH) * W;
-          if (is_max)
-            for (int64_t i = 0; i < W; ++i) acc[i] = acc[i] < row[i] ? row[i] : acc[i];
-          else
-            for (int64_t i = 0; i < W; ++i) acc[i] += row[i];
-        }
-        for (int64_t ox = 0; ox < OW; ++ox) {
-          const int64_t x0 = ox * SW - PL;
-          int64_t kx0, kx1;
-          taps(x0, DW, KW, W, kx0, kx1);
-          float r = init;
-          for (int64_t kx = kx0; kx < kx1; ++kx) r = is_max ? std::max(r, acc[x0 + kx * DW]) : r + acc[x0 + kx];
-          if (!is_max) {
-            // count_include_pad counts the window clipped to the padded extent, as PyTorch does.
-            const int64_t n = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0)
-                                          : (ky1 - ky0) * (kx1 - kx0);
-            r = n > 0 ? r / (float)n : 0.f;
-          }
-          o[oy * OW + ox] = r;
-        }
-      }
+      for (int64_t t = t0; t < t1; ++t) plane(in[0] + t * H * W, out + t * OH * OW, acc.data());
     }, parallel());
+  }
+
+  // Per output row: reduce the window's input rows into one row (a contiguous, vectorisable loop),
+  // then reduce each output's few taps along that row. acc: W floats.
+  void plane(const float* x, float* o, float* acc) const {
+    const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+    for (int64_t oy = 0; oy < OH; ++oy) {
+      const int64_t y0 = oy * SH - PT;
+      int64_t ky0, ky1;
+      taps(y0, DH, KH, H, ky0, ky1);
+      std::fill(acc, acc + W, init);
+      for (int64_t ky = ky0; ky < ky1; ++ky) {
+        const float* row = x + (y0 + ky * DH) * W;
+        if (is_max)
+          for (int64_t i = 0; i < W; ++i) acc[i] = acc[i] < row[i] ? row[i] : acc[i];
+        else
+          for (int64_t i = 0; i < W; ++i) acc[i] += row[i];
+      }
+      for (int64_t ox = 0; ox < OW; ++ox) {
+        const int64_t x0 = ox * SW - PL;
+        int64_t kx0, kx1;
+        taps(x0, DW, KW, W, kx0, kx1);
+        float r = init;
+        for (int64_t kx = kx0; kx < kx1; ++kx) r = is_max ? std::max(r, acc[x0 + kx * DW]) : r + acc[x0 + kx];
+        if (!is_max) {
+          // count_include_pad counts the window clipped to the padded extent, as PyTorch does.
+          const int64_t n = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0)
+                                        : (ky1 - ky0) * (kx1 - kx0);
+          r = n > 0 ? r / (float)n : 0.f;
+        }
+        o[oy * OW + ox] = r;
+      }
+    }
   }
 };
 
@@ -66,9 +68,8 @@ class GlobalPoolOp : public Op {
   bool is_max = false;
   int64_t planes = 0, size = 0;
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    const int64_t per = std::max<int64_t>(1, planes / (4 * ctx.pool->size()));
-    ctx.pool->run((int)((planes + per - 1) / per), [&](int t, int) {
-      for (int64_t p = t * per; p < std::min(planes, (t + 1) * per); ++p) {
+    ctx.pool->run_range(planes, [&](int64_t p0, int64_t p1, int) {
+      for (int64_t p = p0; p < p1; ++p) {
         const float* x = in[0] + p * size;
         if (is_max) {
           float m = x[0];

@@ -12,20 +12,16 @@ namespace {
 
 constexpr size_t kMaxRank = 8;
 
-// Splits n elements into tasks of at least 16K elements (below that threads cost more than they give).
-void parallel_range(const RunCtx& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  const int64_t chunk = std::max<int64_t>(16384, chunk_size(n, ctx.pool->size(), 16));
-  ctx.pool->run((int)((n + chunk - 1) / chunk), [&](int t, int) { fn(t * chunk, std::min(n, (t + 1) * chunk)); });
-}
-
 class ActivationOp : public Op {
  public:
   Activation act;
   int64_t outer = 0, channels = 1, inner = 0;
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    ctx.pool->run((int)(outer * channels), [&](int t, int) {
-      std::memcpy(out + t * inner, in[0] + t * inner, sizeof(float) * inner);
-      act.apply(out + t * inner, inner, t % channels);
+    ctx.pool->run_range(outer * channels, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        std::memcpy(out + t * inner, in[0] + t * inner, sizeof(float) * inner);
+        act.apply(out + t * inner, inner, t % channels);
+      }
     }, parallel());
   }
 };
@@ -107,11 +103,13 @@ class ConcatOp : public Op {
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     int64_t total = 0;
     for (int64_t n : inner) total += n;
-    ctx.pool->run((int)outer, [&](int o, int) {
-      float* dst = out + o * total;
-      for (size_t i = 0; i < in.size(); ++i) {
-        std::memcpy(dst, in[i] + o * inner[i], sizeof(float) * inner[i]);
-        dst += inner[i];
+    ctx.pool->run_range(outer, [&](int64_t o0, int64_t o1, int) {
+      for (int64_t o = o0; o < o1; ++o) {
+        float* dst = out + o * total;
+        for (size_t i = 0; i < in.size(); ++i) {
+          std::memcpy(dst, in[i] + o * inner[i], sizeof(float) * inner[i]);
+          dst += inner[i];
+        }
       }
     }, parallel());
   }
@@ -120,8 +118,9 @@ class ConcatOp : public Op {
 class CopyOp : public Op {
  public:
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    parallel_range(ctx, numel(out_shape),
-                   [&](int64_t a, int64_t b) { std::memcpy(out + a, in[0] + a, sizeof(float) * (b - a)); });
+    ctx.pool->run_range(numel(out_shape),
+                        [&](int64_t a, int64_t b, int) { std::memcpy(out + a, in[0] + a, sizeof(float) * (b - a)); },
+                        parallel());
   }
 };
 
@@ -131,14 +130,16 @@ class TransposeOp : public Op {
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     const size_t r = out_shape.size();
     const int64_t inner = out_shape[r - 1], rows = numel(out_shape) / inner, s_last = in_strides[r - 1];
-    ctx.pool->run((int)rows, [&](int row, int) {
-      int64_t off = 0, rem = row;
-      for (size_t d = r - 1; d-- > 0;) {
-        off += (rem % out_shape[d]) * in_strides[d];
-        rem /= out_shape[d];
+    ctx.pool->run_range(rows, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t row = r0; row < r1; ++row) {
+        int64_t off = 0, rem = row;
+        for (size_t d = r - 1; d-- > 0;) {
+          off += (rem % out_shape[d]) * in_strides[d];
+          rem /= out_shape[d];
+        }
+        float* o = out + row * inner;
+        for (int64_t i = 0; i < inner; ++i) o[i] = in[0][off + i * s_last];
       }
-      float* o = out + (int64_t)row * inner;
-      for (int64_t i = 0; i < inner; ++i) o[i] = in[0][off + i * s_last];
     }, parallel());
   }
 };
@@ -168,19 +169,21 @@ class PadOp : public Op {
     const int64_t inner = out_shape[r - 1], rows = numel(out_shape) / inner;
     std::vector<int64_t> stride(r, 1);
     for (size_t d = r - 1; d-- > 0;) stride[d] = stride[d + 1] * in_shape[d + 1];
-    ctx.pool->run((int)rows, [&](int row, int) {
-      float* o = out + (int64_t)row * inner;
-      int64_t off = 0, rem = row;
-      bool blank = false;
-      for (size_t d = r - 1; d-- > 0;) {
-        const int64_t i = source(d, rem % out_shape[d]);
-        rem /= out_shape[d];
-        if (i < 0) blank = true;
-        off += i * stride[d];
-      }
-      for (int64_t x = 0; x < inner; ++x) {
-        const int64_t i = blank ? -1 : source(r - 1, x);
-        o[x] = i < 0 ? value : in[0][off + i];
+    ctx.pool->run_range(rows, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t row = r0; row < r1; ++row) {
+        float* o = out + row * inner;
+        int64_t off = 0, rem = row;
+        bool blank = false;
+        for (size_t d = r - 1; d-- > 0;) {
+          const int64_t i = source(d, rem % out_shape[d]);
+          rem /= out_shape[d];
+          if (i < 0) blank = true;
+          off += i * stride[d];
+        }
+        for (int64_t x = 0; x < inner; ++x) {
+          const int64_t i = blank ? -1 : source(r - 1, x);
+          o[x] = i < 0 ? value : in[0][off + i];
+        }
       }
     }, parallel());
   }
@@ -190,16 +193,18 @@ class SoftmaxOp : public Op {
  public:
   int64_t outer = 0, len = 0, inner = 0;
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    ctx.pool->run((int)(outer * inner), [&](int t, int) {
-      const int64_t o = t / inner, i = t % inner;
-      const float* x = in[0] + o * len * inner + i;
-      float* y = out + o * len * inner + i;
-      float m = x[0];
-      for (int64_t j = 1; j < len; ++j) m = std::max(m, x[j * inner]);
-      double sum = 0;
-      for (int64_t j = 0; j < len; ++j) sum += (y[j * inner] = std::exp(x[j * inner] - m));
-      const float inv = (float)(1.0 / sum);
-      for (int64_t j = 0; j < len; ++j) y[j * inner] *= inv;
+    ctx.pool->run_range(outer * inner, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t o = t / inner, i = t % inner;
+        const float* x = in[0] + o * len * inner + i;
+        float* y = out + o * len * inner + i;
+        float m = x[0];
+        for (int64_t j = 1; j < len; ++j) m = std::max(m, x[j * inner]);
+        double sum = 0;
+        for (int64_t j = 0; j < len; ++j) sum += (y[j * inner] = std::exp(x[j * inner] - m));
+        const float inv = (float)(1.0 / sum);
+        for (int64_t j = 0; j < len; ++j) y[j * inner] *= inv;
+      }
     }, parallel());
   }
 };

@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include <algorithm>
+
 namespace edgesep {
 
 ThreadPool::ThreadPool(int threads) {
@@ -42,6 +44,13 @@ void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parall
   std::unique_lock<std::mutex> lock(mu_);
   done_.wait(lock, [&] { return active_ == 0; });
   job_ = nullptr;
+}
+
+void ThreadPool::run_range(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, bool parallel) {
+  if (n <= 0) return;
+  const int64_t parts = parallel ? std::min<int64_t>(n, 4 * size()) : 1, per = (n + parts - 1) / parts;
+  run((int)((n + per - 1) / per), [&](int t, int thread) { fn(t * per, std::min(n, (t + 1) * per), thread); },
+      parallel);
 }
 
 void ThreadPool::worker(int index) {

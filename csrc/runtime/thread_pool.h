@@ -2,6 +2,7 @@
 #pragma once
 #include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -23,6 +24,10 @@ class ThreadPool {
   // Tasks are handed out dynamically, so uneven tasks balance. parallel=false runs them all inline
   // (for work too small to pay for waking the workers). Not reentrant.
   void run(int n, const std::function<void(int, int)>& fn, bool parallel = true);
+
+  // Calls fn(begin, end, thread) over contiguous slices of [0, n): about four per thread, so that
+  // small items (a channel plane, a row) do not each pay for a hand-off between threads.
+  void run_range(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, bool parallel = true);
 
  private:
   void worker(int index);

@@ -3,11 +3,25 @@
 
 namespace edgesep {
 
+DwLayout dwconv_layout(const ConvShape& s) {
+  constexpr int kMaxLanes = 16;  // the widest vector of any variant
+  DwLayout g;
+  g.hp = (s.OH - 1) * s.SH + (s.KH - 1) * s.DH + 1;
+  g.wp = (s.OW - 1) * s.SW + (s.KW - 1) * s.DW + 1;
+  g.hq = (g.hp + s.SH - 1) / s.SH;
+  g.wq = (g.wp + s.SW - 1) / s.SW;
+  g.phases = s.SH * s.SW;
+  // The last vectors read up to a row and two vectors past the last row of a plane.
+  g.plane = (ptrdiff_t)g.hq * g.wq + g.wq + 2 * kMaxLanes;
+  g.taps_floats = (s.KH * s.KW + 15) / 16 * 16;
+  g.row = g.wq * s.SW + kMaxLanes;
+  g.flat = (ptrdiff_t)s.OH * g.wq + 2 * kMaxLanes;
+  return g;
+}
+
 size_t dwconv_scratch_floats(const ConvShape& s) {
-  const size_t hp = (size_t)(s.OH - 1) * s.SH + (size_t)(s.KH - 1) * s.DH + 1;
-  const size_t wp = (size_t)(s.OW - 1) * s.SW + (size_t)(s.KW - 1) * s.DW + 1;
-  const size_t wq = (wp + s.SW - 1) / s.SW + 16;  // + one vector of slack per row
-  return s.KH * s.KW + s.SW * hp * wq;  // tap offsets + phase planes
+  const DwLayout g = dwconv_layout(s);
+  return g.taps_floats + g.phases * g.plane + g.row + g.flat;
 }
 
 namespace ref {

@@ -20,6 +20,12 @@ struct Vec {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
+  // Loads 2N floats from p; returns their even and odd lanes.
+  static void deinterleave2(const float* p, T& even, T& odd) {
+    const T a = load(p), b = load(p + N);
+    even = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0x88)), 0xD8));
+    odd = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(a, b, 0xDD)), 0xD8));
+  }
 };
 constexpr int kGemmNV = 2;  // 6x16 tile: 12 accumulators of 16 ymm registers
 }  // namespace edgesep::avx2

@@ -15,6 +15,14 @@ struct Vec {
   static T max(T a, T b) { return _mm512_max_ps(a, b); }
   static T min(T a, T b) { return _mm512_min_ps(a, b); }
   static float hsum(T v) { return _mm512_reduce_add_ps(v); }
+  // Loads 2N floats from p; returns their even and odd lanes.
+  static void deinterleave2(const float* p, T& even, T& odd) {
+    const T a = load(p), b = load(p + N);
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    even = _mm512_permutex2var_ps(a, ie, b);
+    odd = _mm512_permutex2var_ps(a, io, b);
+  }
 };
 constexpr int kGemmNV = 2;  // 6x32 tile: 12 accumulators of 32 zmm registers
 }  // namespace edgesep::avx512

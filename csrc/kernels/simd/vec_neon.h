@@ -23,6 +23,12 @@ struct Vec {
     return vget_lane_f32(vpadd_f32(s, s), 0);
 #endif
   }
+  // Loads 2N floats from p; returns their even and odd lanes.
+  static void deinterleave2(const float* p, T& even, T& odd) {
+    const float32x4x2_t v = vld2q_f32(p);
+    even = v.val[0];
+    odd = v.val[1];
+  }
 };
 #if defined(__aarch64__)
 constexpr int kGemmNV = 4;  // 6x16 tile: 24 accumulators of 32 q registers

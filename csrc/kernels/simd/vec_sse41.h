@@ -19,6 +19,12 @@ struct Vec {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
+  // Loads 2N floats from p; returns their even and odd lanes.
+  static void deinterleave2(const float* p, T& even, T& odd) {
+    const T a = load(p), b = load(p + N);
+    even = _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    odd = _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+  }
 };
 constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 xmm registers
 }  // namespace edgesep::sse41
