@@ -34,6 +34,8 @@ def child(runtime: str, onnx_path: str, bundle: str, threads: int, runs: int) ->
     """Runs in a fresh process: load, first result, then the median of `runs` timed runs."""
     import numpy as np
 
+    from edgesep.report import median_seconds
+
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     if runtime == "edgesep":
         import edgesep
@@ -53,17 +55,9 @@ def child(runtime: str, onnx_path: str, bundle: str, threads: int, runs: int) ->
         run = lambda: sess.run(None, {name: x})  # noqa: E731
     run()
     load_s = time.perf_counter() - t0
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    times.sort()
+    median = median_seconds(run, runs=runs, warmup=3)
     rss = peak_rss_mb()
-    return {"load_ms": 1e3 * load_s, "ms": 1e3 * times[len(times) // 2], "peak_rss_mb": rss,
-            "rss_over_baseline_mb": rss - base_rss}
+    return {"load_ms": 1e3 * load_s, "ms": 1e3 * median, "peak_rss_mb": rss, "rss_over_baseline_mb": rss - base_rss}
 
 
 def measure(runtime: str, onnx_path: Path, bundle: Path, threads: int, runs: int) -> dict:

@@ -79,10 +79,7 @@ class Model:
     def _build(self, shapes: tuple) -> _core.Plan:
         b = self._bundle
         g = b.graph
-        try:
-            plan = _core.Plan(self.num_threads, self.isa)
-        except ValueError as e:
-            raise ValueError(str(e)) from None
+        plan = _core.Plan(self.num_threads, self.isa)
         ids = {v["name"]: plan.add_input(list(s)) for v, s in zip(g["inputs"], shapes)}
         try:
             for n in g["nodes"]:

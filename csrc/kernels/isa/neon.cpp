@@ -1,23 +1,12 @@
-// The neon kernel table: every family's template instantiated with the neon vector type.
-// Built with this ISA's compiler flags (see CMakeLists.txt); only called once the CPU is known to
-// support it.
+// The neon kernel table. Built with this ISA's compiler flags (CMakeLists.txt); called only once the
+// CPU is known to support it (registry.cpp).
 #include "../simd/vec_neon.h"
-#include "../conv2d/conv2d_impl.h"
-#include "../dwconv/dwconv_impl.h"
-#include "../fc/fc_impl.h"
+#include "table.h"
 
 namespace edgesep {
 
 const KernelTable* table_neon() {
-  using V = neon::Vec;
-  constexpr int NV = neon::kGemmNV;
-  static const KernelTable t{"neon",
-                             NV * V::N,
-                             detail::conv_gemm<V, NV>,
-                             detail::conv_pack<V, NV>,
-                             detail::conv_packed_gemm<V, NV>,
-                             detail::dwconv<V>,
-                             detail::fc<V>};
+  static const KernelTable t = detail::make_table<neon::Vec, neon::kGemmNV>("neon");
   return &t;
 }
 

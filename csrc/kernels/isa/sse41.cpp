@@ -1,23 +1,12 @@
-// The sse41 kernel table: every family's template instantiated with the sse41 vector type.
-// Built with this ISA's compiler flags (see CMakeLists.txt); only called once the CPU is known to
-// support it.
+// The sse41 kernel table. Built with this ISA's compiler flags (CMakeLists.txt); called only once the
+// CPU is known to support it (registry.cpp).
 #include "../simd/vec_sse41.h"
-#include "../conv2d/conv2d_impl.h"
-#include "../dwconv/dwconv_impl.h"
-#include "../fc/fc_impl.h"
+#include "table.h"
 
 namespace edgesep {
 
 const KernelTable* table_sse41() {
-  using V = sse41::Vec;
-  constexpr int NV = sse41::kGemmNV;
-  static const KernelTable t{"sse41",
-                             NV * V::N,
-                             detail::conv_gemm<V, NV>,
-                             detail::conv_pack<V, NV>,
-                             detail::conv_packed_gemm<V, NV>,
-                             detail::dwconv<V>,
-                             detail::fc<V>};
+  static const KernelTable t = detail::make_table<sse41::Vec, sse41::kGemmNV>("sse41");
   return &t;
 }
 
