@@ -24,15 +24,18 @@ class PoolOp : public Op {
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     ctx.pool->run_range(planes, [&](int64_t t0, int64_t t1, int) {
-      std::vector<float> acc(W);
+      std::vector<float> acc(2 * W);
       for (int64_t t = t0; t < t1; ++t) plane(in[0] + t * H * W, out + t * OH * OW, acc.data());
     }, parallel());
   }
 
-  // Per output row: reduce the window's input rows into one row (a contiguous, vectorisable loop),
-  // then reduce each output's few taps along that row. acc: W floats.
+  // Per output row: reduce the window's input rows into one row, then the window's columns into
+  // another (both contiguous, vectorisable loops), and pick every SW-th; windows that cross the
+  // border take the slow path. acc: 2 * W floats.
   void plane(const float* x, float* o, float* acc) const {
     const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
+    float* cols = acc + W;
+    const int64_t span = (KW - 1) * DW, inner = W - span;  // columns whose whole window is inside
     for (int64_t oy = 0; oy < OH; ++oy) {
       const int64_t y0 = oy * SH - PT;
       int64_t ky0, ky1;
@@ -45,16 +48,34 @@ class PoolOp : public Op {
         else
           for (int64_t i = 0; i < W; ++i) acc[i] += row[i];
       }
+      if (inner > 0) {
+        std::copy(acc, acc + inner, cols);
+        for (int64_t kx = 1; kx < KW; ++kx) {
+          const float* a = acc + kx * DW;
+          if (is_max)
+            for (int64_t i = 0; i < inner; ++i) cols[i] = cols[i] < a[i] ? a[i] : cols[i];
+          else
+            for (int64_t i = 0; i < inner; ++i) cols[i] += a[i];
+        }
+      }
+      const int64_t nrows = ky1 - ky0;
       for (int64_t ox = 0; ox < OW; ++ox) {
         const int64_t x0 = ox * SW - PL;
-        int64_t kx0, kx1;
-        taps(x0, DW, KW, W, kx0, kx1);
-        float r = init;
-        for (int64_t kx = kx0; kx < kx1; ++kx) r = is_max ? std::max(r, acc[x0 + kx * DW]) : r + acc[x0 + kx];
+        float r;
+        int64_t ncols = KW;
+        if (x0 >= 0 && x0 < inner) {
+          r = cols[x0];
+        } else {
+          int64_t kx0, kx1;
+          taps(x0, DW, KW, W, kx0, kx1);
+          r = init;
+          for (int64_t kx = kx0; kx < kx1; ++kx) r = is_max ? std::max(r, acc[x0 + kx * DW]) : r + acc[x0 + kx];
+          ncols = kx1 - kx0;
+        }
         if (!is_max) {
           // count_include_pad counts the window clipped to the padded extent, as PyTorch does.
           const int64_t n = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0)
-                                        : (ky1 - ky0) * (kx1 - kx0);
+                                        : nrows * ncols;
           r = n > 0 ? r / (float)n : 0.f;
         }
         o[oy * OW + ox] = r;
