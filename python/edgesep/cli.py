@@ -93,7 +93,11 @@ def _demo(a: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import __version__, available_isas
+
     p = argparse.ArgumentParser(prog="edgesep", description="Compile ONNX CNNs into bundles and run them fast on CPUs.")
+    p.add_argument("--version", action="version",
+                   version=f"edgesep {__version__} (kernels on this CPU: {', '.join(available_isas())})")
     sub = p.add_subparsers(dest="cmd", required=True)
     c = sub.add_parser("compile", help="ONNX model -> bundle (.esb)")
     c.add_argument("model")
