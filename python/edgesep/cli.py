@@ -12,8 +12,8 @@ from .bundle import BundleError
 
 def _compile(a: argparse.Namespace) -> None:
     from .compiler import compile_onnx
+    from .report import layer_table, separable_table
     from .runtime import load
-    from .report import layer_table
 
     out = a.output or Path(a.model).with_suffix(".esb")
     shapes = {}
@@ -22,12 +22,18 @@ def _compile(a: argparse.Namespace) -> None:
         if not name or not dims:
             raise ValueError(f"--input-shape {spec!r}: expected NAME=D0,D1,... (N for the dynamic batch)")
         shapes[name] = [None if d.strip() in ("N", "-1") else int(d) for d in dims.split(",")]
-    report = compile_onnx(a.model, out, shapes)
+    calib = np.load(a.calib) if a.calib else None
+    labels = np.load(a.labels) if a.labels else None
+    report = compile_onnx(a.model, out, shapes, separable=a.separable, calib=calib, labels=labels,
+                          max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
+                          num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty())
     c = report["cleanup"]
     print(f"{a.model} -> {out}: {report['onnx_nodes']} ONNX nodes, {report['nodes']} steps "
           f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
           f"{c['activations_fused']} activations fused)")
     print(layer_table(load(out, num_threads=1)))
+    if "separable" in report:
+        print("\n" + separable_table(report))
 
 
 def _run(a: argparse.Namespace) -> None:
@@ -50,8 +56,8 @@ def _run(a: argparse.Namespace) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> None:
+    from .report import layer_table, separable_table
     from .runtime import load
-    from .report import layer_table
 
     model = load(a.bundle, num_threads=1)
     h = model.header
@@ -62,6 +68,8 @@ def _inspect(a: argparse.Namespace) -> None:
         for i in infos:
             print(f"  {kind} {i.name}: {tuple('N' if d is None else d for d in i.shape)} {i.dtype}")
     print(layer_table(model, a.batch))
+    if "separable" in h.get("report", {}):
+        print("\n" + separable_table(h["report"]))
 
 
 def _bench(a: argparse.Namespace) -> None:
@@ -104,6 +112,18 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("-o", "--output")
     c.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="fix an input's dims (N keeps the batch dynamic), e.g. input_1=N,240,320,3")
+    c.add_argument("--separable", metavar="SPEC",
+                   help="split kxk convs into kx1 + 1xk: energy=T (keep T of sigma^2), ratio=R (MACs per layer), "
+                        "or auto (budget on --calib)")
+    c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input)")
+    c.add_argument("--labels", metavar="Y.npy", help="integer labels of the calibration inputs")
+    c.add_argument("--max-output-error", type=float, metavar="E",
+                   help="auto: largest relative L2 error of the model output on --calib")
+    c.add_argument("--max-accuracy-drop", type=float, metavar="D",
+                   help="auto: largest top-1 accuracy drop on --calib/--labels, a fraction (0.01 = one point)")
+    c.add_argument("--threads", type=int, help="threads for the timings that decide each layer (default 1)")
+    c.add_argument("--min-speedup", type=float, default=1.0,
+                   help="split a layer only if the measured pair beats the dense conv by more (default 1.0)")
     c.set_defaults(fn=_compile)
     r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
     r.add_argument("bundle")

@@ -33,6 +33,26 @@ def layer_table(model: Model, batch: int = 1) -> str:
                  [False, False, False, False, True, True, True])
 
 
+def separable_table(report: dict) -> str:
+    """The separable pass's choices: per conv, shape, rank, MACs before/after, weight error, measured times."""
+    rows = []
+    for r in report["separable"]:
+        if "rank" in r:
+            rows.append([r["layer"], r["shape"], f"{r['rank']}/{r['full_rank']}", f"{r['dense_macs']:,}",
+                         f"{r['pair_macs']:,}", f"{r['dense_macs'] / r['pair_macs']:.1f}x", f"{r['weight_error']:.3f}",
+                         f"{r['dense_ms']:.3f}", f"{r['pair_ms']:.3f}", f"{r['dense_ms'] / r['pair_ms']:.2f}x", r["status"]])
+        else:
+            rows.append([r["layer"], r["shape"], "", f"{r.get('dense_macs', 0):,}", "", "", "", "", "", "", r["status"]])
+    text = table(["layer", "shape", "rank", "MACs dense", "MACs pair", "MAC ratio", "weight err", "dense ms",
+                  "pair ms", "speed-up", "result"], rows, [False, False, True, True, True, True, True, True, True, True, False])
+    cal = report.get("calibration")
+    if cal:
+        text += f"\ncalibration ({cal['samples']} inputs): output error {cal['output_error']:.4f}"
+        if "accuracy_before" in cal:
+            text += f", top-1 accuracy {cal['accuracy_before']:.2%} -> {cal['accuracy_after']:.2%}"
+    return f"separable ({report.get('separable_spec')}):\n" + text
+
+
 def median_seconds(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> float:
     """Median wall time of fn() over `runs` calls after `warmup` calls."""
     for _ in range(warmup):

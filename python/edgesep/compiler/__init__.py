@@ -1,26 +1,58 @@
-"""The offline compiler: ONNX -> IR -> exact clean-ups -> bundle. Needs `onnx` (edgesep[compile])."""
+"""The offline compiler: ONNX -> IR -> exact clean-ups -> compression passes -> bundle.
+Needs `onnx` (edgesep[compile])."""
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import onnx
 
 from .. import __version__
+from .execute import model_of, run
 from .ir import CompileError, Graph
 from .lower import write_bundle
 from .onnx_import import import_onnx
 from .passes import cleanup
+from .separable import Spec, separable_pass
 
 __all__ = ["CompileError", "compile_onnx"]
 
 
-def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None) -> dict:
+def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) -> None:
+    if calib is None:
+        if labels is not None:
+            raise CompileError("--labels needs --calib")
+        return
+    if len(g.inputs) != 1:
+        raise CompileError("calibration data is supported for one-input models")
+    name, shape = g.inputs[0]
+    if not isinstance(calib, np.ndarray) or calib.dtype != np.float32 or calib.ndim != len(shape) or len(calib) == 0 \
+            or any(d is not None and d != c for d, c in zip(shape[1:], calib.shape[1:])):
+        raise CompileError(f"calibration data must be a non-empty float32 array shaped like input {name!r} "
+                           f"{['N', *shape[1:]]}, got {getattr(calib, 'dtype', type(calib))} {getattr(calib, 'shape', '')}")
+    if shape[0] is not None and len(calib) % shape[0]:
+        raise CompileError(f"input {name!r} has a fixed batch of {shape[0]}: give a multiple of it")
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(calib)):
+        raise CompileError(f"labels must be one integer per calibration input ({len(calib)}), got shape {labels.shape}")
+
+
+def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
+                 separable: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 max_output_error: float | None = None, max_accuracy_drop: float | None = None,
+                 num_threads: int = 1, min_speedup: float = 1.0, progress: bool = False) -> dict:
     """Compiles the ONNX model at `src` into the bundle `dst`. Returns the compile report (also stored
-    in the bundle): node counts before and after, and what each clean-up pass did.
+    in the bundle): node counts, what each clean-up did, and per conv what the separable pass chose.
 
     input_shapes: per input name, dims to fix (None keeps the batch dim dynamic), e.g.
-    {"input": [None, 3, 480, 640]} for a model exported with dynamic spatial dims."""
+    {"input": [None, 3, 480, 640]} for a model exported with dynamic spatial dims.
+    separable: "energy=T", "ratio=R" or "auto" (see edgesep.compiler.separable); None leaves convs dense.
+    calib [S, ...] float32 (and labels [S] int): calibration inputs; with them the separable pass refits
+    by least squares, and "auto" keeps the output error (relative L2 of the first output) within
+    max_output_error, or the top-1 accuracy drop (a fraction) within max_accuracy_drop, enforced as the
+    stricter bound: the fraction of calibration inputs whose top-1 prediction changes.
+    num_threads, min_speedup: a conv is split only if, timed on this machine's runtime with that many
+    threads, the pair runs more than min_speedup times faster than the dense conv."""
     src = Path(src)
     try:
         raw = src.read_bytes()
@@ -30,12 +62,55 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     except Exception as e:  # noqa: BLE001 - any protobuf failure means a bad file
         raise CompileError(f"{src}: not a readable ONNX model: {e}") from e
     graph: Graph = import_onnx(model, input_shapes)
-    onnx_nodes = len(model.graph.node)
-    imported = len(graph.nodes)
-    passes = cleanup(graph)
-    report = {"onnx_nodes": onnx_nodes, "imported_nodes": imported, "nodes": len(graph.nodes), "cleanup": passes}
+    report: dict = {"onnx_nodes": len(model.graph.node), "imported_nodes": len(graph.nodes),
+                    "cleanup": cleanup(graph)}
+    _check_calib(graph, calib, labels)
+    if max_accuracy_drop is not None and labels is None:
+        raise CompileError("--max-accuracy-drop needs --labels")
+    if separable:
+        spec = Spec.parse(separable)
+        reference = run(model_of(graph, num_threads=num_threads), calib)[0] if calib is not None else None
+        metric, budget = None, None
+        if spec.mode == "auto":
+            if max_accuracy_drop is not None:
+                # The fraction of calibration inputs whose top-1 changes: it bounds the accuracy drop on
+                # them from above and, unlike the drop itself, cannot hide a break behind a lucky fix,
+                # so it holds up better on data the choice did not see.
+                top1 = reference.argmax(1)
+                metric = lambda g: float((run(model_of(g, num_threads=num_threads), calib)[0].argmax(1)  # noqa: E731
+                                          != top1).mean())
+                budget = max_accuracy_drop
+            elif max_output_error is not None:
+                metric = lambda g: _rel_error(run(model_of(g, num_threads=num_threads), calib)[0], reference)  # noqa: E731
+                budget = max_output_error
+        bar = _progress(progress)
+        report["separable"] = separable_pass(graph, spec, num_threads, calib, metric, budget, bar, min_speedup)
+        report["separable_spec"] = separable
+        if calib is not None:
+            out = run(model_of(graph, num_threads=num_threads), calib)[0]
+            report["calibration"] = {"samples": int(len(calib)), "output_error": _rel_error(out, reference)}
+            if labels is not None:
+                report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
+                                              "accuracy_after": float((out.argmax(1) == labels).mean())})
+    report["nodes"] = len(graph.nodes)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     source = {"file": src.name, "sha256": hashlib.sha256(raw).hexdigest(), "producer": model.producer_name,
               "producer_version": model.producer_version, "opset": opset}
     write_bundle(graph, dst, producer={"name": "edgesep", "version": __version__}, source=source, report=report)
     return report
+
+
+def _rel_error(y: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
+
+
+def _progress(enabled: bool):
+    """A callback that advances a progress bar by one layer (tqdm, when installed and enabled)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return lambda name: print(f"  separable: {name}", flush=True)
+    bar = tqdm(desc="separable", unit="layer", leave=False)
+    return lambda name: (bar.set_postfix_str(name[-30:]), bar.update(1))

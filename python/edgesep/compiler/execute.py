@@ -1,0 +1,51 @@
+"""Running IR graphs on the runtime during compilation: value shapes, intermediate activations and
+layer timings, all through the public runtime API (a temporary bundle, edgesep.load)."""
+from __future__ import annotations
+
+import copy
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..report import median_seconds
+from ..runtime import Model, load
+from .ir import Graph, Node
+from .lower import write_bundle
+from .passes import drop_dead
+
+
+def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1) -> Model:
+    """The graph (with `outputs` as its outputs, if given) loaded on the runtime."""
+    if outputs is not None:
+        g = copy.copy(g)
+        g.nodes = list(g.nodes)
+        g.outputs = list(outputs)
+        drop_dead(g)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "g.esb"
+        write_bundle(g, path)
+        return load(path, num_threads=num_threads, verify=False)  # the mapping outlives the file's name
+
+
+def run(model: Model, x: np.ndarray, batch: int = 64) -> list[np.ndarray]:
+    """Runs `model` (one input) over x in batches; returns every output, concatenated."""
+    outs: list[list[np.ndarray]] = []
+    for i in range(0, len(x), batch):
+        y = model.run(np.ascontiguousarray(x[i:i + batch]))
+        outs.append(list(y.values()) if isinstance(y, dict) else [y])
+    return [np.concatenate(parts) for parts in zip(*outs)]
+
+
+def node_shapes(g: Graph) -> dict[str, tuple[tuple, tuple]]:
+    """Per node name: (first input's shape, output shape) at batch 1."""
+    return {r["name"]: (r["inputs"][0], r["output"]) for r in model_of(g).layers(1)}
+
+
+def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: int = 15) -> float:
+    """Median seconds of the chain `nodes` (first reads "x") alone on the runtime, at `input_shape`."""
+    g = Graph([("x", list(input_shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
+    g.nodes[0].inputs = ["x"]
+    m = model_of(g, num_threads=num_threads)
+    x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+    return median_seconds(lambda: m.run(x), runs=runs, warmup=3)

@@ -1,0 +1,261 @@
+"""Separable 1-D convolutions (ADaPT; Jaderberg et al. 2014, scheme 2): each kh x kw conv becomes a
+kh x 1 conv to K channels and a 1 x kw conv to the original N, by SVD (data-free) and, given
+calibration data, a least-squares refit of the horizontal stage on the compressed network's own
+activations. ../shared/METHODS.md section 1 states the method; docs/separable.md the results.
+
+Rank choice: `energy=T` (smallest K keeping a fraction T of sum(sigma^2)), `ratio=R` (largest K whose
+MACs are at most R times the dense layer's), or `auto` (per layer, the smallest K whose whole-model
+output error or accuracy drop on calibration data stays within its share of the budget). A layer
+whose pair does not run faster than the dense conv, in time measured on the runtime, stays dense.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .execute import model_of, node_shapes, run, time_nodes
+from .ir import CompileError, Graph, Node
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What `--separable` asked for: mode "energy" (value: fraction of sigma^2 kept), "ratio" (value:
+    MAC ratio per layer) or "auto" (budget on calibration data)."""
+
+    mode: str
+    value: float | None = None
+
+    @staticmethod
+    def parse(text: str) -> "Spec":
+        name, _, val = text.partition("=")
+        if name == "auto" and not val:
+            return Spec("auto")
+        if name in ("energy", "ratio") and val:
+            try:
+                v = float(val)
+            except ValueError:
+                v = -1.0
+            if 0 < v <= 1:
+                return Spec(name, v)
+        raise CompileError(f"--separable {text!r}: expected energy=T or ratio=R with 0 < T, R <= 1, or auto")
+
+
+def split(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W [N, C, kh, kw] ~ H * V at rank k: V [k, C, kh, 1] (vertical), H [N, k, 1, kw] (horizontal).
+    Returns V, H and all singular values of M[(c, y), (n, x)] = W[n, c, y, x] (the optimum in
+    Frobenius norm: the error is sqrt(sum of the dropped sigma^2))."""
+    n, c, kh, kw = w.shape
+    m = w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw).astype(np.float64)
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    root = np.sqrt(s[:k])
+    v = (u[:, :k] * root).T.reshape(k, c, kh, 1)
+    h = (root[:, None] * vt[:k]).reshape(k, n, kw).transpose(1, 0, 2).reshape(n, k, 1, kw)
+    return v.astype(np.float32), h.astype(np.float32), s
+
+
+def energy_rank(sigma: np.ndarray, tau: float) -> int:
+    """Smallest k with sum(sigma[:k]^2) >= tau * sum(sigma^2)."""
+    e = np.cumsum(sigma.astype(np.float64) ** 2)
+    return int(np.searchsorted(e, tau * e[-1] * (1 - 1e-12)) + 1)
+
+
+@dataclass
+class Layer:
+    """A conv the pass may split, with what the report needs."""
+
+    node: Node
+    in_shape: tuple  # N C H W at batch 1
+    out_shape: tuple
+
+    @property
+    def dims(self) -> tuple[int, int, int, int]:
+        n, c, kh, kw = self.node.weights["weight"].shape
+        return n, c, kh, kw
+
+    @property
+    def full_rank(self) -> int:
+        n, c, kh, kw = self.dims
+        return min(c * kh, n * kw)
+
+    def dense_macs(self) -> int:
+        n, c, kh, kw = self.dims
+        return n * c * kh * kw * self.out_shape[2] * self.out_shape[3]
+
+    def pair_macs(self, k: int) -> int:
+        n, c, kh, kw = self.dims
+        oh, ow, width = self.out_shape[2], self.out_shape[3], self.in_shape[3]
+        return k * c * kh * oh * width + n * k * kw * oh * ow
+
+    def ratio_rank(self, ratio: float) -> int:
+        per_k = self.pair_macs(1)
+        return max(1, min(self.full_rank, int(ratio * self.dense_macs() // per_k)))
+
+    def useful_max_rank(self) -> int:
+        """The largest k whose pair has fewer MACs than the dense conv."""
+        return max(0, min(self.full_rank, (self.dense_macs() - 1) // self.pair_macs(1)))
+
+
+def why_not(n: Node) -> str | None:
+    """Why conv `n` cannot be split, or None."""
+    if n.op != "Conv":
+        return "not a conv"
+    kh, kw = n.attrs["kernel_shape"]
+    if n.attrs.get("group", 1) != 1:
+        return "grouped or depthwise"
+    if kh < 2 or kw < 2:
+        return "already 1-D (1x1, 1xk or kx1)"
+    return None
+
+
+def pair(layer: Layer, v: np.ndarray, h: np.ndarray, hb: np.ndarray | None) -> list[Node]:
+    """The two nodes replacing layer.node: vertical (stride, padding, dilation along H; no bias, no
+    activation), horizontal (along W; the original bias, or hb, and the activation)."""
+    n = layer.node
+    (pt, pl, pb, pr), (sh, sw), (dh, dw) = n.attrs["pads"], n.attrs["strides"], n.attrs.get("dilations", [1, 1])
+    mid = n.output + "/vertical"
+    kh, kw = n.attrs["kernel_shape"]
+    vert = Node("Conv", n.name + "/vertical", list(n.inputs), mid,
+                {"kernel_shape": [kh, 1], "strides": [sh, 1], "dilations": [dh, 1], "pads": [pt, 0, pb, 0], "group": 1,
+                 "out_channels": int(v.shape[0])}, {"weight": v})
+    attrs = {k: val for k, val in n.attrs.items() if k not in ("kernel_shape", "strides", "dilations", "pads")}
+    attrs.update({"kernel_shape": [1, kw], "strides": [1, sw], "dilations": [1, dw], "pads": [0, pl, 0, pr]})
+    weights = {k: val for k, val in n.weights.items() if k != "weight"}
+    weights["weight"] = h
+    if hb is not None:
+        weights["bias"] = hb
+    return [vert, Node("Conv", n.name + "/horizontal", [mid], n.output, attrs, weights)]
+
+
+def replace(g: Graph, layer: Layer, nodes: list[Node]) -> None:
+    i = g.nodes.index(layer.node)
+    g.nodes[i:i + 1] = nodes
+
+
+def refit(layer: Layer, v: np.ndarray, x_in: np.ndarray, y_target: np.ndarray, max_rows: int = 20000,
+          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares horizontal stage: keeps V, solves H and the bias so that the pair, fed x_in (the
+    layer's input in the already-compressed network), matches y_target (the original layer's output
+    before its activation, in the original network), over at most max_rows sampled output pixels.
+    Returns H [N, k, 1, kw] and the bias [N]."""
+    n, _, _, kw = layer.dims
+    k = v.shape[0]
+    vert, _ = pair(layer, v, np.zeros((n, k, 1, kw), np.float32), None)
+    vert.inputs = ["x"]
+    z = run(model_of(Graph([("x", [None, *layer.in_shape[1:]])], [vert.output], [vert])), x_in)[0]  # [S, k, OH, W]
+    (_, pl, _, pr), (_, sw), (_, dw) = layer.node.attrs["pads"], layer.node.attrs["strides"], \
+        layer.node.attrs.get("dilations", [1, 1])
+    z = np.pad(z, ((0, 0), (0, 0), (0, 0), (pl, pr)))
+    samples, _, oh, ow = y_target.shape
+    total = samples * oh * ow
+    pick = np.random.default_rng(seed).choice(total, max_rows, replace=False) if total > max_rows else np.arange(total)
+    si, rest = np.divmod(pick, oh * ow)
+    yi, xi = np.divmod(rest, ow)
+    a = np.stack([z[si, :, yi, xi * sw + x * dw] for x in range(kw)], axis=2).reshape(len(pick), k * kw)
+    a = np.hstack([a, np.ones((len(pick), 1), a.dtype)]).astype(np.float64)
+    y = y_target[si, :, yi, xi].astype(np.float64)  # [rows, N]
+    sol, *_ = np.linalg.lstsq(a, y, rcond=None)
+    h = sol[:-1].T.reshape(n, k, kw)[:, :, None, :]
+    return h.astype(np.float32), sol[-1].astype(np.float32)
+
+
+Metric = Callable[[Graph], float]  # the budgeted quantity of a candidate graph (lower is better)
+
+
+def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray | None = None,
+                   metric: Metric | None = None, budget: float | None = None, progress=None,
+                   min_speedup: float = 1.0) -> list[dict]:
+    """Splits the eligible convs of `g` in place; returns one report row per conv considered.
+
+    calib: calibration inputs; with them, the horizontal stage is refit by least squares. metric and
+    budget (mode auto): the largest metric(graph) allowed, shared across the layers in order.
+    min_speedup: a layer is split only if its measured dense time over pair time exceeds this."""
+    if spec.mode == "auto" and (calib is None or metric is None or budget is None):
+        raise CompileError("--separable auto needs calibration data (--calib) and a budget "
+                           "(--max-output-error or --max-accuracy-drop)")
+    shapes = node_shapes(g)
+    original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)  # nodes are replaced, never changed
+    candidates = [n for n in g.nodes if why_not(n) is None]
+    rows: list[dict] = []
+    for n in g.nodes:
+        if n.op == "Conv" and n.attrs["kernel_shape"] != [1, 1] and why_not(n) is not None:
+            rows.append({"layer": n.name, "shape": _shape_text(n, shapes), "status": f"skipped: {why_not(n)}"})
+    for idx, node in enumerate(candidates):
+        layer = Layer(node, *shapes[node.name])
+        if progress:
+            progress(node.name)
+        row = {"layer": node.name, "shape": _shape_text(node, shapes), "dense_macs": layer.dense_macs()}
+        kmax = layer.useful_max_rank()
+        if kmax < 1:
+            rows.append({**row, "status": "skipped: no rank has fewer MACs than the dense conv"})
+            continue
+        w = node.weights["weight"]
+        v_all, h_all, sigma = split(w, layer.full_rank)
+        x_in = y_target = None
+        if calib is not None:
+            x_in = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
+            y_target = _preactivation(original, node, calib, num_threads)
+
+        def candidate(k: int) -> list[Node]:
+            v, h = v_all[:k], h_all[:, :k]
+            hb = None
+            if x_in is not None:
+                h, hb = refit(layer, v, x_in, y_target)
+            return pair(layer, v, h, hb)
+
+        if spec.mode == "energy":
+            k = min(energy_rank(sigma, spec.value), kmax)
+        elif spec.mode == "ratio":
+            k = min(layer.ratio_rank(spec.value), kmax)
+        else:
+            share = budget * (idx + 1) / len(candidates)
+            k = _smallest_within(lambda kk: _metric_with(g, layer, candidate(kk), metric), 1, kmax, share)
+            if k is None:
+                rows.append({**row, "status": f"dense: no rank keeps the metric within {share:.4g}"})
+                continue
+        nodes = candidate(k)
+        err = float(np.sqrt(np.sum(sigma[k:] ** 2) / np.sum(sigma ** 2)))
+        t_dense = time_nodes([node], layer.in_shape, num_threads)
+        t_pair = time_nodes(nodes, layer.in_shape, num_threads)
+        row.update({"rank": k, "full_rank": layer.full_rank, "pair_macs": layer.pair_macs(k), "weight_error": err,
+                    "dense_ms": 1e3 * t_dense, "pair_ms": 1e3 * t_pair})
+        if t_dense <= min_speedup * t_pair:
+            rows.append({**row, "status": f"dense: measured speed-up {t_dense / t_pair:.2f} <= {min_speedup:g}"})
+            continue
+        replace(g, layer, nodes)
+        rows.append({**row, "status": "separable"})
+    return rows
+
+
+def _preactivation(original: Graph, node: Node, calib: np.ndarray, num_threads: int) -> np.ndarray:
+    """node's output before its activation, in the original network, on calib."""
+    x = run(model_of(original, [node.inputs[0]], num_threads), calib)[0]
+    bare = Node("Conv", node.name, ["x"], node.output, {**node.attrs, "activation": "none"},
+                {k: v for k, v in node.weights.items() if k != "slope"})
+    return run(model_of(Graph([("x", [None, *x.shape[1:]])], [node.output], [bare])), x)[0]
+
+
+def _metric_with(g: Graph, layer: Layer, nodes: list[Node], metric: Metric) -> float:
+    i = g.nodes.index(layer.node)
+    trial = Graph(g.inputs, g.outputs, g.nodes[:i] + nodes + g.nodes[i + 1:], g.shapes)
+    return metric(trial)
+
+
+def _smallest_within(value: Callable[[int], float], lo: int, hi: int, limit: float) -> int | None:
+    """Smallest k in [lo, hi] with value(k) <= limit, by bisection (value taken as non-increasing)."""
+    if value(hi) > limit:
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if value(mid) <= limit:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _shape_text(n: Node, shapes: dict) -> str:
+    ins, outs = shapes.get(n.name, ((), ()))
+    kh, kw = n.attrs["kernel_shape"]
+    return f"{ins[1] if ins else '?'}->{outs[1] if outs else '?'} {kh}x{kw} s{n.attrs['strides'][0]} @{'x'.join(map(str, ins[2:]))}"

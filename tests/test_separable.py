@@ -1,0 +1,156 @@
+"""The separable pass: the SVD split, its geometry on the runtime, the compiled model against the
+numpy composition of the two passes, rank selection, calibration refit and the budget."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+from test_ops import model, w
+
+import edgesep
+from edgesep.bundle import read_bundle, unpack_conv_mr6
+from edgesep.compiler import CompileError, compile_onnx
+from edgesep.compiler.execute import model_of
+from edgesep.compiler.ir import Graph, Node
+from edgesep.compiler.separable import Layer, Spec, energy_rank, pair, split
+
+
+def conv_np(x, wt, b=None, stride=(1, 1), pads=(0, 0, 0, 0), dil=(1, 1)):
+    """Direct NCHW convolution in float64, the reference for the compiled pair."""
+    n, c, h, wd = x.shape
+    m, _, kh, kw = wt.shape
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    oh = (h + pads[0] + pads[2] - (kh - 1) * dil[0] - 1) // stride[0] + 1
+    ow = (wd + pads[1] + pads[3] - (kw - 1) * dil[1] - 1) // stride[1] + 1
+    out = np.zeros((n, m, oh, ow))
+    for y in range(kh):
+        for z in range(kw):
+            patch = xp[:, :, y * dil[0]: y * dil[0] + (oh - 1) * stride[0] + 1: stride[0],
+                       z * dil[1]: z * dil[1] + (ow - 1) * stride[1] + 1: stride[1]]
+            out += np.einsum("nchw,mc->nmhw", patch, wt[:, :, y, z])
+    return out + (0 if b is None else b.reshape(1, -1, 1, 1))
+
+
+def test_full_rank_split_reproduces_the_weights():
+    wt = w(7, 5, 3, 4)
+    v, h, s = split(wt, min(5 * 3, 7 * 4))
+    rebuilt = np.einsum("kcy,nkx->ncyx", v[:, :, :, 0], h[:, :, 0, :])
+    np.testing.assert_allclose(rebuilt, wt, atol=1e-5)
+    # Truncating keeps the Frobenius optimum: the error is the dropped singular values.
+    v3, h3, _ = split(wt, 3)
+    err = np.linalg.norm(np.einsum("kcy,nkx->ncyx", v3[:, :, :, 0], h3[:, :, 0, :]) - wt)
+    assert err == pytest.approx(np.sqrt(np.sum(s[3:] ** 2)), rel=1e-4)
+    assert energy_rank(s, 1.0) == len(s) and energy_rank(s, 1e-9) == 1
+
+
+@pytest.mark.parametrize("stride,pads,dil", [((1, 1), (1, 1, 1, 1), (1, 1)), ((2, 2), (0, 1, 2, 1), (1, 1)),
+                                             ((1, 2), (2, 3, 2, 3), (2, 3)), ((2, 1), (0, 0, 0, 0), (1, 1))])
+def test_full_rank_pair_equals_the_dense_conv_on_the_runtime(stride, pads, dil):
+    """Stride, asymmetric padding and dilation split exactly between the two passes."""
+    c, n, kh, kw = 4, 6, 3, 3
+    wt, b = w(n, c, kh, kw), w(n)
+    conv = Node("Conv", "c", ["x"], "y", {"kernel_shape": [kh, kw], "strides": list(stride), "pads": list(pads),
+                                           "dilations": list(dil), "group": 1, "out_channels": n,
+                                           "activation": "relu"}, {"weight": wt, "bias": b})
+    x = np.random.default_rng(1).standard_normal((2, c, 11, 13)).astype(np.float32)
+    dense = model_of(Graph([("x", [None, c, 11, 13])], ["y"], [conv])).run(x)
+    layer = Layer(conv, (1, c, 11, 13), (1, n) + dense.shape[2:])
+    v, h, _ = split(wt, layer.full_rank)
+    split_out = model_of(Graph([("x", [None, c, 11, 13])], ["y"], pair(layer, v, h, None))).run(x)
+    np.testing.assert_allclose(split_out, dense, atol=1e-4 * np.abs(dense).max())
+
+
+@pytest.fixture
+def three_convs(tmp_path):
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["a"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["a"], ["r"]),
+             helper.make_node("Conv", ["r", "W2", "B2"], ["b"], pads=[1, 0, 1, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["b", "W3"], ["y"])]
+    proto = model(nodes, [8, 20, 20], {"W1": w(24, 8, 3, 3), "B1": w(24), "W2": w(32, 24, 3, 3), "B2": w(32),
+                                       "W3": w(5, 32, 1, 1)})
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    return path
+
+
+def test_compiled_pair_matches_the_numpy_composition(three_convs, tmp_path):
+    out = tmp_path / "m.esb"
+    report = compile_onnx(three_convs, out, separable="ratio=0.3", min_speedup=0)
+    rows = {r["layer"]: r for r in report["separable"]}
+    assert [r["status"] for r in rows.values()] == ["separable", "separable"]  # the 1x1 is not a candidate
+    assert all(r["pair_macs"] <= 0.3 * r["dense_macs"] for r in rows.values())
+    b = read_bundle(out)
+    nodes = b.graph["nodes"]
+    assert [n["attrs"]["kernel_shape"] for n in nodes] == [[3, 1], [1, 3], [3, 1], [1, 3], [1, 1]]
+
+    def weight(n, key="weight"):
+        t = b.tensors[n["weights"][key]]
+        return unpack_conv_mr6(b.tensor(n["weights"][key]), t["shape"], 1) if t["layout"] == "conv_mr6" \
+            else np.asarray(b.tensor(n["weights"][key]))
+
+    x = np.random.default_rng(2).standard_normal((2, 8, 20, 20)).astype(np.float32)
+    ref = x.astype(np.float64)
+    for n in nodes:
+        a = n["attrs"]
+        bias = weight(n, "bias") if "bias" in n["weights"] else None
+        ref = conv_np(ref, weight(n), bias, a["strides"], a["pads"], a["dilations"])
+        if a.get("activation") == "relu":
+            ref = np.maximum(ref, 0)
+    got = edgesep.load(out).run(x)
+    np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max())
+
+
+def test_calibration_refit_lowers_the_output_error(three_convs, tmp_path):
+    calib = np.random.default_rng(3).standard_normal((48, 8, 20, 20)).astype(np.float32)
+    compile_onnx(three_convs, tmp_path / "dense.esb")
+    compile_onnx(three_convs, tmp_path / "free.esb", separable="ratio=0.3", min_speedup=0)
+    fitted = compile_onnx(three_convs, tmp_path / "fit.esb", separable="ratio=0.3", calib=calib, min_speedup=0)
+    ref = edgesep.load(tmp_path / "dense.esb").run(calib)
+    free = edgesep.load(tmp_path / "free.esb").run(calib)
+    free_err = np.linalg.norm(free - ref) / np.linalg.norm(ref)
+    # Same ranks; the least-squares horizontal stage is the better fit on the data it saw.
+    assert fitted["calibration"]["output_error"] < free_err
+    assert fitted["calibration"]["output_error"] == pytest.approx(
+        np.linalg.norm(edgesep.load(tmp_path / "fit.esb").run(calib) - ref) / np.linalg.norm(ref), rel=1e-3)
+
+
+def test_auto_keeps_the_output_error_within_budget(three_convs, tmp_path):
+    calib = np.random.default_rng(4).standard_normal((32, 8, 20, 20)).astype(np.float32)
+    for budget in (0.05, 0.3):
+        r = compile_onnx(three_convs, tmp_path / "m.esb", separable="auto", calib=calib, max_output_error=budget,
+                         min_speedup=0)
+        assert r["calibration"]["output_error"] <= budget
+
+
+def test_auto_on_real_digits_keeps_the_accuracy_budget(tmp_path):
+    """The shipped digits CNN, calibrated on 300 held-out images, checked on the other 700."""
+    from edgesep.demo import _data
+
+    onnx_path, images, labels = _data()
+    compile_onnx(onnx_path, tmp_path / "dense.esb")
+    r = compile_onnx(onnx_path, tmp_path / "d.esb", separable="auto", calib=images[:300], labels=labels[:300],
+                     max_accuracy_drop=0.01, min_speedup=0)
+    cal = r["calibration"]
+    assert cal["accuracy_before"] - cal["accuracy_after"] <= 0.01
+    assert sum(row["status"] == "separable" for row in r["separable"]) >= 2
+    held_out = lambda path: (edgesep.load(path).run(images[300:]).argmax(1) == labels[300:]).mean()  # noqa: E731
+    # The budget is enforced on the calibration set; on the 700 images it did not see, the drop stays
+    # within it too (measured: 98.0% -> 97.7%).
+    assert held_out(tmp_path / "d.esb") >= held_out(tmp_path / "dense.esb") - 0.01
+
+
+@pytest.mark.parametrize("spec", ["energy", "energy=0", "ratio=2", "fast", "auto=1"])
+def test_bad_specs_are_refused(three_convs, tmp_path, spec):
+    with pytest.raises(CompileError, match="--separable"):
+        compile_onnx(three_convs, tmp_path / "m.esb", separable=spec)
+
+
+def test_auto_needs_calibration_and_budget(three_convs, tmp_path):
+    with pytest.raises(CompileError, match="needs calibration data"):
+        compile_onnx(three_convs, tmp_path / "m.esb", separable="auto")
+    calib = np.zeros((4, 8, 20, 20), np.float32)
+    with pytest.raises(CompileError, match="--max-accuracy-drop needs --labels"):
+        compile_onnx(three_convs, tmp_path / "m.esb", separable="auto", calib=calib, max_accuracy_drop=0.01)
+    with pytest.raises(CompileError, match="shaped like input"):
+        compile_onnx(three_convs, tmp_path / "m.esb", separable="auto", calib=calib[:, :3], max_output_error=0.1)
+    assert Spec.parse("auto") == Spec("auto")
