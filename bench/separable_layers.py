@@ -1,0 +1,88 @@
+"""Per-layer speed of the separable pair (kx1 to K channels, then 1xk back to N), one thread, batch 1,
+C = N, 3x3, stride 1: against our dense conv, onnxruntime's dense conv, and onnxruntime running the
+same two-conv graph (METHODS.md: anyone can hand onnxruntime the SVD split; that is the bar).
+
+    python bench/separable_layers.py [--write]     # --write: the table into docs/separable.md
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "separable.md"
+
+
+def conv_model(path: Path, c: int, h: int, weights: list[tuple[np.ndarray, list, list]]) -> None:
+    """A chain of convs (weight, kernel pads [t, l, b, r], name) on a 1 x c x h x h input."""
+    nodes, inits, prev = [], [], "x"
+    for i, (w, pads) in enumerate(weights):
+        out = "y" if i == len(weights) - 1 else f"t{i}"
+        nodes.append(helper.make_node("Conv", [prev, f"W{i}"], [out], pads=pads))
+        inits.append(numpy_helper.from_array(w, f"W{i}"))
+        prev = out
+    g = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, h])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--channels", nargs="+", type=int, default=[64, 128, 256, 512])
+    p.add_argument("--sizes", nargs="+", type=int, default=[56, 28, 14])
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--write", action="store_true")
+    a = p.parse_args()
+    sys.path.insert(0, str(ROOT / "bench"))
+    from conftest import ort_session
+
+    import edgesep
+    from edgesep.compiler import compile_onnx
+    from edgesep.compiler.separable import split
+    from edgesep.report import median_seconds
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        for c in a.channels:
+            w = (np.random.default_rng(c).standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+            for h in a.sizes:
+                x = np.random.default_rng(0).standard_normal((1, c, h, h)).astype(np.float32)
+                conv_model(t / "dense.onnx", c, h, [(w, [1, 1, 1, 1])])
+                compile_onnx(t / "dense.onnx", t / "dense.esb")
+                ours_dense = edgesep.load(t / "dense.esb", num_threads=1)
+                ort_dense = ort_session(t / "dense.onnx", 1)
+                td = median_seconds(lambda: ours_dense.run(x), a.runs)
+                tod = median_seconds(lambda: ort_dense.run(None, {"x": x}), a.runs)
+                for k in (c // 8, c // 4, c // 2):
+                    v, hh, _ = split(w, k)
+                    conv_model(t / "pair.onnx", c, h, [(v, [1, 0, 1, 0]), (hh, [0, 1, 0, 1])])
+                    compile_onnx(t / "pair.onnx", t / "pair.esb")
+                    ours_pair = edgesep.load(t / "pair.esb", num_threads=1)
+                    ort_pair = ort_session(t / "pair.onnx", 1)
+                    tp = median_seconds(lambda: ours_pair.run(x), a.runs)
+                    top = median_seconds(lambda: ort_pair.run(None, {"x": x}), a.runs)
+                    mac_ratio = (c * c * 9) / (k * c * 3 + c * k * 3)
+                    row = (c, h, k, mac_ratio, td / tp, tod / tp, top / tp, 1e3 * tp)
+                    rows.append(row)
+                    print(" ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row), flush=True)
+    table = ["| C=N | HxW | K | MAC ratio | vs our dense | vs ort dense | vs ort pair | realised / MAC ratio | pair ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for c, h, k, mr, sd, sod, sop, ms in rows:
+        table.append(f"| {c} | {h} | {k} | {mr:.1f}x | {sd:.2f}x | {sod:.2f}x | {sop:.2f}x | {sd / mr:.2f} | {ms:.3f} |")
+    text = "\n".join(table)
+    print(text)
+    if a.write:
+        doc = DOC.read_text()
+        s, e = doc.index("<!-- layers:start -->"), doc.index("<!-- layers:end -->")
+        DOC.write_text(doc[:s] + "<!-- layers:start -->\n" + text + "\n" + doc[e:])
+
+
+if __name__ == "__main__":
+    main()
