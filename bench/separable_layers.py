@@ -1,6 +1,7 @@
 """Per-layer speed of the separable pair (kx1 to K channels, then 1xk back to N), one thread, batch 1,
-C = N, 3x3, stride 1: against our dense conv, onnxruntime's dense conv, and onnxruntime running the
-same two-conv graph (METHODS.md: anyone can hand onnxruntime the SVD split; that is the bar).
+C = N, 3x3, stride 1: our fused kernel against our dense conv, our unfused pair (two convs),
+onnxruntime's dense conv, and onnxruntime running the same two-conv graph (METHODS.md: anyone can
+hand onnxruntime the SVD split; that is the bar).
 
     python bench/separable_layers.py [--write]     # --write: the table into docs/separable.md
 """
@@ -44,7 +45,9 @@ def main() -> None:
 
     import edgesep
     from edgesep.compiler import compile_onnx
-    from edgesep.compiler.separable import split
+    from edgesep.compiler.execute import model_of
+    from edgesep.compiler.ir import Graph, Node
+    from edgesep.compiler.separable import Layer, runtime_form, split
     from edgesep.report import median_seconds
 
     rows = []
@@ -65,17 +68,23 @@ def main() -> None:
                     conv_model(t / "pair.onnx", c, h, [(v, [1, 0, 1, 0]), (hh, [0, 1, 0, 1])])
                     compile_onnx(t / "pair.onnx", t / "pair.esb")
                     ours_pair = edgesep.load(t / "pair.esb", num_threads=1)
+                    conv = Node("Conv", "c", ["x"], "y", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1],
+                                                          "dilations": [1, 1], "group": 1, "out_channels": c}, {"weight": w})
+                    fused = runtime_form(Layer(conv, (1, c, h, h), (1, c, h, h)), v, hh, None)
+                    ours_fused = model_of(Graph([("x", [1, c, h, h])], ["y"], fused))
                     ort_pair = ort_session(t / "pair.onnx", 1)
+                    tf = median_seconds(lambda: ours_fused.run(x), a.runs)
                     tp = median_seconds(lambda: ours_pair.run(x), a.runs)
                     top = median_seconds(lambda: ort_pair.run(None, {"x": x}), a.runs)
                     mac_ratio = (c * c * 9) / (k * c * 3 + c * k * 3)
-                    row = (c, h, k, mac_ratio, td / tp, tod / tp, top / tp, 1e3 * tp)
+                    row = (c, h, k, mac_ratio, td / tf, tp / tf, tod / tf, top / tf, 1e3 * tf)
                     rows.append(row)
                     print(" ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row), flush=True)
-    table = ["| C=N | HxW | K | MAC ratio | vs our dense | vs ort dense | vs ort pair | realised / MAC ratio | pair ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for c, h, k, mr, sd, sod, sop, ms in rows:
-        table.append(f"| {c} | {h} | {k} | {mr:.1f}x | {sd:.2f}x | {sod:.2f}x | {sop:.2f}x | {sd / mr:.2f} | {ms:.3f} |")
+    table = ["| C=N | HxW | K | MAC ratio | vs our dense | realised / MAC ratio | vs our unfused pair | vs ort dense | "
+             "vs ort pair | fused ms |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for c, h, k, mr, sd, sp, sod, sop, ms in rows:
+        table.append(f"| {c} | {h} | {k} | {mr:.1f}x | {sd:.2f}x | {sd / mr:.2f} | {sp:.2f}x | {sod:.2f}x | {sop:.2f}x | "
+                     f"{ms:.3f} |")
     text = "\n".join(table)
     print(text)
     if a.write:

@@ -81,7 +81,9 @@ def test_compiled_pair_matches_the_numpy_composition(three_convs, tmp_path):
     assert all(r["pair_macs"] <= 0.3 * r["dense_macs"] for r in rows.values())
     b = read_bundle(out)
     nodes = b.graph["nodes"]
-    assert [n["attrs"]["kernel_shape"] for n in nodes] == [[3, 1], [1, 3], [3, 1], [1, 3], [1, 1]]
+    # The stride-1 conv runs as one fused node; the stride-2 one as two convs.
+    assert [(n["op"], n["attrs"]["kernel_shape"]) for n in nodes] == [
+        ("SeparableConv", [3, 3]), ("Conv", [3, 1]), ("Conv", [1, 3]), ("Conv", [1, 1])]
 
     def weight(n, key="weight"):
         t = b.tensors[n["weights"][key]]
@@ -93,7 +95,12 @@ def test_compiled_pair_matches_the_numpy_composition(three_convs, tmp_path):
     for n in nodes:
         a = n["attrs"]
         bias = weight(n, "bias") if "bias" in n["weights"] else None
-        ref = conv_np(ref, weight(n), bias, a["strides"], a["pads"], a["dilations"])
+        if n["op"] == "SeparableConv":
+            pt, pl, pb, pr = a["pads"]
+            ref = conv_np(ref, weight(n, "vertical"), None, (1, 1), (pt, 0, pb, 0))
+            ref = conv_np(ref, weight(n, "horizontal"), bias, (1, 1), (0, pl, 0, pr))
+        else:
+            ref = conv_np(ref, weight(n), bias, a["strides"], a["pads"], a["dilations"])
         if a.get("activation") == "relu":
             ref = np.maximum(ref, 0)
     got = edgesep.load(out).run(x)

@@ -37,6 +37,30 @@ using ConvPackFn = void (*)(const ConvShape& s, const float* in, int p0, int p1,
 using ConvPackedGemmFn = void (*)(const ConvShape& s, const float* packed, const float* w, const float* bias,
                                   float* out, int p0, int p1, int m0, int m1, float lo, float hi);
 
+// The fused separable pair: kh x 1 conv C -> K, then 1 x kw conv K -> N, stride 1, dilation 1.
+struct SepShape {
+  int C, H, W;          // input
+  int K, N;             // rank (vertical outputs), output channels
+  int KH, KW;           // kernel of the pair
+  int PT, PL, PB, PR;   // padding (vertical pass: top/bottom; horizontal: left/right)
+  int OH() const { return H + PT + PB - KH + 1; }
+  int OW() const { return W + PL + PR - KW + 1; }
+};
+// Scratch layout of one band (see sepconv_impl.h); sizes in floats.
+struct SepLayout {
+  int wz;              // padded row width, W + PL + PR
+  ptrdiff_t plane;     // one padded input plane of the band: (rows + KH - 1) * wz
+  ptrdiff_t band;      // all C planes + slack for the last tile's over-read
+  ptrdiff_t zrow, z;   // one intermediate row (K of them) and all of them
+  ptrdiff_t orow, o;   // one output row of the band (N of them) and all of them
+};
+SepLayout sepconv_layout(const SepShape& s, int nr, int rows);
+size_t sepconv_scratch_floats(const SepShape& s, int nr, int rows);
+// Output rows [oy0, oy0 + rows) of the pair on one image. v: conv_mr6 [K, C, KH, 1]; h: conv_mr6
+// [N, K, 1, KW]; bias: N or null; output clamped to [lo, hi].
+using SepConvFn = void (*)(const SepShape& s, const float* in, const float* v, const float* h, const float* bias,
+                           float* out, int oy0, int rows, float lo, float hi, float* scratch);
+
 // Depthwise conv of one channel plane: w has KH*KW taps; scratch: dwconv_scratch_floats().
 using DwConvFn = void (*)(const ConvShape& s, const float* in, const float* w, float bias, float* out,
                           float lo, float hi, float* scratch);
@@ -54,6 +78,7 @@ struct KernelTable {
   ConvPackedGemmFn conv_packed_gemm;
   DwConvFn dwconv;
   FcFn fc;
+  SepConvFn sepconv;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -89,6 +114,8 @@ void dwconv(const ConvShape& s, const float* in, const float* w, float bias, flo
             float* scratch);
 void fc(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1, float lo,
         float hi);
+void sepconv(const SepShape& s, const float* in, const float* v, const float* h, const float* bias, float* out,
+             int oy0, int rows, float lo, float hi, float* scratch);
 }  // namespace ref
 
 // The variants compiled into this build that this CPU can run, reference first, best last.

@@ -41,6 +41,7 @@ int64_t chunk_size(int64_t n, int64_t parts, int64_t align) {
 std::unique_ptr<Op> make_op(const std::string& type, const std::vector<Shape>& in, const Attrs& a, const Weights& w,
                             const BuildCtx& ctx) {
   if (type == "Conv") return make_conv(in, a, w, ctx);
+  if (type == "SeparableConv") return make_sepconv(in, a, w, ctx);
   if (type == "Fc") return make_fc(in, a, w, ctx);
   if (type == "MaxPool" || type == "AveragePool") return make_pool(type, in, a);
   if (type == "GlobalAveragePool" || type == "GlobalMaxPool") return make_global_pool(type, in);

@@ -19,6 +19,7 @@ void expect_rank(const Shape& s, size_t rank, const char* what);
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
 
 std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
+std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a);
 std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in);

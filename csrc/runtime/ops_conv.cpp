@@ -73,6 +73,28 @@ class ConvOp : public Op {
   }
 };
 
+class SepConvOp : public Op {
+ public:
+  SepShape s{};
+  int64_t B = 0, rows = 1, bands = 1;
+  const float* v = nullptr;
+  const float* h = nullptr;
+  const float* bias = nullptr;
+  Activation act;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t in_image = (int64_t)s.C * s.H * s.W, plane = (int64_t)s.OH() * s.OW();
+    ctx.pool->run((int)(B * bands), [&](int t, int thread) {
+      const int64_t b = t / bands, oy0 = (t % bands) * rows, r = std::min<int64_t>(rows, s.OH() - oy0);
+      float* o = out + b * s.N * plane;
+      ctx.k->sepconv(s, in[0] + b * in_image, v, h, bias, o, (int)oy0, (int)r, act.lo(), act.hi(),
+                     ctx.scratch + thread * ctx.scratch_stride);
+      if (act.needs_pass())
+        for (int n = 0; n < s.N; ++n) act.apply(o + n * plane + oy0 * s.OW(), r * s.OW(), n);
+    }, parallel());
+  }
+};
+
 class FcOp : public Op {
  public:
   int64_t B = 0, K = 0, N = 0, chunk = 0, nchunks = 0;
@@ -173,6 +195,48 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
   op->act = parse_activation(a, w, N);
   op->macs = op->B * N * s.P() * K;
   op->params = N * K + (b ? N : 0);
+  return op;
+}
+
+std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
+  expect_inputs(in, 1, 1);
+  expect_rank(in[0], 4, "SeparableConv input");
+  auto op = std::make_unique<SepConvOp>();
+  const Shape& x = in[0];
+  const auto k = a.ints("kernel_shape", {});
+  const auto pads = a.ints("pads", {0, 0, 0, 0});
+  if (k.size() != 2 || pads.size() != 4) throw PlanError("kernel_shape needs 2 values and pads 4");
+  for (int64_t p : pads)
+    if (p < 0) throw PlanError("negative pads");
+  SepShape& s = op->s;
+  s.C = (int)x[1], s.H = (int)x[2], s.W = (int)x[3];
+  s.K = (int)a.num("rank", 0), s.N = (int)a.num("out_channels", 0);
+  s.KH = (int)k[0], s.KW = (int)k[1];
+  s.PT = (int)pads[0], s.PL = (int)pads[1], s.PB = (int)pads[2], s.PR = (int)pads[3];
+  if (s.K < 1 || s.N < 1 || s.KH < 1 || s.KW < 1) throw PlanError("rank, out_channels and kernel_shape must be positive");
+  if (s.OH() < 1 || s.OW() < 1) throw PlanError("kernel larger than the padded input " + shape_str(x));
+  auto panels = [](int64_t rows) { return (rows + kGemmMR - 1) / kGemmMR * kGemmMR; };
+  op->v = need_weight(w, "vertical", "conv_mr6", panels(s.K) * s.C * s.KH).data;
+  op->h = need_weight(w, "horizontal", "conv_mr6", panels(s.N) * s.K * s.KW).data;
+  if (w.at("vertical").shape != Shape{s.K, s.C, s.KH, 1} || w.at("horizontal").shape != Shape{s.N, s.K, 1, s.KW})
+    throw PlanError("vertical / horizontal weight shapes do not match rank, channels and kernel_shape");
+  const Weight* b = opt_weight(w, "bias", "plain", s.N);
+  op->bias = b ? b->data : nullptr;
+  op->act = parse_activation(a, w, s.N);
+  op->B = x[0];
+  // Rows per band: the band's input planes, intermediate and output within ~512 KB (L2), and enough
+  // bands to give every thread work.
+  const int64_t wz = s.W + s.PL + s.PR, OH = s.OH();
+  int64_t rows = std::max<int64_t>(1, (131072 / wz - (int64_t)s.C * (s.KH - 1)) / (s.C + s.K + s.N));
+  rows = std::min(rows, OH);
+  if (c.threads > 1) rows = std::min(rows, std::max<int64_t>(1, OH * op->B / (2 * c.threads)));
+  op->bands = (OH + rows - 1) / rows;
+  op->rows = (OH + op->bands - 1) / op->bands;
+  op->bands = (OH + op->rows - 1) / op->rows;
+  op->scratch_floats = sepconv_scratch_floats(s, c.k->gemm_nr, (int)op->rows);
+  op->out_shape = {x[0], s.N, OH, s.OW()};
+  op->macs = op->B * ((int64_t)s.K * s.C * s.KH * OH * s.W + (int64_t)s.N * s.K * s.KW * OH * s.OW());
+  op->params = (int64_t)s.K * s.C * s.KH + (int64_t)s.N * s.K * s.KW + (b ? s.N : 0);
   return op;
 }
 

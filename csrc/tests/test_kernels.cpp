@@ -166,6 +166,38 @@ void test_fc(const KernelTable& t, int K, int N, Rng& rng, bool with_bias) {
   expect_close(t.isa, where, got.data(), want.data(), mag.data(), N, K + 1);
 }
 
+void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_bias, float lo, float hi) {
+  std::vector<float> in((size_t)s.C * s.H * s.W), v((size_t)s.K * s.C * s.KH), h((size_t)s.N * s.K * s.KW), bias(s.N);
+  for (auto& x : in) x = rng.normal();
+  for (auto& x : v) x = rng.normal();
+  for (auto& x : h) x = rng.normal();
+  for (auto& x : bias) x = rng.normal();
+  const auto pv = pack_mr6(v, s.K, s.C * s.KH), ph = pack_mr6(h, s.N, s.K * s.KW);
+  const float* b = with_bias ? bias.data() : nullptr;
+  const size_t n_out = (size_t)s.N * s.OH() * s.OW();
+  std::vector<float> want(n_out), got(n_out, NAN), mag(n_out);
+  ref::sepconv(s, in.data(), pv.data(), ph.data(), b, want.data(), 0, s.OH(), lo, hi, nullptr);
+  // The error scale: the same pair on magnitudes.
+  auto abs_of = [](std::vector<float> x) {
+    for (auto& e : x) e = std::fabs(e);
+    return x;
+  };
+  const auto ai = abs_of(in), av = abs_of(pack_mr6(v, s.K, s.C * s.KH)), ah = abs_of(pack_mr6(h, s.N, s.K * s.KW)),
+             ab = abs_of(bias);
+  ref::sepconv(s, ai.data(), av.data(), ah.data(), b ? ab.data() : nullptr, mag.data(), 0, s.OH(), -INFINITY, INFINITY,
+               nullptr);
+  // Bands as the runtime's tasks cut them: [0, cut) and [cut, OH).
+  const int cut = s.OH() > 1 ? rng.uniform(1, s.OH() - 1) : s.OH();
+  const int rows = cut > s.OH() - cut ? cut : s.OH() - cut;
+  std::vector<float> scratch(sepconv_scratch_floats(s, t.gemm_nr, rows) + 64);
+  t.sepconv(s, in.data(), pv.data(), ph.data(), b, got.data(), 0, cut, lo, hi, scratch.data());
+  if (cut < s.OH()) t.sepconv(s, in.data(), pv.data(), ph.data(), b, got.data(), cut, s.OH() - cut, lo, hi, scratch.data());
+  char where[160];
+  std::snprintf(where, sizeof where, "sepconv C%d H%d W%d K%d N%d k%dx%d p%d,%d,%d,%d", s.C, s.H, s.W, s.K, s.N, s.KH,
+                s.KW, s.PT, s.PL, s.PB, s.PR);
+  expect_close(t.isa, where, got.data(), want.data(), mag.data(), n_out, s.C * s.KH + s.K * s.KW + 2);
+}
+
 }  // namespace
 
 int main() {
@@ -204,6 +236,26 @@ int main() {
       if (!make_shape(s, rng.uniform(0, 3), rng.uniform(0, 3))) continue;
       test_conv(t, s, rng, i % 2 == 0, i % 3 ? -INFINITY : 0.f, INFINITY);
       test_dwconv(t, s, rng, i % 3 ? -INFINITY : 0.f, i % 5 ? INFINITY : 6.f);
+    }
+    // Separable pair: widths around the tile, depth over the KC block, bands of one row.
+    const int sep[][11] = {
+        // C  H   W   K   N  KH KW PT PL PB PR
+        {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},       {3, 8, 8, 2, 5, 3, 3, 1, 1, 1, 1},
+        {16, 14, 14, 4, 16, 3, 3, 1, 1, 1, 1},   {5, 7, 40, 7, 13, 3, 3, 1, 1, 1, 1},
+        {100, 5, 9, 6, 7, 3, 3, 1, 1, 1, 1},     {4, 9, 33, 9, 6, 5, 5, 2, 2, 2, 2},
+        {3, 11, 6, 5, 9, 7, 2, 3, 0, 2, 1},      {2, 6, 17, 3, 4, 2, 3, 0, 1, 1, 0},
+    };
+    for (const auto& c : sep) {
+      SepShape s{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]};
+      test_sepconv(t, s, rng, true, -INFINITY, INFINITY);
+      test_sepconv(t, s, rng, false, 0.f, 6.f);
+    }
+    for (int i = 0; i < 60; ++i) {
+      SepShape s{rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(1, 40), rng.uniform(1, 14), rng.uniform(1, 14),
+                 rng.uniform(1, 5), rng.uniform(1, 5), rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2),
+                 rng.uniform(0, 2)};
+      if (s.OH() < 1 || s.OW() < 1) continue;
+      test_sepconv(t, s, rng, i % 2 == 0, i % 3 ? -INFINITY : 0.f, INFINITY);
     }
     for (int K : {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 1000})
       for (int N : {1, 3, 4, 5, 8, 13})

@@ -28,6 +28,10 @@ _BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATT
 OPS: dict[str, OpSpec] = {
     "Conv": OpSpec(1, 1, {"weight": "conv_mr6|plain", "bias": "plain", "slope": "plain"},
                    {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS}),
+    # The fused separable pair (kh x 1 to `rank` channels, then 1 x kw), stride 1, dilation 1.
+    "SeparableConv": OpSpec(1, 1, {"vertical": "conv_mr6", "horizontal": "conv_mr6", "bias": "plain",
+                                   "slope": "plain"},
+                            {"kernel_shape": list, "pads": list, "rank": int, "out_channels": int, **_ACT_ATTRS}),
     "Fc": OpSpec(1, 1, {"weight": "plain", "bias": "plain", "slope": "plain"}, {"out_features": int, **_ACT_ATTRS}),
     "MaxPool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int}),
     "AveragePool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int, "count_include_pad": int}),

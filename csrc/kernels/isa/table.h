@@ -5,13 +5,15 @@
 #include "../conv2d/conv2d_impl.h"
 #include "../dwconv/dwconv_impl.h"
 #include "../fc/fc_impl.h"
+#include "../sepconv/sepconv_impl.h"
 #include "../kernels.h"
 
 namespace edgesep::detail {
 
 template <class V, int NV>
 KernelTable make_table(const char* isa) {
-  return KernelTable{isa, NV * V::N, conv_gemm<V, NV>, conv_pack<V, NV>, conv_packed_gemm<V, NV>, dwconv<V>, fc<V>};
+  return KernelTable{isa,       NV * V::N, conv_gemm<V, NV>, conv_pack<V, NV>, conv_packed_gemm<V, NV>,
+                     dwconv<V>, fc<V>,    sepconv_band<V, NV>};
 }
 
 }  // namespace edgesep::detail

@@ -29,7 +29,9 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1) -
 
 
 def run(model: Model, x: np.ndarray, batch: int = 64) -> list[np.ndarray]:
-    """Runs `model` (one input) over x in batches; returns every output, concatenated."""
+    """Runs `model` (one input) over x in batches (the model's own batch if its export fixes one);
+    returns every output, concatenated."""
+    batch = model.inputs[0].shape[0] or batch
     outs: list[list[np.ndarray]] = []
     for i in range(0, len(x), batch):
         y = model.run(np.ascontiguousarray(x[i:i + batch]))

