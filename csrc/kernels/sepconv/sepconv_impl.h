@@ -76,7 +76,8 @@ template <class V, int NV>
 inline void sep_gemm(int M, int outer, int inner, const float* w, const float* b, ptrdiff_t ld_outer,
                      ptrdiff_t ld_inner, float* c, ptrdiff_t ldc, int q, const float* bias, float lo, float hi) {
   constexpr int NR = NV * V::N;
-  const int depth = outer * inner, ob = kGemmKC / inner > 0 ? kGemmKC / inner : 1;
+  // Depth blocks of ~128 rows: read in place, a B tile spans more cache lines than a packed one.
+  const int depth = outer * inner, ob = 128 / inner > 0 ? 128 / inner : 1;
   for (int o0 = 0; o0 < outer; o0 += ob) {
     const int on = outer - o0 < ob ? outer - o0 : ob;
     for (int j = 0; j < q; j += NR) {
