@@ -227,7 +227,8 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   // Rows per band: the band's input planes, intermediate and output within ~512 KB (L2), and enough
   // bands to give every thread work.
   const int64_t wz = s.W + s.PL + s.PR, OH = s.OH();
-  int64_t rows = std::max<int64_t>(1, (131072 / wz - (int64_t)s.C * (s.KH - 1)) / (s.C + s.K + s.N));
+  // At least 4 rows: a band re-reads KH - 1 input rows of the next, which one-row bands pay 3x for.
+  int64_t rows = std::max<int64_t>(4, (131072 / wz - (int64_t)s.C * (s.KH - 1)) / (s.C + s.K + s.N));
   rows = std::min(rows, OH);
   if (c.threads > 1) rows = std::min(rows, std::max<int64_t>(1, OH * op->B / (2 * c.threads)));
   op->bands = (OH + rows - 1) / rows;

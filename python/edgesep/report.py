@@ -40,7 +40,8 @@ def separable_table(report: dict) -> str:
         if "rank" in r:
             rows.append([r["layer"], r["shape"], f"{r['rank']}/{r['full_rank']}", f"{r['dense_macs']:,}",
                          f"{r['pair_macs']:,}", f"{r['dense_macs'] / r['pair_macs']:.1f}x", f"{r['weight_error']:.3f}",
-                         f"{r['dense_ms']:.3f}", f"{r['pair_ms']:.3f}", f"{r['dense_ms'] / r['pair_ms']:.2f}x", r["status"]])
+                         f"{r['dense_ms']:.3f}", f"{r['pair_ms']:.3f}", f"{r['dense_ms'] / r['pair_ms']:.2f}x",
+                         r["status"] + (f" ({r['form']})" if r["status"] == "separable" else "")])
         else:
             rows.append([r["layer"], r["shape"], "", f"{r.get('dense_macs', 0):,}", "", "", "", "", "", "", r["status"]])
     text = table(["layer", "shape", "rank", "MACs dense", "MACs pair", "MAC ratio", "weight err", "dense ms",

@@ -15,8 +15,9 @@ from .lower import write_bundle
 from .passes import drop_dead
 
 
-def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1) -> Model:
-    """The graph (with `outputs` as its outputs, if given) loaded on the runtime."""
+def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, isa: str | None = None) -> Model:
+    """The graph (with `outputs` as its outputs, if given) loaded on the runtime (kernel variant `isa`,
+    default the best)."""
     if outputs is not None:
         g = copy.copy(g)
         g.nodes = list(g.nodes)
@@ -25,7 +26,7 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1) -
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.esb"
         write_bundle(g, path)
-        return load(path, num_threads=num_threads, verify=False)  # the mapping outlives the file's name
+        return load(path, num_threads=num_threads, isa=isa, verify=False)  # the mapping outlives the file's name
 
 
 def run(model: Model, x: np.ndarray, batch: int = 64) -> list[np.ndarray]:

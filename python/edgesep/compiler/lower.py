@@ -24,7 +24,9 @@ def _json(v):
 def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     name = f"{n.name}.{key}"
     arr = np.ascontiguousarray(arr, np.float32)
-    if (n.op, key) in (("Conv", "weight"), ("SeparableConv", "vertical"), ("SeparableConv", "horizontal")):
+    if n.op == "SeparableConv" and key in ("vertical", "horizontal"):
+        return w.add(name, pack_conv_mr6(arr, 1), shape=list(arr.shape), layout="conv_mr6", groups=1)
+    if n.op == "Conv" and key == "weight":
         groups = n.attrs.get("group", 1)
         if not is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
             return w.add(name, pack_conv_mr6(arr, groups), shape=list(arr.shape), layout="conv_mr6", groups=groups)
