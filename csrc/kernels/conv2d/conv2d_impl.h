@@ -15,10 +15,14 @@
 
 namespace edgesep::detail {
 
+// The register tile: C[MR x NR] (+)= A x B over depth = outer x inner rows, B's depth row (o, i) at
+// b + o * ld_outer + i * ld_inner (packed panels: outer 1, ld_inner NR; the separable kernel reads
+// shifted rows in place). A: one weight panel, depth x MR, depth-major. mr, nr: the valid part of the
+// tile. first: start from bias (or 0) instead of C; last: clamp to [lo, hi].
 template <class V, int NV>
-__attribute__((noinline)) void gemm_ukernel(int kc, const float* a, const float* b, float* c, ptrdiff_t ldc,
-                                            int mr, int nr, const float* bias, bool first, bool last, float lo,
-                                            float hi) {
+__attribute__((noinline)) void gemm_ukernel(int outer, int inner, const float* a, const float* b, ptrdiff_t ld_outer,
+                                           ptrdiff_t ld_inner, float* c, ptrdiff_t ldc, int mr, int nr,
+                                           const float* bias, bool first, bool last, float lo, float hi) {
   constexpr int NR = NV * V::N;
   constexpr int MR = kGemmMR;
   using T = typename V::T;
@@ -42,12 +46,15 @@ __attribute__((noinline)) void gemm_ukernel(int kc, const float* a, const float*
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) acc[r][v] = V::load(src + r * ld + v * V::N);
   }
-  for (int k = 0; k < kc; ++k) {
-    T bv[NV];
-    for (int v = 0; v < NV; ++v) bv[v] = V::load(b + k * NR + v * V::N);
-    for (int r = 0; r < MR; ++r) {
-      const T ar = V::set1(a[k * MR + r]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+  for (int o = 0; o < outer; ++o) {
+    const float* bo = b + o * ld_outer;
+    for (int i = 0; i < inner; ++i, a += MR) {
+      T bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = V::load(bo + i * ld_inner + v * V::N);
+      for (int r = 0; r < MR; ++r) {
+        const T ar = V::set1(a[r]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+      }
     }
   }
   if (last) {
@@ -138,7 +145,7 @@ inline void gemm_block(const ConvShape& s, const float* w, const float* bias, co
       for (int m = m0; m < m1; m += kGemmMR) {
         const int mr = m1 - m < kGemmMR ? m1 - m : kGemmMR;
         const float* a = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + (ptrdiff_t)k0 * kGemmMR;
-        gemm_ukernel<V, NV>(kc, a, b + j * panel_stride, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr,
+        gemm_ukernel<V, NV>(1, kc, a, b + j * panel_stride, 0, NR, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr,
                             bias ? bias + m : nullptr, first, last, lo, hi);
       }
     }

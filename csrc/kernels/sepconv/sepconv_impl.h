@@ -11,64 +11,10 @@
 #pragma once
 #include <cstring>
 
+#include "../conv2d/conv2d_impl.h"
 #include "../kernels.h"
 
 namespace edgesep::detail {
-
-// C[MR x NR] (+)= A x B, depth = outer x inner rows, B's depth row (o, i) at b + o*ld_outer + i*ld_inner.
-// A: one weight panel (depth x MR, depth-major). first: start from bias (or 0); last: clamp.
-template <class V, int NV>
-__attribute__((noinline)) void sep_ukernel(int outer, int inner, const float* a, const float* b, ptrdiff_t ld_outer,
-                                           ptrdiff_t ld_inner, float* c, ptrdiff_t ldc, int mr, int nr,
-                                           const float* bias, bool first, bool last, float lo, float hi) {
-  constexpr int NR = NV * V::N;
-  constexpr int MR = kGemmMR;
-  using T = typename V::T;
-  T acc[MR][NV];
-  alignas(64) float tile[MR * NR];
-  const bool full = mr == MR && nr == NR;
-  if (first) {
-    for (int r = 0; r < MR; ++r) {
-      const T init = (bias && r < mr) ? V::set1(bias[r]) : V::zero();
-      for (int v = 0; v < NV; ++v) acc[r][v] = init;
-    }
-  } else {
-    const float* src = c;
-    ptrdiff_t ld = ldc;
-    if (!full) {
-      std::memset(tile, 0, sizeof(tile));
-      for (int r = 0; r < mr; ++r) std::memcpy(tile + r * NR, c + r * ldc, sizeof(float) * nr);
-      src = tile;
-      ld = NR;
-    }
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::load(src + r * ld + v * V::N);
-  }
-  for (int o = 0; o < outer; ++o) {
-    const float* bo = b + o * ld_outer;
-    for (int i = 0; i < inner; ++i, a += MR) {
-      T bv[NV];
-      for (int v = 0; v < NV; ++v) bv[v] = V::load(bo + i * ld_inner + v * V::N);
-      for (int r = 0; r < MR; ++r) {
-        const T ar = V::set1(a[r]);
-        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
-      }
-    }
-  }
-  if (last) {
-    const T vlo = V::set1(lo), vhi = V::set1(hi);
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::min(V::max(acc[r][v], vlo), vhi);
-  }
-  if (full) {
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) V::store(c + r * ldc + v * V::N, acc[r][v]);
-  } else {
-    for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) V::store(tile + r * NR + v * V::N, acc[r][v]);
-    for (int r = 0; r < mr; ++r) std::memcpy(c + r * ldc, tile + r * NR, sizeof(float) * nr);
-  }
-}
 
 // out[m0:m1 rows] over flat pixels [0, q) += W x B, depth = outer x inner, in blocks of about
 // kGemmKC depth rows (whole `outer` units) so that a B tile is reused from L1 across the M panels.
@@ -85,7 +31,7 @@ inline void sep_gemm(int M, int outer, int inner, const float* w, const float* b
       for (int m = 0; m < M; m += kGemmMR) {
         const int mr = M - m < kGemmMR ? M - m : kGemmMR;
         const float* a = w + (ptrdiff_t)(m / kGemmMR) * depth * kGemmMR + (ptrdiff_t)o0 * inner * kGemmMR;
-        sep_ukernel<V, NV>(on, inner, a, b + o0 * ld_outer + j, ld_outer, ld_inner, c + (ptrdiff_t)m * ldc + j, ldc,
+        gemm_ukernel<V, NV>(on, inner, a, b + o0 * ld_outer + j, ld_outer, ld_inner, c + (ptrdiff_t)m * ldc + j, ldc,
                            mr, nr, bias ? bias + m : nullptr, o0 == 0, o0 + on >= outer, lo, hi);
       }
     }
