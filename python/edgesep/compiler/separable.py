@@ -227,10 +227,12 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
     original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)  # nodes are replaced, never changed
     candidates = [n for n in g.nodes if why_not(n) is None]
     rows: list[dict] = []
-    for n in g.nodes:
-        if n.op == "Conv" and n.attrs["kernel_shape"] != [1, 1] and why_not(n) is not None:
-            rows.append({"layer": n.name, "shape": _shape_text(n, shapes), "status": f"skipped: {why_not(n)}"})
-    for idx, node in enumerate(candidates):
+    for node in [n for n in g.nodes if n.op == "Conv"]:
+        if why_not(node) is not None:
+            if node.attrs["kernel_shape"] != [1, 1]:  # pointwise convs are not worth a line
+                rows.append({"layer": node.name, "shape": _shape_text(node, shapes), "status": f"skipped: {why_not(node)}"})
+            continue
+        idx = candidates.index(node)
         layer = Layer(node, *shapes[node.name])
         if progress:
             progress(node.name)
