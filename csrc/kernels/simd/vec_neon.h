@@ -31,7 +31,7 @@ struct Vec {
   }
 };
 #if defined(__aarch64__)
-constexpr int kGemmNV = 4;  // 6x16 tile: 24 accumulators of 32 q registers
+constexpr int kGemmNV = 3;  // 6x12 tile: 18 accumulators, 3 of B, 6 of A: no spills in 32 q registers
 #else
 constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 q registers
 #endif

@@ -1,0 +1,116 @@
+"""Cycle estimates of the NEON kernels' inner loops on Cortex-A53 and Cortex-A72, from llvm-mca-14
+(emulation proves correctness, not speed). Compiles csrc/kernels/isa/neon.cpp for each core, finds
+each kernel's innermost loop (the self-looping block with the most FMLAs), and compares its MACs per
+cycle with the core's peak under the same model (a loop of independent FMLAs).
+
+    python bench/arm_mca.py [--write]     # --write: the table into docs/arm.md
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "arm.md"
+CORES = ["cortex-a53", "cortex-a72"]
+KERNELS = {"gemm_ukernel": "GEMM tile 6x12 (conv, separable pair)", "dwconv": "depthwise conv",
+           "fc": "fully connected (dot products)"}
+
+
+def neon_flags() -> list[str]:
+    """The per-file flags CMakeLists.txt gives the NEON translation unit."""
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    m = re.search(r'isa/neon\.cpp PROPERTIES COMPILE_OPTIONS "([^"]*)"', cmake)
+    return m.group(1).split(";") if m else []
+
+
+def asm_for(core: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "neon.s"
+        subprocess.run(["aarch64-linux-gnu-g++", "-O3", "-std=c++17", f"-mcpu={core}", "-mno-outline-atomics",
+                        *neon_flags(), "-S", str(ROOT / "csrc/kernels/isa/neon.cpp"), "-o", str(out)], check=True)
+        return out.read_text()
+
+
+def functions(asm: str) -> dict[str, list[str]]:
+    """Mangled function name -> its lines."""
+    funcs, name = {}, None
+    for line in asm.splitlines():
+        m = re.match(r"^(_Z\S+):$", line)
+        if m:
+            name = m.group(1)
+            funcs[name] = []
+        elif name:
+            funcs[name].append(line)
+            if line.strip().startswith(".size"):
+                name = None
+    return funcs
+
+
+def inner_loop(lines: list[str]) -> list[str]:
+    """The block that branches back to its own label and holds the most vector FMLAs."""
+    best: list[str] = []
+    label, block = None, []
+    for line in lines:
+        m = re.match(r"^(\.L\w+):", line)
+        if m:
+            label, block = m.group(1), []
+            continue
+        s = line.strip()
+        if not s or s.startswith("."):
+            continue
+        block.append(s)
+        cond = r"b(\.?(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le))?|cbn?z|tbn?z"
+        if label and re.match(rf"^({cond})\s+{re.escape(label)}$", s):
+            if sum(i.startswith("fmla") for i in block) > sum(i.startswith("fmla") for i in best):
+                best = list(block)
+    return best
+
+
+def mca(core: str, body: list[str], iterations: int = 500) -> float:
+    """llvm-mca cycles per iteration of `body`."""
+    out = subprocess.run(["llvm-mca-14", "-march=aarch64", f"-mcpu={core}", f"-iterations={iterations}"],
+                         input="\n".join(body) + "\n", capture_output=True, text=True, check=True).stdout
+    cycles = int(re.search(r"Total Cycles:\s+(\d+)", out).group(1))
+    return cycles / iterations
+
+
+def lanes(i: str) -> int:
+    m = re.search(r"v\d+\.(\d+)s", i)
+    return int(m.group(1)) if m else 1
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--write", action="store_true")
+    a = p.parse_args()
+    peak_body = [f"fmla v{i}.4s, v30.4s, v31.4s" for i in range(24)]
+    rows = []
+    for core in CORES:
+        peak = 4 * 24 / mca(core, peak_body)  # fp32 MACs per cycle
+        funcs = functions(asm_for(core))
+        for key, what in KERNELS.items():
+            # GCC may clone a kernel per constant argument (.constprop): take the busiest loop of any.
+            loops = [inner_loop(lines) for n, lines in funcs.items() if re.search(rf"detail{len(key)}{key}I", n)]
+            body = max(loops, key=lambda b: sum(i.startswith("fmla") for i in b))
+            macs = sum(lanes(i) for i in body if i.startswith("fmla"))
+            cyc = mca(core, body)
+            rows.append((core, what, len(body), macs, cyc, macs / cyc, peak))
+            print(rows[-1], flush=True)
+    table = ["| core | kernel (inner loop) | instructions | fp32 MACs / iteration | cycles / iteration | MACs / cycle | "
+             "peak MACs / cycle | of peak |", "|---|---|---|---|---|---|---|---|"]
+    for core, what, n, macs, cyc, rate, peak in rows:
+        table.append(f"| {core} | {what} | {n} | {macs} | {cyc:.1f} | {rate:.2f} | {peak:.1f} | {rate / peak:.0%} |")
+    text = "\n".join(table)
+    print(text)
+    if a.write:
+        doc = DOC.read_text()
+        s, e = doc.index("<!-- mca:start -->"), doc.index("<!-- mca:end -->")
+        DOC.write_text(doc[:s] + "<!-- mca:start -->\n" + text + "\n" + doc[e:])
+
+
+if __name__ == "__main__":
+    main()

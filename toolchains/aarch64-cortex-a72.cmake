@@ -1,0 +1,4 @@
+# Cortex-A72: Raspberry Pi 4, Pi 400. A build for this core only (-mcpu: its instructions and
+# scheduling); the distributed aarch64 wheel uses aarch64-linux-gnu.cmake, which runs on every core.
+include(${CMAKE_CURRENT_LIST_DIR}/aarch64-linux-gnu.cmake)
+set(CMAKE_CXX_FLAGS_INIT "-mcpu=cortex-a72 -mno-outline-atomics")
