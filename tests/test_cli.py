@@ -31,8 +31,9 @@ def test_compile_inspect_run_bench(onnx_file, tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     assert main(["run", str(esb), str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
     assert np.load(tmp_path / "y.npy").shape == (2, 4, 6, 5)
-    assert main(["bench", str(esb), "--onnx", str(onnx_file), "--runs", "3", "--batch", "2"]) == 0
-    assert "onnxruntime" in capsys.readouterr().out
+    assert main(["bench", str(esb), "--onnx", str(onnx_file), "--runs", "3", "--batch", "2", "--layers"]) == 0
+    out = capsys.readouterr().out
+    assert "onnxruntime" in out and "% of run" in out and "Conv+leaky_relu" in out
 
 
 def test_errors_exit_nonzero_with_a_message(tmp_path, capsys):

@@ -92,6 +92,14 @@ def _bench(a: argparse.Namespace) -> None:
         rows.append(["onnxruntime", f"{t_ort * 1e3:.3f}", f"{t_ort / t:.2f}"])
     print(f"batch {a.batch}, {model.num_threads} thread(s), kernels {model.kernel_isa}, median of {a.runs} runs")
     print(table(["runtime", "ms", "speed-up of edgesep"], rows, [False, True, True]))
+    if a.layers:
+        times = model.profile(xs, a.runs)
+        layer_rows = [[r["name"], r["op"] + ("+" + r["activation"] if r["activation"] != "none" else ""),
+                       "x".join(map(str, r["output"])), f"{1e3 * t:.3f}", f"{100 * t / sum(times):.1f}",
+                       f"{r['macs'] / t / 1e9:.1f}" if r["macs"] and t > 0 else ""]
+                      for r, t in zip(model.layers(a.batch), times)]
+        print("\n" + table(["layer", "op", "output", "ms", "% of run", "GMAC/s"], layer_rows,
+                           [False, False, False, True, True, True]))
 
 
 def _demo(a: argparse.Namespace) -> None:
@@ -141,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--threads", type=int)
     b.add_argument("--batch", type=int, default=1)
     b.add_argument("--runs", type=int, default=50)
+    b.add_argument("--layers", action="store_true", help="also time each layer (median per step)")
     b.set_defaults(fn=_bench)
     d = sub.add_parser("demo", help="compile and run the built-in digits CNN on real held-out images")
     d.add_argument("--threads", type=int)

@@ -152,6 +152,11 @@ class Model:
                          "bytes": sum(self._bundle.tensors[t]["nbytes"] for t in n.get("weights", {}).values())})
         return rows
 
+    def profile(self, x: Inputs, runs: int = 20) -> list[float]:
+        """Each step's median wall time in seconds over `runs` runs on `x` (steps as in layers())."""
+        xs = self._arrange(x)
+        return list(self._plan(tuple(a.shape for a in xs)).profile(xs, runs))
+
     @property
     def kernel_isa(self) -> str:
         """The kernel variant the plans run ("avx512", "neon", ... or "ref")."""
