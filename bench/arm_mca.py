@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from docs_section import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "arm.md"
 CORES = ["cortex-a53", "cortex-a72"]
@@ -107,9 +109,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if a.write:
-        doc = DOC.read_text()
-        s, e = doc.index("<!-- mca:start -->"), doc.index("<!-- mca:end -->")
-        DOC.write_text(doc[:s] + "<!-- mca:start -->\n" + text + "\n" + doc[e:])
+        write_section(DOC, "mca", text)
 
 
 if __name__ == "__main__":

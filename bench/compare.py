@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from docs_section import write_section
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "docs" / "benchmarks.md"
 
@@ -112,9 +114,7 @@ def main() -> None:
     text = "\n".join(table)
     print("\n" + context + "\n\n" + text)
     if a.write:
-        doc = RESULTS.read_text()
-        start, end = doc.index("<!-- compare:start -->"), doc.index("<!-- compare:end -->")
-        RESULTS.write_text(doc[:start] + "<!-- compare:start -->\n" + context + "\n\n" + text + "\n" + doc[end:])
+        write_section(RESULTS, "compare", context + "\n\n" + text)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from docs_section import write_section
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,19 +57,10 @@ def vgg_mnist_onnx() -> Path:
 
     net = nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 9, 256),
                         nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10))
+    from train_demo import fit
+
     xtr, ytr, xte, yte = mnist_split()
-    xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr).long()
-    opt = torch.optim.Adam(net.parameters(), 1e-3)
-    for epoch in range(10):
-        net.train()
-        for idx in torch.randperm(len(xt)).split(64):
-            xb = torch.roll(xt[idx], shifts=tuple(np.random.randint(-2, 3, 2)), dims=(2, 3))
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xb), yt[idx]).backward()
-            opt.step()
-        net.eval()
-        with torch.no_grad():
-            print(f"epoch {epoch}: held-out {(net(torch.from_numpy(xte)).argmax(1).numpy() == yte).mean():.3f}", flush=True)
+    fit(net, xtr, ytr, xte, yte, epochs=10, lr=1e-3)
     CACHE.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(net, torch.from_numpy(xte[:1]), path, dynamo=False, opset_version=13, input_names=["image"],
                       output_names=["logits"], dynamic_axes={"image": {0: "batch"}})
@@ -164,9 +157,7 @@ def main() -> None:
             ax.legend()
         fig.tight_layout()
         fig.savefig(PLOT, dpi=110)
-        doc = DOC.read_text()
-        s, e = doc.index("<!-- accuracy:start -->"), doc.index("<!-- accuracy:end -->")
-        DOC.write_text(doc[:s] + "<!-- accuracy:start -->\n" + text + "\n" + doc[e:])
+        write_section(DOC, "accuracy", text)
 
 
 if __name__ == "__main__":

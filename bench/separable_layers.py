@@ -12,6 +12,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from docs_section import write_section
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -88,9 +90,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if a.write:
-        doc = DOC.read_text()
-        s, e = doc.index("<!-- layers:start -->"), doc.index("<!-- layers:end -->")
-        DOC.write_text(doc[:s] + "<!-- layers:start -->\n" + text + "\n" + doc[e:])
+        write_section(DOC, "layers", text)
 
 
 if __name__ == "__main__":
