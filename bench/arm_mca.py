@@ -18,7 +18,7 @@ from docs_section import write_section
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "arm.md"
 CORES = ["cortex-a53", "cortex-a72"]
-KERNELS = {"gemm_ukernel": "GEMM tile 6x12 (conv, separable pair)", "dwconv": "depthwise conv",
+KERNELS = {"gemm_ukernel": "GEMM tile 6x16 (conv, separable pair)", "dwconv": "depthwise conv",
            "fc": "fully connected (dot products)"}
 
 

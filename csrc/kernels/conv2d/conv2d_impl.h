@@ -15,6 +15,16 @@
 
 namespace edgesep::detail {
 
+// acc[r][:] += A[r] * b for the tile's rows r >= R (unrolled at compile time: the ISA's fma_a<R> may
+// need R as a constant, e.g. a NEON lane).
+template <class V, int NV, int R>
+inline void fma_rows(typename V::T (&acc)[kGemmMR][NV], const typename V::T (&b)[NV], const typename V::ARow& a) {
+  if constexpr (R < kGemmMR) {
+    for (int v = 0; v < NV; ++v) acc[R][v] = V::template fma_a<R>(a, b[v], acc[R][v]);
+    fma_rows<V, NV, R + 1>(acc, b, a);
+  }
+}
+
 // The register tile: C[MR x NR] (+)= A x B over depth = outer x inner rows, B's depth row (o, i) at
 // b + o * ld_outer + i * ld_inner (packed panels: outer 1, ld_inner NR; the separable kernel reads
 // shifted rows in place). A: one weight panel, depth x MR, depth-major. mr, nr: the valid part of the
@@ -51,10 +61,7 @@ __attribute__((noinline)) void gemm_ukernel(int outer, int inner, const float* a
     for (int i = 0; i < inner; ++i, a += MR) {
       T bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = V::load(bo + i * ld_inner + v * V::N);
-      for (int r = 0; r < MR; ++r) {
-        const T ar = V::set1(a[r]);
-        for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
-      }
+      fma_rows<V, NV, 0>(acc, bv, V::load_a(a));
     }
   }
   if (last) {

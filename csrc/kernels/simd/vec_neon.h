@@ -23,6 +23,29 @@ struct Vec {
     return vget_lane_f32(vpadd_f32(s, s), 0);
 #endif
   }
+  // One depth step's 6 weights of the GEMM tile; fma_a<R> multiplies row R into an accumulator.
+  // aarch64: two vector loads and by-lane FMLAs (an in-order core such as the Cortex-A53 has one load
+  // pipe, and six broadcast loads per step starved it); armv7 has no by-lane fused multiply-add.
+#if defined(__aarch64__)
+  struct ARow {
+    float32x4_t lo, hi;  // weights 0..3 and 2..5
+  };
+  static ARow load_a(const float* p) { return {vld1q_f32(p), vld1q_f32(p + 2)}; }
+  template <int R>
+  static T fma_a(const ARow& a, T b, T acc) {
+    if constexpr (R < 4)
+      return vfmaq_laneq_f32(acc, b, a.lo, R);
+    else
+      return vfmaq_laneq_f32(acc, b, a.hi, R - 2);
+  }
+#else
+  struct ARow {
+    const float* p;
+  };
+  static ARow load_a(const float* p) { return {p}; }
+  template <int R>
+  static T fma_a(const ARow& a, T b, T acc) { return vfmaq_f32(acc, vdupq_n_f32(a.p[R]), b); }
+#endif
   // Loads 2N floats from p; returns their even and odd lanes.
   static void deinterleave2(const float* p, T& even, T& odd) {
     const float32x4x2_t v = vld2q_f32(p);
@@ -31,7 +54,7 @@ struct Vec {
   }
 };
 #if defined(__aarch64__)
-constexpr int kGemmNV = 3;  // 6x12 tile: 18 accumulators, 3 of B, 6 of A: no spills in 32 q registers
+constexpr int kGemmNV = 4;  // 6x16 tile: 24 accumulators + 4 of B + 2 of A in 32 q registers
 #else
 constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 q registers
 #endif
