@@ -66,8 +66,9 @@ class Op {
   int64_t macs = 0;
   int64_t params = 0;
   int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
-  // Whether the op's work is worth waking the pool for (roughly 10 us or more).
-  bool parallel() const { return work >= 100000; }
+  // Whether the work pays for waking the pool and a barrier (measured: ~10-20 us on 2 cores; a
+  // million MACs takes 20-40 us on one).
+  bool parallel() const { return work >= 1000000; }
 };
 
 // Makes the op `type`; infers out_shape from the input shapes; throws PlanError on bad input.
