@@ -29,6 +29,20 @@ struct ConvShape {
 using ConvGemmFn = void (*)(const ConvShape& s, const float* in, const float* w, const float* bias,
                             float* out, int p0, int p1, int m0, int m1, float lo, float hi, float* scratch);
 
+// A stride-1 conv without im2col (see conv_direct in conv2d_impl.h): output rows [oy0, oy0 + rows),
+// channels [m0, m1) (m0 a multiple of kGemmMR) of one group on one image. w, bias as for conv_gemm;
+// scratch: conv_direct_floats().
+using ConvDirectFn = void (*)(const ConvShape& s, const float* in, const float* w, const float* bias, float* out,
+                              int oy0, int rows, int m0, int m1, float lo, float hi, float* scratch);
+struct DirectLayout {
+  int wz, rows_in;     // padded row width W + PL + PR; input rows a band reads
+  ptrdiff_t plane;     // one padded input plane of the band
+  ptrdiff_t band;      // all C planes + slack for the last tile's shifted over-read
+  ptrdiff_t orow;      // one output channel's rows of the band (a multiple of the tile width)
+};
+DirectLayout conv_direct_layout(const ConvShape& s, int nr, int rows);
+size_t conv_direct_floats(const ConvShape& s, int nr, int rows, int channels);
+
 // Rows [k0, k1) of the im2col matrix B for output pixels [p0, p1), packed into `packed`, which holds
 // all K rows (conv_packed_floats); row: scratch of p1 - p0 floats rounded up to gemm_nr.
 using ConvPackFn = void (*)(const ConvShape& s, const float* in, int p0, int p1, int k0, int k1, float* packed,
@@ -76,6 +90,7 @@ struct KernelTable {
   ConvGemmFn conv_gemm;
   ConvPackFn conv_pack;
   ConvPackedGemmFn conv_packed_gemm;
+  ConvDirectFn conv_direct;
   DwConvFn dwconv;
   FcFn fc;
   SepConvFn sepconv;
@@ -108,6 +123,8 @@ namespace ref {
 void conv_gemm(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int p0,
                int p1, int m0, int m1, float lo, float hi, float* scratch);
 void conv_pack(const ConvShape& s, const float* in, int p0, int p1, int k0, int k1, float* packed, float* row);
+void conv_direct(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int rows,
+                 int m0, int m1, float lo, float hi, float* scratch);
 void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, const float* bias, float* out, int p0,
                       int p1, int m0, int m1, float lo, float hi);
 void dwconv(const ConvShape& s, const float* in, const float* w, float bias, float* out, float lo, float hi,

@@ -14,6 +14,8 @@ class ConvOp : public Op {
   bool depthwise = false;
   int64_t chunk = 0, nchunks = 0;    // output pixels per task (dense)
   int64_t mchunk = 0, mchunks = 1;   // output channels per task (dense; a multiple of kGemmMR)
+  bool direct = false;               // stride 1: conv_direct over bands of output rows
+  int64_t rows = 0, bands = 0;       // output rows per band (direct)
   bool shared_pack = false;          // pack B together into ctx.shared, then split the channels
   int64_t kchunk = 0, kchunks = 1;   // depth rows per packing task (shared_pack)
   const float* w = nullptr;
@@ -35,6 +37,19 @@ class ConvOp : public Op {
                         ctx.scratch + thread * ctx.scratch_stride);
           if (act.needs_pass()) act.apply(o, P, c);
         }
+      }, parallel());
+      return;
+    }
+    if (direct) {
+      ctx.pool->run((int)(B * G * bands * mchunks), [&](int t, int thread) {
+        const int64_t mc = t % mchunks, band = t / mchunks % bands, bg = t / mchunks / bands, g = bg % G;
+        const int oy0 = (int)(band * rows), r = (int)std::min<int64_t>(rows, s.OH - oy0);
+        const int m0 = (int)(mc * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
+        float* o = out + bg * s.N * P;
+        ctx.k->conv_direct(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, oy0, r, m0,
+                           m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
+        if (act.needs_pass())
+          for (int m = m0; m < m1; ++m) act.apply(o + m * P + (int64_t)oy0 * s.OW, (int64_t)r * s.OW, g * s.N + m);
       }, parallel());
       return;
     }
@@ -174,21 +189,41 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
     op->w_group = (s.N + kGemmMR - 1) / kGemmMR * kGemmMR * K;
     op->w = need_weight(w, "weight", "conv_mr6", G * op->w_group).data;
     const int64_t P = s.P(), nr = c.k->gemm_nr, BG = op->B * G;
-    // Tasks split the pixels into chunks small enough for the packed block to stay in L2. Where that
-    // gives too few tasks to balance the threads (deep layers: few pixels, many channels), the threads
-    // instead pack each chunk's B together, then split the output channels: each streams only its
-    // share of the weights, and none packs what another already has.
-    const int64_t tasks = c.threads > 1 ? 4 * c.threads : 1, cap = std::max<int64_t>(nr, 256 / nr * nr);
-    op->shared_pack = c.threads > 1 && BG * ((P + cap - 1) / cap) < 2 * c.threads;
-    op->chunk = std::min(cap, chunk_size(P, op->shared_pack ? 1 : (tasks + BG - 1) / BG, nr));
-    op->nchunks = (P + op->chunk - 1) / op->chunk;
-    op->mchunk = op->shared_pack ? chunk_size(s.N, 2 * c.threads, kGemmMR) : s.N;
-    op->mchunks = (s.N + op->mchunk - 1) / op->mchunk;
-    op->kchunk = chunk_size(K, 2 * c.threads, 1);
-    op->kchunks = (K + op->kchunk - 1) / op->kchunk;
-    const int64_t row = (op->chunk + nr - 1) / nr * nr;
-    op->scratch_floats = op->shared_pack ? row : conv_scratch_floats(s, (int)nr, (int)op->chunk);
-    op->shared_floats = op->shared_pack ? conv_packed_floats(s, (int)nr, (int)op->chunk) : 0;
+    if (s.SH == 1 && s.SW == 1 && s.KH * s.KW > 1) {
+      // Bands of output rows whose padded input planes and outputs stay within ~512 KB (L2), of at
+      // least two register tiles of pixels; where that gives too few tasks for the threads, thinner
+      // bands (down to that floor), then channel ranges too.
+      op->direct = true;
+      const int64_t halo = (int64_t)(s.KH - 1) * s.DH, wz = conv_direct_layout(s, (int)nr, 1).wz;
+      const int64_t floor_rows = std::min<int64_t>(s.OH, (2 * nr + wz - 1) / wz);
+      int64_t rows = std::max<int64_t>(floor_rows, (131072 / wz - s.C * halo) / (s.C + s.N));
+      rows = std::min<int64_t>(rows, s.OH);
+      if (c.threads > 1) rows = std::min(rows, std::max<int64_t>(floor_rows, s.OH * BG / (2 * c.threads)));
+      op->bands = (s.OH + rows - 1) / rows;
+      op->rows = (s.OH + op->bands - 1) / op->bands;
+      op->bands = (s.OH + op->rows - 1) / op->rows;
+      const int64_t tasks = BG * op->bands;
+      const int64_t mparts = c.threads > 1 && tasks < 2 * c.threads ? (2 * c.threads + tasks - 1) / tasks : 1;
+      op->mchunk = chunk_size(s.N, mparts, kGemmMR);
+      op->mchunks = (s.N + op->mchunk - 1) / op->mchunk;
+      op->scratch_floats = conv_direct_floats(s, (int)nr, (int)op->rows, (int)op->mchunk);
+    } else {
+      // Tasks split the pixels into chunks small enough for the packed block to stay in L2. Where that
+      // gives too few tasks to balance the threads (deep layers: few pixels, many channels), the threads
+      // instead pack each chunk's B together, then split the output channels: each streams only its
+      // share of the weights, and none packs what another already has.
+      const int64_t tasks = c.threads > 1 ? 4 * c.threads : 1, cap = std::max<int64_t>(nr, 256 / nr * nr);
+      op->shared_pack = c.threads > 1 && BG * ((P + cap - 1) / cap) < 2 * c.threads;
+      op->chunk = std::min(cap, chunk_size(P, op->shared_pack ? 1 : (tasks + BG - 1) / BG, nr));
+      op->nchunks = (P + op->chunk - 1) / op->chunk;
+      op->mchunk = op->shared_pack ? chunk_size(s.N, 2 * c.threads, kGemmMR) : s.N;
+      op->mchunks = (s.N + op->mchunk - 1) / op->mchunk;
+      op->kchunk = chunk_size(K, 2 * c.threads, 1);
+      op->kchunks = (K + op->kchunk - 1) / op->kchunk;
+      const int64_t row = (op->chunk + nr - 1) / nr * nr;
+      op->scratch_floats = op->shared_pack ? row : conv_scratch_floats(s, (int)nr, (int)op->chunk);
+      op->shared_floats = op->shared_pack ? conv_packed_floats(s, (int)nr, (int)op->chunk) : 0;
+    }
   }
   const Weight* b = opt_weight(w, "bias", "plain", N);
   op->bias = b ? b->data : nullptr;

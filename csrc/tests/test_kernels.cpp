@@ -114,6 +114,21 @@ void test_conv(const KernelTable& t, const ConvShape& s, Rng& rng, bool with_bia
   const auto mag = magnitude(s, wf, in, b, s.N);
   expect_close(t.isa, "conv " + describe(s), got.data(), want.data(), mag.data(), want.size(), K + 1);
 
+  // The direct path (stride 1): two bands of rows by two channel ranges.
+  if (s.SH == 1 && s.SW == 1) {
+    std::vector<float> got3((size_t)s.N * P, NAN);
+    const int rcut = s.OH > 1 ? rng.uniform(1, s.OH - 1) : s.OH;
+    const int rows = rcut > s.OH - rcut ? rcut : s.OH - rcut;
+    std::vector<float> scratch3(conv_direct_floats(s, t.gemm_nr, rows, s.N) + 64);
+    const int m = mcut < s.N ? mcut : s.N;
+    for (int part = 0; part < 4; ++part) {
+      const int y0 = part < 2 ? 0 : rcut, yn = part < 2 ? rcut : s.OH - rcut;
+      const int m0 = part % 2 ? m : 0, m1 = part % 2 ? s.N : m;
+      if (yn > 0 && m1 > m0) t.conv_direct(s, in.data(), packed_w, b, got3.data(), y0, yn, m0, m1, lo, hi, scratch3.data());
+    }
+    expect_close(t.isa, "conv (direct) " + describe(s), got3.data(), want.data(), mag.data(), want.size(), K + 1);
+  }
+
   // The shared-pack path: B for pixels [cut, P) packed in two depth ranges, then multiplied in two
   // channel ranges.
   if (cut < P) {

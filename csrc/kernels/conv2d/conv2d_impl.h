@@ -25,13 +25,14 @@ inline void fma_rows(typename V::T (&acc)[kGemmMR][NV], const typename V::T (&b)
   }
 }
 
-// The register tile: C[MR x NR] (+)= A x B over depth = outer x inner rows, B's depth row (o, i) at
-// b + o * ld_outer + i * ld_inner (packed panels: outer 1, ld_inner NR; the separable kernel reads
-// shifted rows in place). A: one weight panel, depth x MR, depth-major. mr, nr: the valid part of the
-// tile. first: start from bias (or 0) instead of C; last: clamp to [lo, hi].
+// The register tile: C[MR x NR] (+)= A x B over depth = n0 x n1 x n2 rows, B's depth row (i0, i1, i2)
+// at b + i0 * ld0 + i1 * ld1 + i2 * ld2 (packed panels: 1 x 1 x kc rows NR apart; the direct and
+// separable kernels read shifted rows of padded planes in place: channel x tap rows x tap columns).
+// A: one weight panel, depth x MR, depth-major. mr, nr: the valid part of the tile. first: start from
+// bias (or 0) instead of C; last: clamp to [lo, hi].
 template <class V, int NV>
-__attribute__((noinline)) void gemm_ukernel(int outer, int inner, const float* a, const float* b, ptrdiff_t ld_outer,
-                                           ptrdiff_t ld_inner, float* c, ptrdiff_t ldc, int mr, int nr,
+__attribute__((noinline)) void gemm_ukernel(int n0, int n1, int n2, const float* a, const float* b, ptrdiff_t ld0,
+                                           ptrdiff_t ld1, ptrdiff_t ld2, float* c, ptrdiff_t ldc, int mr, int nr,
                                            const float* bias, bool first, bool last, float lo, float hi) {
   constexpr int NR = NV * V::N;
   constexpr int MR = kGemmMR;
@@ -56,14 +57,15 @@ __attribute__((noinline)) void gemm_ukernel(int outer, int inner, const float* a
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) acc[r][v] = V::load(src + r * ld + v * V::N);
   }
-  for (int o = 0; o < outer; ++o) {
-    const float* bo = b + o * ld_outer;
-    for (int i = 0; i < inner; ++i, a += MR) {
-      T bv[NV];
-      for (int v = 0; v < NV; ++v) bv[v] = V::load(bo + i * ld_inner + v * V::N);
-      fma_rows<V, NV, 0>(acc, bv, V::load_a(a));
+  for (int i0 = 0; i0 < n0; ++i0)
+    for (int i1 = 0; i1 < n1; ++i1) {
+      const float* bo = b + i0 * ld0 + i1 * ld1;
+      for (int i2 = 0; i2 < n2; ++i2, a += MR) {
+        T bv[NV];
+        for (int v = 0; v < NV; ++v) bv[v] = V::load(bo + i2 * ld2 + v * V::N);
+        fma_rows<V, NV, 0>(acc, bv, V::load_a(a));
+      }
     }
-  }
   if (last) {
     const T vlo = V::set1(lo), vhi = V::set1(hi);
     for (int r = 0; r < MR; ++r)
@@ -77,6 +79,48 @@ __attribute__((noinline)) void gemm_ukernel(int outer, int inner, const float* a
       for (int v = 0; v < NV; ++v) V::store(tile + r * NR + v * V::N, acc[r][v]);
     for (int r = 0; r < mr; ++r) std::memcpy(c + r * ldc, tile + r * NR, sizeof(float) * nr);
   }
+}
+
+// out[0:M rows] over flat pixels [0, q) = W x B (+ bias, clamped), depth = n0 x n1 x n2 rows addressed
+// as gemm_ukernel does; in blocks of about 128 depth rows (whole n0 units) so that a B tile, read in
+// place (it spans more cache lines than a packed one), is reused from L1 across the M panels.
+template <class V, int NV>
+inline void band_gemm(int M, int n0, int n1, int n2, const float* w, const float* b, ptrdiff_t ld0, ptrdiff_t ld1,
+                      ptrdiff_t ld2, float* c, ptrdiff_t ldc, int q, const float* bias, float lo, float hi) {
+  constexpr int NR = NV * V::N;
+  const int unit = n1 * n2, depth = n0 * unit, ob = 128 / unit > 0 ? 128 / unit : 1;
+  for (int o0 = 0; o0 < n0; o0 += ob) {
+    const int on = n0 - o0 < ob ? n0 - o0 : ob;
+    for (int j = 0; j < q; j += NR) {
+      const int nr = q - j < NR ? q - j : NR;
+      for (int m = 0; m < M; m += kGemmMR) {
+        const int mr = M - m < kGemmMR ? M - m : kGemmMR;
+        const float* a = w + (ptrdiff_t)(m / kGemmMR) * depth * kGemmMR + (ptrdiff_t)o0 * unit * kGemmMR;
+        gemm_ukernel<V, NV>(on, n1, n2, a, b + o0 * ld0 + j, ld0, ld1, ld2, c + (ptrdiff_t)m * ldc + j, ldc, mr, nr,
+                            bias ? bias + m : nullptr, o0 == 0, o0 + on >= n0, lo, hi);
+      }
+    }
+  }
+}
+
+// Copies input rows [y0, y0 + rows) of C planes (H x W) into planes of `rows` x wz at dst (plane
+// floats apart), each row as pl zeros | the input row | zeros; rows outside the input are zeros.
+// (Templated on V only so that each ISA's translation unit keeps its own copy.)
+template <class V>
+inline void copy_band(const float* in, int C, int H, int W, int y0, int rows, int pl, int wz, ptrdiff_t plane,
+                      float* dst) {
+  for (int c = 0; c < C; ++c)
+    for (int r = 0; r < rows; ++r) {
+      float* d = dst + (ptrdiff_t)c * plane + (ptrdiff_t)r * wz;
+      const int iy = y0 + r;
+      if (iy < 0 || iy >= H) {
+        std::memset(d, 0, sizeof(float) * wz);
+        continue;
+      }
+      std::memset(d, 0, sizeof(float) * pl);
+      std::memcpy(d + pl, in + ((ptrdiff_t)c * H + iy) * W, sizeof(float) * W);
+      std::memset(d + pl + W, 0, sizeof(float) * (wz - pl - W));
+    }
 }
 
 // Writes row k of the im2col matrix for pixels [p0, p0+np) into dst. Pixels of one output row read
@@ -152,8 +196,8 @@ inline void gemm_block(const ConvShape& s, const float* w, const float* bias, co
       for (int m = m0; m < m1; m += kGemmMR) {
         const int mr = m1 - m < kGemmMR ? m1 - m : kGemmMR;
         const float* a = w + (ptrdiff_t)(m / kGemmMR) * K * kGemmMR + (ptrdiff_t)k0 * kGemmMR;
-        gemm_ukernel<V, NV>(1, kc, a, b + j * panel_stride, 0, NR, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr, nr,
-                            bias ? bias + m : nullptr, first, last, lo, hi);
+        gemm_ukernel<V, NV>(1, 1, kc, a, b + j * panel_stride, 0, 0, NR, out + (ptrdiff_t)m * P + p0 + j * NR, P, mr,
+                            nr, bias ? bias + m : nullptr, first, last, lo, hi);
       }
     }
   }
@@ -194,6 +238,28 @@ void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, c
     gemm_block<V, NV>(s, w, bias, packed + (ptrdiff_t)k0 * NR, (ptrdiff_t)K * NR, out, p0, p1 - p0, m_begin, m_end,
                       k0, kc, k0 == 0, k0 + kc >= K, lo, hi);
   }
+}
+
+// A stride-1 conv (any kernel, dilation, padding) without im2col: output rows [oy0, oy0 + rows),
+// channels [m0, m1). The band's input rows are copied, zero-padded, into planes of WZ = W + PL + PR
+// columns; over flat pixels q = r * WZ + x, depth row (c, ky, kx) is then plane c shifted by
+// ky * DH * WZ + kx * DW: read in place, so the packing cost is one copy of the input band instead of
+// KH * KW copies. The columns straddling two rows are computed and dropped in the copy-out.
+template <class V, int NV>
+void conv_direct(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int rows,
+                 int m0, int m1, float lo, float hi, float* scratch) {
+  constexpr int NR = NV * V::N;
+  const DirectLayout g = conv_direct_layout(s, NR, rows);
+  float* band = scratch;
+  float* o = band + g.band;
+  copy_band<V>(in, s.C, s.H, s.W, oy0 - s.PT, g.rows_in, s.PL, g.wz, g.plane, band);
+  std::memset(band + (ptrdiff_t)s.C * g.plane, 0, sizeof(float) * (g.band - (ptrdiff_t)s.C * g.plane));
+  band_gemm<V, NV>(m1 - m0, s.C, s.KH, s.KW, w + (ptrdiff_t)(m0 / kGemmMR) * s.K() * kGemmMR, band, g.plane,
+                   (ptrdiff_t)s.DH * g.wz, s.DW, o, g.orow, rows * g.wz, bias ? bias + m0 : nullptr, lo, hi);
+  for (int m = m0; m < m1; ++m)
+    for (int r = 0; r < rows; ++r)
+      std::memcpy(out + (ptrdiff_t)m * s.P() + (ptrdiff_t)(oy0 + r) * s.OW,
+                  o + (ptrdiff_t)(m - m0) * g.orow + (ptrdiff_t)r * g.wz, sizeof(float) * s.OW);
 }
 
 }  // namespace edgesep::detail

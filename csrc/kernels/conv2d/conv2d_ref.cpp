@@ -14,6 +14,22 @@ size_t conv_packed_floats(const ConvShape& s, int nr, int pixels) {
   return (size_t)(pixels + nr - 1) / nr * nr * s.K();
 }
 
+DirectLayout conv_direct_layout(const ConvShape& s, int nr, int rows) {
+  DirectLayout g;
+  const int pr = (s.OW - 1) + (s.KW - 1) * s.DW + 1 - s.W - s.PL;  // right padding the output reads
+  g.wz = s.W + s.PL + (pr > 0 ? pr : 0);
+  g.rows_in = rows + (s.KH - 1) * s.DH;
+  g.plane = (ptrdiff_t)g.rows_in * g.wz;
+  g.orow = ((ptrdiff_t)rows * g.wz + nr - 1) / nr * nr;
+  g.band = s.C * g.plane + (s.KW - 1) * s.DW + 2 * nr;
+  return g;
+}
+
+size_t conv_direct_floats(const ConvShape& s, int nr, int rows, int channels) {
+  const DirectLayout g = conv_direct_layout(s, nr, rows);
+  return g.band + (size_t)channels * g.orow;
+}
+
 namespace ref {
 void conv_gemm(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int p0,
                int p1, int m0, int m1, float lo, float hi, float*) {
@@ -61,6 +77,26 @@ void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, c
       const float v = (float)acc;
       out[(ptrdiff_t)m * s.P() + p0 + i] = v < lo ? lo : (v > hi ? hi : v);
     }
+  }
+}
+// The reference computes the same rows and channels directly.
+void conv_direct(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int rows,
+                 int m0, int m1, float lo, float hi, float*) {
+  for (int m = m0; m < m1; ++m) {
+    const float* wm = w + (ptrdiff_t)(m / kGemmMR) * s.K() * kGemmMR + m % kGemmMR;
+    for (int oy = oy0; oy < oy0 + rows; ++oy)
+      for (int ox = 0; ox < s.OW; ++ox) {
+        double acc = bias ? bias[m] : 0.0;
+        for (int c = 0; c < s.C; ++c)
+          for (int ky = 0; ky < s.KH; ++ky)
+            for (int kx = 0; kx < s.KW; ++kx) {
+              const int iy = oy * s.SH - s.PT + ky * s.DH, ix = ox * s.SW - s.PL + kx * s.DW;
+              if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
+              acc += (double)wm[(ptrdiff_t)((c * s.KH + ky) * s.KW + kx) * kGemmMR] * in[((ptrdiff_t)c * s.H + iy) * s.W + ix];
+            }
+        const float v = (float)acc;
+        out[(ptrdiff_t)m * s.P() + oy * s.OW + ox] = v < lo ? lo : (v > hi ? hi : v);
+      }
   }
 }
 }  // namespace ref

@@ -13,7 +13,7 @@ namespace edgesep::detail {
 template <class V, int NV>
 KernelTable make_table(const char* isa) {
   return KernelTable{isa,       NV * V::N, conv_gemm<V, NV>, conv_pack<V, NV>, conv_packed_gemm<V, NV>,
-                     dwconv<V>, fc<V>,    sepconv_band<V, NV>};
+                     conv_direct<V, NV>, dwconv<V>, fc<V>, sepconv_band<V, NV>};
 }
 
 }  // namespace edgesep::detail
