@@ -41,7 +41,7 @@ class ThreadPool {
   int job_size_ = 0;
   std::atomic<int> next_{0};
   std::atomic<unsigned> generation_{0};
-  int active_ = 0;  // workers still inside the current job
+  std::atomic<int> active_{0};  // workers still inside the current job
   bool stop_ = false;
 };
 

@@ -2,6 +2,7 @@
 // shapes (sizes below, at and above the register tile; strides, dilations, asymmetric padding; odd
 // channel counts; depth blocks and row blocks of the GEMM; partial pixel ranges). Built by
 // -DEDGESEP_TESTS=ON and run by ctest, on the host and under qemu for ARM.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "../kernels/kernels.h"
+#include "../runtime/thread_pool.h"
 
 using namespace edgesep;
 
@@ -213,6 +215,30 @@ void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_b
   expect_close(t.isa, where, got.data(), want.data(), mag.data(), n_out, s.C * s.KH + s.K * s.KW + 2);
 }
 
+// The pool runs every task exactly once per job, jobs back to back (the workers spin between them,
+// the caller spins for them at the end). Under qemu-user the host's memory order applies: ARM's weaker
+// one rests on the acquire/release pairs in thread_pool.cpp, not on this test.
+void test_thread_pool() {
+  for (int threads : {1, 2, 4}) {
+    ThreadPool pool(threads);
+    for (int job = 0; job < 3000; ++job) {
+      const int n = 1 + job % 97;
+      std::vector<std::atomic<int>> count(n);
+      pool.run(n, [&](int t, int thread) {
+        if (thread < 0 || thread >= threads) count[t].fetch_add(100);
+        count[t].fetch_add(1);
+      });
+      ++checks;
+      for (int t = 0; t < n; ++t)
+        if (count[t].load() != 1) {
+          std::printf("FAIL thread pool (%d threads): job %d task %d ran %d times\n", threads, job, t, count[t].load());
+          ++failures;
+          break;
+        }
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -276,6 +302,7 @@ int main() {
       for (int N : {1, 3, 4, 5, 8, 13})
         test_fc(t, K, N, rng, (K + N) % 2 == 0);
   }
+  test_thread_pool();
   std::printf("%d passed, %d failed\n", checks - failures, failures);
   return failures ? 1 : 0;
 }
