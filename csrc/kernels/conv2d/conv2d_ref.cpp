@@ -79,25 +79,10 @@ void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, c
     }
   }
 }
-// The reference computes the same rows and channels directly.
+// Output rows [oy0, oy0 + rows) are the pixels [oy0 * OW, (oy0 + rows) * OW): the same loops.
 void conv_direct(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int rows,
-                 int m0, int m1, float lo, float hi, float*) {
-  for (int m = m0; m < m1; ++m) {
-    const float* wm = w + (ptrdiff_t)(m / kGemmMR) * s.K() * kGemmMR + m % kGemmMR;
-    for (int oy = oy0; oy < oy0 + rows; ++oy)
-      for (int ox = 0; ox < s.OW; ++ox) {
-        double acc = bias ? bias[m] : 0.0;
-        for (int c = 0; c < s.C; ++c)
-          for (int ky = 0; ky < s.KH; ++ky)
-            for (int kx = 0; kx < s.KW; ++kx) {
-              const int iy = oy * s.SH - s.PT + ky * s.DH, ix = ox * s.SW - s.PL + kx * s.DW;
-              if (iy < 0 || iy >= s.H || ix < 0 || ix >= s.W) continue;
-              acc += (double)wm[(ptrdiff_t)((c * s.KH + ky) * s.KW + kx) * kGemmMR] * in[((ptrdiff_t)c * s.H + iy) * s.W + ix];
-            }
-        const float v = (float)acc;
-        out[(ptrdiff_t)m * s.P() + oy * s.OW + ox] = v < lo ? lo : (v > hi ? hi : v);
-      }
-  }
+                 int m0, int m1, float lo, float hi, float* scratch) {
+  conv_gemm(s, in, w, bias, out, oy0 * s.OW, (oy0 + rows) * s.OW, m0, m1, lo, hi, scratch);
 }
 }  // namespace ref
 

@@ -2,8 +2,10 @@
 #pragma once
 #include <immintrin.h>
 
+#include "broadcast_weights.h"
+
 namespace edgesep::avx2 {
-struct Vec {
+struct Vec : BroadcastWeights<Vec> {
   using T = __m256;
   static constexpr int N = 8;
   static T zero() { return _mm256_setzero_ps(); }
@@ -20,14 +22,6 @@ struct Vec {
     s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
     return _mm_cvtss_f32(s);
   }
-  // One depth step's kGemmMR weights of the GEMM tile; fma_a<R> multiplies row R into an accumulator
-  // (broadcast straight from memory: a load-port operation here, free of shuffles).
-  struct ARow {
-    const float* p;
-  };
-  static ARow load_a(const float* p) { return {p}; }
-  template <int R>
-  static T fma_a(const ARow& a, T b, T acc) { return fma(set1(a.p[R]), b, acc); }
   // Loads 2N floats from p; returns their even and odd lanes.
   static void deinterleave2(const float* p, T& even, T& odd) {
     const T a = load(p), b = load(p + N);

@@ -2,8 +2,10 @@
 #pragma once
 #include <immintrin.h>
 
+#include "broadcast_weights.h"
+
 namespace edgesep::avx512 {
-struct Vec {
+struct Vec : BroadcastWeights<Vec> {
   using T = __m512;
   static constexpr int N = 16;
   static T zero() { return _mm512_setzero_ps(); }
@@ -15,14 +17,6 @@ struct Vec {
   static T max(T a, T b) { return _mm512_max_ps(a, b); }
   static T min(T a, T b) { return _mm512_min_ps(a, b); }
   static float hsum(T v) { return _mm512_reduce_add_ps(v); }
-  // One depth step's kGemmMR weights of the GEMM tile; fma_a<R> multiplies row R into an accumulator
-  // (broadcast straight from memory: a load-port operation here, free of shuffles).
-  struct ARow {
-    const float* p;
-  };
-  static ARow load_a(const float* p) { return {p}; }
-  template <int R>
-  static T fma_a(const ARow& a, T b, T acc) { return fma(set1(a.p[R]), b, acc); }
   // Loads 2N floats from p; returns their even and odd lanes.
   static void deinterleave2(const float* p, T& even, T& odd) {
     const T a = load(p), b = load(p + N);
