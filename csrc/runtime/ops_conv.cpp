@@ -129,6 +129,19 @@ class FcOp : public Op {
   }
 };
 
+// Output rows per band for the band kernels (conv_direct, sepconv): as many as keep the band's working
+// set - halo_floats plus col_floats per pixel column of each row, rows of wz columns - within ~512 KB
+// (L2), at least min_rows; fewer (down to min_rows) where the bands of all `images` would not give each
+// thread two tasks; then evened out so that the bands have near equal heights.
+int64_t band_rows(int64_t oh, int64_t wz, int64_t halo_floats, int64_t col_floats, int64_t min_rows, int64_t images,
+                  int threads) {
+  min_rows = std::min(min_rows, oh);
+  int64_t rows = std::min(oh, std::max(min_rows, (131072 / wz - halo_floats) / col_floats));
+  if (threads > 1) rows = std::min(rows, std::max(min_rows, oh * images / (2 * threads)));
+  const int64_t bands = (oh + rows - 1) / rows;
+  return (oh + bands - 1) / bands;
+}
+
 int64_t need_positive(const std::vector<int64_t>& v, size_t i, const char* what) {
   if (v[i] <= 0) throw PlanError(std::string(what) + " must be positive");
   return v[i];
@@ -194,13 +207,8 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
       // least two register tiles of pixels; where that gives too few tasks for the threads, thinner
       // bands (down to that floor), then channel ranges too.
       op->direct = true;
-      const int64_t halo = (int64_t)(s.KH - 1) * s.DH, wz = conv_direct_layout(s, (int)nr, 1).wz;
-      const int64_t floor_rows = std::min<int64_t>(s.OH, (2 * nr + wz - 1) / wz);
-      int64_t rows = std::max<int64_t>(floor_rows, (131072 / wz - s.C * halo) / (s.C + s.N));
-      rows = std::min<int64_t>(rows, s.OH);
-      if (c.threads > 1) rows = std::min(rows, std::max<int64_t>(floor_rows, s.OH * BG / (2 * c.threads)));
-      op->bands = (s.OH + rows - 1) / rows;
-      op->rows = (s.OH + op->bands - 1) / op->bands;
+      const int64_t wz = conv_direct_layout(s, (int)nr, 1).wz;
+      op->rows = band_rows(s.OH, wz, (int64_t)s.C * (s.KH - 1) * s.DH, s.C + s.N, (2 * nr + wz - 1) / wz, BG, c.threads);
       op->bands = (s.OH + op->rows - 1) / op->rows;
       const int64_t tasks = BG * op->bands;
       const int64_t mparts = c.threads > 1 && tasks < 2 * c.threads ? (2 * c.threads + tasks - 1) / tasks : 1;
@@ -259,15 +267,10 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   op->bias = b ? b->data : nullptr;
   op->act = parse_activation(a, w, s.N);
   op->B = x[0];
-  // Rows per band: the band's input planes, intermediate and output within ~512 KB (L2), and enough
-  // bands to give every thread work.
+  // Bands of at least 4 rows: a band re-reads KH - 1 input rows of the next, which one-row bands pay
+  // 3x for.
   const int64_t wz = s.W + s.PL + s.PR, OH = s.OH();
-  // At least 4 rows: a band re-reads KH - 1 input rows of the next, which one-row bands pay 3x for.
-  int64_t rows = std::max<int64_t>(4, (131072 / wz - (int64_t)s.C * (s.KH - 1)) / (s.C + s.K + s.N));
-  rows = std::min(rows, OH);
-  if (c.threads > 1) rows = std::min(rows, std::max<int64_t>(1, OH * op->B / (2 * c.threads)));
-  op->bands = (OH + rows - 1) / rows;
-  op->rows = (OH + op->bands - 1) / op->bands;
+  op->rows = band_rows(OH, wz, (int64_t)s.C * (s.KH - 1), s.C + s.K + s.N, 4, op->B, c.threads);
   op->bands = (OH + op->rows - 1) / op->rows;
   op->scratch_floats = sepconv_scratch_floats(s, c.k->gemm_nr, (int)op->rows);
   op->out_shape = {x[0], s.N, OH, s.OW()};
