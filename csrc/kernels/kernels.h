@@ -84,6 +84,24 @@ using DwConvFn = void (*)(const ConvShape& s, const float* in, const float* w, f
 using FcFn = void (*)(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1,
                       float lo, float hi);
 
+// A block-sparse matrix in BCSR: rows x cols in blocks of br x bc (1x1, 1x4 or 4x1; br divides rows).
+// Block row i (rows [i*br, i*br + br)) holds blocks [row_ptr[i], row_ptr[i+1]); block j covers columns
+// [col[j], col[j] + bc) and holds br*bc values, row-major, at values + j*br*bc. Column indices are
+// 16-bit (col16) where cols <= 65536, else 32-bit (col32); exactly one of the two is set.
+struct SparseMatrix {
+  int rows, cols, br, bc;
+  const int32_t* row_ptr;
+  const uint16_t* col16;
+  const int32_t* col32;
+  const float* values;
+};
+
+// Sparse x dense: y[r*batch + b] = clamp(sum_c A[r, c] * x[c*batch + b] + bias[r]) for rows [r0, r1)
+// (multiples of br) and every b < batch. x and y are batch-minor (for batch 1: plain vectors); bias
+// may be null. Batch 1 runs as a mat-vec; larger batches are vectorised over the batch.
+using SpmmFn = void (*)(const SparseMatrix& a, const float* x, int batch, const float* bias, float* y, int r0,
+                        int r1, float lo, float hi);
+
 struct KernelTable {
   const char* isa;   // "ref", "sse41", "avx2", "avx512", "neon"
   int gemm_nr;       // GEMM register tile width in output pixels
@@ -94,6 +112,7 @@ struct KernelTable {
   DwConvFn dwconv;
   FcFn fc;
   SepConvFn sepconv;
+  SpmmFn spmm;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -133,6 +152,8 @@ void fc(int K, const float* x, const float* W, const float* bias, float* y, int 
         float hi);
 void sepconv(const SepShape& s, const float* in, const float* v, const float* h, const float* bias, float* out,
              int oy0, int rows, float lo, float hi, float* scratch);
+void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, float* y, int r0, int r1, float lo,
+          float hi);
 }  // namespace ref
 
 // The variants compiled into this build that this CPU can run, reference first, best last.

@@ -14,7 +14,7 @@ const KernelTable* table_neon();
 namespace {
 const KernelTable* table_ref() {
   static const KernelTable t{"ref",       1,          ref::conv_gemm, ref::conv_pack, ref::conv_packed_gemm,
-                             ref::conv_direct, ref::dwconv, ref::fc,   ref::sepconv};
+                             ref::conv_direct, ref::dwconv, ref::fc,   ref::sepconv, ref::spmm};
   return &t;
 }
 

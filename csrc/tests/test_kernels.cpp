@@ -2,6 +2,7 @@
 // shapes (sizes below, at and above the register tile; strides, dilations, asymmetric padding; odd
 // channel counts; depth blocks and row blocks of the GEMM; partial pixel ranges). Built by
 // -DEDGESEP_TESTS=ON and run by ctest, on the host and under qemu for ARM.
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -183,6 +184,74 @@ void test_fc(const KernelTable& t, int K, int N, Rng& rng, bool with_bias) {
   expect_close(t.isa, where, got.data(), want.data(), mag.data(), N, K + 1);
 }
 
+// A random BCSR matrix: each block row gets a block count drawn up to `density` of its slots (some
+// rows empty, some full), columns distinct and sorted, 16-bit indices where cols allows.
+struct Bcsr {
+  std::vector<int32_t> row_ptr, col32;
+  std::vector<uint16_t> col16;
+  std::vector<float> values;
+  SparseMatrix m;
+};
+Bcsr random_bcsr(int rows, int cols, int br, int bc, double density, Rng& rng) {
+  Bcsr a;
+  const int slots = cols / bc;
+  a.row_ptr.push_back(0);
+  std::vector<int> pick;
+  for (int i = 0; i < rows / br; ++i) {
+    const int mode = rng.uniform(0, 9);  // 0: empty row, 1: every slot, 2: one block, else ~density
+    pick.clear();
+    for (int sl = 0; sl < slots; ++sl)
+      if (mode == 1 || (mode > 2 && rng.uniform(0, 9999) < density * 10000)) pick.push_back(sl);
+    if (mode == 2 && slots > 0) pick.push_back(rng.uniform(0, slots - 1));
+    for (int sl : pick) {
+      const int c = sl * bc + (bc > 1 ? rng.uniform(0, cols % bc) : 0);  // blocks need not be aligned
+      if (cols <= 65536)
+        a.col16.push_back((uint16_t)c);
+      else
+        a.col32.push_back(c);
+      for (int k = 0; k < br * bc; ++k) a.values.push_back(rng.uniform(0, 4) ? rng.normal() : 0.f);
+    }
+    a.row_ptr.push_back((int32_t)(a.col16.size() + a.col32.size()));
+  }
+  return a;
+}
+
+void test_spmm(const KernelTable& t, int rows, int cols, int br, int bc, double density, int batch, Rng& rng,
+               bool with_bias, float lo, float hi) {
+  Bcsr a = random_bcsr(rows, cols, br, bc, density, rng);
+  a.col16.push_back(0);  // data() must not be null even with no blocks; the kernels never read it
+  a.col32.push_back(0);
+  a.values.push_back(0.f);
+  a.m = SparseMatrix{rows, cols, br, bc, a.row_ptr.data(), cols <= 65536 ? a.col16.data() : nullptr,
+                     cols <= 65536 ? nullptr : a.col32.data(), a.values.data()};
+  std::vector<float> x((size_t)cols * batch), bias(rows), mag((size_t)rows * batch);
+  for (auto& v : x) v = rng.normal();
+  for (auto& v : bias) v = rng.normal();
+  const float* b = with_bias ? bias.data() : nullptr;
+  int terms = 1;
+  for (int r = 0; r < rows; ++r) {
+    const int i = r / br, rr = r % br;
+    terms = std::max(terms, (a.row_ptr[i + 1] - a.row_ptr[i]) * bc + 1);
+    for (int bb = 0; bb < batch; ++bb) {
+      double s = b ? std::fabs(b[r]) : 0.0;
+      for (int j = a.row_ptr[i]; j < a.row_ptr[i + 1]; ++j) {
+        const int c = cols <= 65536 ? a.col16[j] : a.col32[j];
+        for (int k = 0; k < bc; ++k)
+          s += std::fabs(a.values[((size_t)j * br + rr) * bc + k] * x[((size_t)c + k) * batch + bb]);
+      }
+      mag[(size_t)r * batch + bb] = (float)s;
+    }
+  }
+  std::vector<float> want((size_t)rows * batch), got((size_t)rows * batch, NAN);
+  ref::spmm(a.m, x.data(), batch, b, want.data(), 0, rows, lo, hi);
+  const int cut = rng.uniform(0, rows / br) * br;
+  t.spmm(a.m, x.data(), batch, b, got.data(), 0, cut, lo, hi);
+  t.spmm(a.m, x.data(), batch, b, got.data(), cut, rows, lo, hi);
+  char where[96];
+  std::snprintf(where, sizeof where, "spmm %dx%d block %dx%d density %.2f batch %d", rows, cols, br, bc, density, batch);
+  expect_close(t.isa, where, got.data(), want.data(), mag.data(), want.size(), terms);
+}
+
 void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_bias, float lo, float hi) {
   std::vector<float> in((size_t)s.C * s.H * s.W), v((size_t)s.K * s.C * s.KH), h((size_t)s.N * s.K * s.KW), bias(s.N);
   for (auto& x : in) x = rng.normal();
@@ -301,6 +370,23 @@ int main() {
     for (int K : {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 1000})
       for (int N : {1, 3, 4, 5, 8, 13})
         test_fc(t, K, N, rng, (K + N) % 2 == 0);
+    // Sparse x dense: every block shape, batches around each vector width, odd sizes, very wide rows
+    // (32-bit column indices past 65536), densities from one block per row to every slot.
+    const int blocks[][2] = {{1, 1}, {1, 4}, {4, 1}};
+    for (const auto& bl : blocks)
+      for (int batch : {1, 2, 3, 4, 5, 8, 9, 16, 17, 35})
+        for (const auto& rc : {std::pair{4, 4}, {8, 7}, {12, 33}, {36, 100}, {4, 1031}})
+          for (double density : {0.05, 0.3, 0.9}) {
+            const int rows = rc.first, cols = rc.second;
+            if (cols < bl[1]) continue;
+            test_spmm(t, rows, cols, bl[0], bl[1], density, batch, rng, batch % 2 == 1,
+                      density < 0.5 ? -INFINITY : 0.f, batch % 3 ? INFINITY : 1.f);
+          }
+    for (const auto& bl : blocks) {
+      test_spmm(t, 8, 70001, bl[0], bl[1], 0.01, 1, rng, true, -INFINITY, INFINITY);
+      test_spmm(t, 8, 70001, bl[0], bl[1], 0.01, 6, rng, false, -INFINITY, INFINITY);
+      test_spmm(t, 4, 65536, bl[0], bl[1], 0.01, 1, rng, true, -INFINITY, INFINITY);
+    }
   }
   test_thread_pool();
   std::printf("%d passed, %d failed\n", checks - failures, failures);

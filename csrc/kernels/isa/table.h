@@ -6,6 +6,7 @@
 #include "../dwconv/dwconv_impl.h"
 #include "../fc/fc_impl.h"
 #include "../sepconv/sepconv_impl.h"
+#include "../spmm/spmm_impl.h"
 #include "../kernels.h"
 
 namespace edgesep::detail {
@@ -13,7 +14,8 @@ namespace edgesep::detail {
 template <class V, int NV>
 KernelTable make_table(const char* isa) {
   return KernelTable{isa,       NV * V::N, conv_gemm<V, NV>, conv_pack<V, NV>, conv_packed_gemm<V, NV>,
-                     conv_direct<V, NV>, dwconv<V>, fc<V>, sepconv_band<V, NV>};
+                     conv_direct<V, NV>, dwconv<V>, fc<V>, sepconv_band<V, NV>,
+                     spmm<V>};
 }
 
 }  // namespace edgesep::detail

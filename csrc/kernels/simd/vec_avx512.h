@@ -3,10 +3,12 @@
 #include <immintrin.h>
 
 #include "broadcast_weights.h"
+#include "vec128_fma.h"
 
 namespace edgesep::avx512 {
 struct Vec : BroadcastWeights<Vec> {
   using T = __m512;
+  using V4 = Fma128<Vec>;  // for 4-wide work
   static constexpr int N = 16;
   static T zero() { return _mm512_setzero_ps(); }
   static T set1(float x) { return _mm512_set1_ps(x); }

@@ -6,6 +6,7 @@
 namespace edgesep::neon {
 struct Vec {
   using T = float32x4_t;
+  using V4 = Vec;  // for 4-wide work
   static constexpr int N = 4;
   static T zero() { return vdupq_n_f32(0.f); }
   static T set1(float x) { return vdupq_n_f32(x); }

@@ -7,6 +7,7 @@
 namespace edgesep::sse41 {
 struct Vec : BroadcastWeights<Vec> {
   using T = __m128;
+  using V4 = Vec;  // for 4-wide work
   static constexpr int N = 4;
   static T zero() { return _mm_setzero_ps(); }
   static T set1(float x) { return _mm_set1_ps(x); }

@@ -1,0 +1,28 @@
+// A 4-lane SSE vector with FMA, for the AVX2 and AVX-512 tables' 4-wide work (the sparse kernels'
+// 1x4 and 4x1 blocks). A template on its owner's vector type, so that each table's translation unit,
+// built with its own flags, instantiates its own copy (no inline function shared across ISA flags).
+#pragma once
+#include <immintrin.h>
+
+namespace edgesep {
+
+template <class Owner>
+struct Fma128 {
+  using T = __m128;
+  static constexpr int N = 4;
+  static T zero() { return _mm_setzero_ps(); }
+  static T set1(float x) { return _mm_set1_ps(x); }
+  static T load(const float* p) { return _mm_loadu_ps(p); }
+  static void store(float* p, T v) { _mm_storeu_ps(p, v); }
+  static T fma(T a, T b, T c) { return _mm_fmadd_ps(a, b, c); }
+  static T add(T a, T b) { return _mm_add_ps(a, b); }
+  static T max(T a, T b) { return _mm_max_ps(a, b); }
+  static T min(T a, T b) { return _mm_min_ps(a, b); }
+  static float hsum(T v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));
+    return _mm_cvtss_f32(v);
+  }
+};
+
+}  // namespace edgesep
