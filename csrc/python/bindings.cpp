@@ -57,9 +57,18 @@ class PyPlan {
       auto t = py::cast<py::tuple>(item.second);
       if (t.size() != 3) throw PlanError("weight '" + k + "' must be (array, layout, shape)");
       py::array arr = py::cast<py::array>(t[0]);
-      if (!is_f32_contiguous(arr)) throw PlanError("weight '" + k + "' must be a C-contiguous float32 array");
       Weight wt;
-      wt.data = static_cast<const float*>(arr.data());
+      if (arr.dtype().is(py::dtype::of<float>()))
+        wt.dtype = "float32";
+      else if (arr.dtype().is(py::dtype::of<int32_t>()))
+        wt.dtype = "int32";
+      else if (arr.dtype().is(py::dtype::of<uint16_t>()))
+        wt.dtype = "uint16";
+      else
+        throw PlanError("weight '" + k + "' must be float32, int32 or uint16");
+      if (!(arr.flags() & py::array::c_style)) throw PlanError("weight '" + k + "' must be C-contiguous");
+      wt.raw = arr.data();
+      if (wt.dtype == "float32") wt.data = static_cast<const float*>(wt.raw);
       wt.count = (int64_t)arr.size();
       wt.layout = py::cast<std::string>(t[1]);
       wt.shape = py::cast<Shape>(t[2]);

@@ -3,9 +3,12 @@
 
 namespace edgesep {
 
-const Weight* opt_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count) {
+const Weight* opt_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count,
+                         const std::string& dtype) {
   auto it = w.find(name);
   if (it == w.end()) return nullptr;
+  if (it->second.dtype != dtype)
+    throw PlanError("weight '" + name + "' has dtype " + it->second.dtype + ", expected " + dtype);
   if (it->second.layout != layout)
     throw PlanError("weight '" + name + "' has layout '" + it->second.layout + "', expected '" + layout + "'");
   if (it->second.count != count)
@@ -14,8 +17,9 @@ const Weight* opt_weight(const Weights& w, const std::string& name, const std::s
   return &it->second;
 }
 
-const Weight& need_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count) {
-  const Weight* p = opt_weight(w, name, layout, count);
+const Weight& need_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count,
+                          const std::string& dtype) {
+  const Weight* p = opt_weight(w, name, layout, count, dtype);
   if (!p) throw PlanError("missing weight '" + name + "'");
   return *p;
 }
@@ -43,6 +47,7 @@ std::unique_ptr<Op> make_op(const std::string& type, const std::vector<Shape>& i
   if (type == "Conv") return make_conv(in, a, w, ctx);
   if (type == "SeparableConv") return make_sepconv(in, a, w, ctx);
   if (type == "Fc") return make_fc(in, a, w, ctx);
+  if (type == "SparseFc") return make_sparse_fc(in, a, w, ctx);
   if (type == "MaxPool" || type == "AveragePool") return make_pool(type, in, a);
   if (type == "GlobalAveragePool" || type == "GlobalMaxPool") return make_global_pool(type, in);
   if (type == "Activation") return make_activation(in, a, w);

@@ -8,9 +8,11 @@
 
 namespace edgesep {
 
-// The weight `name`, checked for layout and element count; null data if optional and absent.
-const Weight& need_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count);
-const Weight* opt_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count);
+// The weight `name`, checked for layout, element count and dtype; opt_weight: null if absent.
+const Weight& need_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count,
+                          const std::string& dtype = "float32");
+const Weight* opt_weight(const Weights& w, const std::string& name, const std::string& layout, int64_t count,
+                         const std::string& dtype = "float32");
 
 void expect_inputs(const std::vector<Shape>& in, size_t lo, size_t hi);
 void expect_rank(const Shape& s, size_t rank, const char* what);
@@ -21,6 +23,7 @@ int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
 std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
+std::unique_ptr<Op> make_sparse_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a);
 std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in);
 std::unique_ptr<Op> make_activation(const std::vector<Shape>& in, const Attrs& a, const Weights& w);

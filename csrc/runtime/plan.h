@@ -36,10 +36,12 @@ struct Attrs {
 
 // A read-only weight array (a view of the memory-mapped bundle, kept alive by the caller).
 struct Weight {
-  const float* data = nullptr;
-  int64_t count = 0;  // floats available at data (the packed size for packed layouts)
-  Shape shape;        // logical shape
+  const float* data = nullptr;  // the values, for dtype float32 (else null)
+  const void* raw = nullptr;    // the values, any dtype
+  int64_t count = 0;            // elements available (the packed size for packed layouts)
+  Shape shape;                  // logical shape
   std::string layout;
+  std::string dtype = "float32";  // float32, int32 or uint16 (sparse indices)
 };
 using Weights = std::map<std::string, Weight>;
 

@@ -27,7 +27,9 @@ import numpy as np
 from .ops import ACTIVATIONS, OPS, is_depthwise
 
 MAGIC = b"EDGESEP\0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the integer dtypes (sparse indices); version 1 files read unchanged
+READ_VERSIONS = (1, 2)
+DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint16": np.dtype("<u2")}
 ALIGN = 64
 _PREAMBLE = struct.Struct("<8sIIQQ")
 GEMM_MR = 6  # rows per weight panel of layout conv_mr6; equals kGemmMR in csrc/kernels/kernels.h
@@ -85,13 +87,16 @@ class BundleWriter:
 
     def add(self, name: str, data: np.ndarray, shape: list[int] | None = None, layout: str = "plain",
             **layout_params: Any) -> int:
-        """Adds a float32 tensor; `data` is stored as given (already packed for `layout`), `shape` is the
-        logical shape (default: data's). Returns the tensor's index for node weight references."""
-        blob = np.ascontiguousarray(data, dtype=np.float32).tobytes()
-        entry = {"name": name, "dtype": "float32", "shape": [int(d) for d in (data.shape if shape is None else shape)],
+        """Adds a tensor: int32 and uint16 arrays keep their dtype, anything else is stored as float32.
+        `data` is stored as given (already packed for `layout`), `shape` is the logical shape (default:
+        data's). Returns the tensor's index for node weight references."""
+        data = np.asarray(data)
+        dtype = next((k for k, d in DTYPES.items() if d == data.dtype and k != "float32"), "float32")
+        blob = np.ascontiguousarray(data, dtype=DTYPES[dtype]).tobytes()
+        entry = {"name": name, "dtype": dtype, "shape": [int(d) for d in (data.shape if shape is None else shape)],
                  "layout": layout, **layout_params, "offset": self._size, "nbytes": len(blob),
                  "crc32": zlib.crc32(blob)}
-        if _layout_count(entry) * 4 != len(blob):
+        if _layout_count(entry) * DTYPES[dtype].itemsize != len(blob):
             raise ValueError(f"tensor {name}: {len(blob)} bytes do not match layout {layout} of shape {entry['shape']}")
         self._entries.append(entry)
         self._blobs.append(blob)
@@ -114,9 +119,10 @@ class BundleWriter:
 
 @dataclass
 class Bundle:
-    """A validated bundle, memory-mapped: tensors are zero-copy float32 views of the file."""
+    """A validated bundle, memory-mapped: tensors are zero-copy views of the file."""
 
     path: Path
+    version: int  # the format version the file was written in
     header: dict
     _map: mmap.mmap
     _data_offset: int
@@ -132,7 +138,8 @@ class Bundle:
     def tensor(self, index: int) -> np.ndarray:
         """The stored data of tensor `index` (packed layouts are 1-D, plain ones have their shape)."""
         e = self.tensors[index]
-        a = np.frombuffer(self._map, np.float32, e["nbytes"] // 4, self._data_offset + e["offset"])
+        dtype = DTYPES[e["dtype"]]
+        a = np.frombuffer(self._map, dtype, e["nbytes"] // dtype.itemsize, self._data_offset + e["offset"])
         return a.reshape(e["shape"]) if e["layout"] == "plain" else a
 
     def close(self) -> None:
@@ -158,10 +165,10 @@ def _check_tensors(tensors: Any, data_size: int) -> None:
         if not isinstance(e, dict):
             _fail(where, "must be an object")
         where = f"tensor {i} ({e.get('name', '?')})"
-        if e.get("dtype") != "float32":
-            _fail(where, f"dtype {e.get('dtype')!r} is not supported (format v1 stores float32)")
+        if e.get("dtype") not in DTYPES:
+            _fail(where, f"dtype {e.get('dtype')!r} is not supported (known: {', '.join(DTYPES)})")
         shape = e.get("shape")
-        if not isinstance(shape, list) or not all(_is_int(d) and d > 0 for d in shape):
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
             _fail(where, f"invalid shape {shape!r}")
         if e.get("layout") not in LAYOUTS:
             _fail(where, f"unknown layout {e.get('layout')!r} (known: {', '.join(LAYOUTS)})")
@@ -172,8 +179,9 @@ def _check_tensors(tensors: Any, data_size: int) -> None:
             count = _layout_count(e)
         except ValueError as err:
             _fail(where, str(err))
-        if nbytes != 4 * count:
-            _fail(where, f"holds {nbytes} bytes, its layout and shape need {4 * count}")
+        size = DTYPES[e["dtype"]].itemsize * count
+        if nbytes != size:
+            _fail(where, f"holds {nbytes} bytes, its layout and shape need {size}")
         if off + nbytes > data_size:
             _fail(where, f"data [{off}, {off + nbytes}) runs past the end of the file's data section ({data_size} bytes)")
         if not _is_int(e.get("crc32")):
@@ -244,6 +252,8 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
                 _fail(where, f"weight {wname!r} refers to tensor {ti!r}, which does not exist")
             if tensors[ti]["layout"] not in spec.weights[wname].split("|"):
                 _fail(where, f"weight {wname!r} has layout {tensors[ti]['layout']!r}")
+            if tensors[ti]["dtype"] not in spec.dtypes.get(wname, "float32").split("|"):
+                _fail(where, f"weight {wname!r} has dtype {tensors[ti]['dtype']!r}")
         _check_attrs(where, op, n.get("attrs", {}))
         if op == "Conv" and "weight" in weights:
             t = tensors[weights["weight"]]
@@ -273,8 +283,9 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
         magic, version, _, header_len, data_offset = _PREAMBLE.unpack_from(m, 0)
         if magic != MAGIC:
             _fail(str(path), "not an edgesep bundle (bad magic)")
-        if version != FORMAT_VERSION:
-            _fail(str(path), f"bundle format version {version}; this edgesep reads version {FORMAT_VERSION} "
+        if version not in READ_VERSIONS:
+            _fail(str(path), f"bundle format version {version}; this edgesep reads versions "
+                             f"{', '.join(map(str, READ_VERSIONS))} "
                              f"(recompile the model with this edgesep, or install the edgesep that wrote it)")
         if _PREAMBLE.size + header_len > size or data_offset % ALIGN or not _PREAMBLE.size + header_len <= data_offset <= size:
             _fail(str(path), "header length or data offset out of range (truncated or corrupt file)")
@@ -286,7 +297,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
             _fail(str(path), "header must be a JSON object")
         _check_tensors(header.get("tensors"), size - data_offset)
         _check_graph(header.get("graph"), header["tensors"])
-        bundle = Bundle(path, header, m, data_offset)
+        bundle = Bundle(path, version, header, m, data_offset)
         if verify:
             for i, e in enumerate(header["tensors"]):
                 start = data_offset + e["offset"]

@@ -12,7 +12,7 @@ from .bundle import BundleError
 
 def _compile(a: argparse.Namespace) -> None:
     from .compiler import compile_onnx
-    from .report import layer_table, separable_table
+    from .report import compression_tables, layer_table
     from .runtime import load
 
     out = a.output or Path(a.model).with_suffix(".esb")
@@ -24,7 +24,7 @@ def _compile(a: argparse.Namespace) -> None:
         shapes[name] = [None if d.strip() in ("N", "-1") else int(d) for d in dims.split(",")]
     calib = np.load(a.calib) if a.calib else None
     labels = np.load(a.labels) if a.labels else None
-    report = compile_onnx(a.model, out, shapes, separable=a.separable, calib=calib, labels=labels,
+    report = compile_onnx(a.model, out, shapes, separable=a.separable, sparse_fc=a.sparse_fc, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
                           num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty())
     c = report["cleanup"]
@@ -32,8 +32,7 @@ def _compile(a: argparse.Namespace) -> None:
           f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
           f"{c['activations_fused']} activations fused)")
     print(layer_table(load(out, num_threads=1)))
-    if "separable" in report:
-        print("\n" + separable_table(report))
+    print(compression_tables(report))
 
 
 def _run(a: argparse.Namespace) -> None:
@@ -56,20 +55,19 @@ def _run(a: argparse.Namespace) -> None:
 
 
 def _inspect(a: argparse.Namespace) -> None:
-    from .report import layer_table, separable_table
+    from .report import compression_tables, layer_table
     from .runtime import load
 
     model = load(a.bundle, num_threads=1)
     h = model.header
     src = h.get("source", {})
-    print(f"{a.bundle}: bundle v1 by {h.get('producer', {}).get('name')} {h.get('producer', {}).get('version')}, "
+    print(f"{a.bundle}: bundle v{model.format_version} by {h.get('producer', {}).get('name')} {h.get('producer', {}).get('version')}, "
           f"from {src.get('file')} (opset {src.get('opset')}, {src.get('producer')} {src.get('producer_version')})")
     for kind, infos in (("input", model.inputs), ("output", model.outputs)):
         for i in infos:
             print(f"  {kind} {i.name}: {tuple('N' if d is None else d for d in i.shape)} {i.dtype}")
     print(layer_table(model, a.batch))
-    if "separable" in h.get("report", {}):
-        print("\n" + separable_table(h["report"]))
+    print(compression_tables(h.get("report", {})))
 
 
 def _bench(a: argparse.Namespace) -> None:
@@ -123,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--separable", metavar="SPEC",
                    help="split kxk convs into kx1 + 1xk: energy=T (keep T of sigma^2), ratio=R (MACs per layer), "
                         "or auto (budget on --calib)")
+    c.add_argument("--sparse-fc", metavar="SPEC",
+                   help="sparsify fully-connected layers: S (prune to sparsity S, e.g. 0.9; add ',block=4x1' or "
+                        "',block=1x4' to prune in blocks), dict=R (dictionary x sparse codes at R of the MACs), "
+                        "or auto (budget on --calib)")
     c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input)")
     c.add_argument("--labels", metavar="Y.npy", help="integer labels of the calibration inputs")
     c.add_argument("--max-output-error", type=float, metavar="E",
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="auto: largest top-1 accuracy drop on --calib/--labels, a fraction (0.01 = one point)")
     c.add_argument("--threads", type=int, help="threads for the timings that decide each layer (default 1)")
     c.add_argument("--min-speedup", type=float, default=1.0,
-                   help="split a layer only if the measured pair beats the dense conv by more (default 1.0)")
+                   help="replace a layer only if its measured new form beats the dense layer by more (default 1.0)")
     c.set_defaults(fn=_compile)
     r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
     r.add_argument("bundle")

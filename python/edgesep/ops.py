@@ -21,6 +21,7 @@ class OpSpec:
     max_inputs: int
     weights: dict[str, str] = field(default_factory=dict)  # weight name -> layout
     attrs: dict[str, type] = field(default_factory=dict)  # attribute name -> int, float, str or list
+    dtypes: dict[str, str] = field(default_factory=dict)  # weight name -> dtypes allowed, if not float32
 
 
 _BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATTRS})
@@ -33,6 +34,11 @@ OPS: dict[str, OpSpec] = {
                                    "slope": "plain"},
                             {"kernel_shape": list, "pads": list, "rank": int, "out_channels": int, **_ACT_ATTRS}),
     "Fc": OpSpec(1, 1, {"weight": "plain", "bias": "plain", "slope": "plain"}, {"out_features": int, **_ACT_ATTRS}),
+    # Fc over a BCSR weight (edgesep.sparse): values [blocks, br, bc], row_ptr [out_features/br + 1],
+    # columns [blocks] (uint16 where in_features <= 65536, else int32); block [br, bc].
+    "SparseFc": OpSpec(1, 1, {"values": "plain", "row_ptr": "plain", "columns": "plain", "bias": "plain",
+                              "slope": "plain"}, {"out_features": int, "block": list, **_ACT_ATTRS},
+                       {"row_ptr": "int32", "columns": "uint16|int32"}),
     "MaxPool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int}),
     "AveragePool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int, "count_include_pad": int}),
     "GlobalAveragePool": OpSpec(1, 1),

@@ -46,12 +46,42 @@ def separable_table(report: dict) -> str:
             rows.append([r["layer"], r["shape"], "", f"{r.get('dense_macs', 0):,}", "", "", "", "", "", "", r["status"]])
     text = table(["layer", "shape", "rank", "MACs dense", "MACs pair", "MAC ratio", "weight err", "dense ms",
                   "pair ms", "speed-up", "result"], rows, [False, False, True, True, True, True, True, True, True, True, False])
+    return f"separable ({report.get('separable_spec')}):\n" + text
+
+
+def sparse_table(report: dict) -> str:
+    """The sparse-FC pass's choices: per Fc layer, method, block, MACs and bytes before/after, weight
+    error, measured times."""
+    rows = []
+    for r in report["sparse_fc"]:
+        if "method" in r:
+            rows.append([r["layer"], r["shape"], r["method"], r["block"], f"{r['dense_macs']:,}", f"{r['sparse_macs']:,}",
+                         f"{r['dense_bytes']:,}", f"{r['sparse_bytes']:,}", f"{r['dense_bytes'] / r['sparse_bytes']:.1f}x",
+                         f"{r['weight_error']:.3f}", f"{r['dense_ms']:.3f}", f"{r['sparse_ms']:.3f}",
+                         f"{r['dense_ms'] / r['sparse_ms']:.2f}x", r["status"]])
+        else:
+            rows.append([r["layer"], r["shape"], "", "", f"{r['dense_macs']:,}", "", f"{r['dense_bytes']:,}", "", "", "",
+                         "", "", "", r["status"]])
+    return f"sparse-fc ({report.get('sparse_fc_spec')}):\n" + table(
+        ["layer", "shape", "method", "block", "MACs dense", "MACs sparse", "bytes dense", "bytes sparse", "shrink",
+         "weight err", "dense ms", "sparse ms", "speed-up", "result"], rows,
+        [False, False, False, False, True, True, True, True, True, True, True, True, True, False])
+
+
+def compression_tables(report: dict) -> str:
+    """What the compression passes of a compile report chose, and the calibration result ("" if none ran)."""
+    parts = []
+    if "separable" in report:
+        parts.append(separable_table(report))
+    if "sparse_fc" in report:
+        parts.append(sparse_table(report))
     cal = report.get("calibration")
     if cal:
-        text += f"\ncalibration ({cal['samples']} inputs): output error {cal['output_error']:.4f}"
+        line = f"calibration ({cal['samples']} inputs): output error {cal['output_error']:.4f}"
         if "accuracy_before" in cal:
-            text += f", top-1 accuracy {cal['accuracy_before']:.2%} -> {cal['accuracy_after']:.2%}"
-    return f"separable ({report.get('separable_spec')}):\n" + text
+            line += f", top-1 accuracy {cal['accuracy_before']:.2%} -> {cal['accuracy_after']:.2%}"
+        parts.append(line)
+    return "".join("\n" + p for p in parts)
 
 
 def median_seconds(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> float:

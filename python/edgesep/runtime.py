@@ -60,6 +60,11 @@ class Model:
         return self._bundle.path
 
     @property
+    def format_version(self) -> int:
+        """The bundle format version of the file."""
+        return self._bundle.version
+
+    @property
     def header(self) -> dict:
         """The bundle's header: graph, tensor table, producer and source metadata, compile report."""
         return self._bundle.header

@@ -15,6 +15,8 @@ from .lower import write_bundle
 from .onnx_import import import_onnx
 from .passes import cleanup
 from .separable import Spec, separable_pass
+from .sparse_fc import Spec as SparseSpec
+from .sparse_fc import sparse_fc_pass
 
 __all__ = ["CompileError", "compile_onnx"]
 
@@ -38,7 +40,7 @@ def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) 
 
 
 def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
-                 separable: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 separable: str | None = None, sparse_fc: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
                  max_output_error: float | None = None, max_accuracy_drop: float | None = None,
                  num_threads: int = 1, min_speedup: float = 1.0, progress: bool = False) -> dict:
     """Compiles the ONNX model at `src` into the bundle `dst`. Returns the compile report (also stored
@@ -47,12 +49,14 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     input_shapes: per input name, dims to fix (None keeps the batch dim dynamic), e.g.
     {"input": [None, 3, 480, 640]} for a model exported with dynamic spatial dims.
     separable: "energy=T", "ratio=R" or "auto" (see edgesep.compiler.separable); None leaves convs dense.
-    calib [S, ...] float32 (and labels [S] int): calibration inputs; with them the separable pass refits
-    by least squares, and "auto" keeps the output error (relative L2 of the first output) within
+    sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R" or "auto" (see edgesep.compiler.sparse_fc); None
+    leaves Fc layers dense.
+    calib [S, ...] float32 (and labels [S] int): calibration inputs; with them both passes refit by
+    least squares, and "auto" keeps the output error (relative L2 of the first output) within
     max_output_error, or the top-1 accuracy drop (a fraction) within max_accuracy_drop, enforced as the
     stricter bound: the fraction of calibration inputs whose top-1 prediction changes.
-    num_threads, min_speedup: a conv is split only if, timed on this machine's runtime with that many
-    threads, the pair runs more than min_speedup times faster than the dense conv."""
+    num_threads, min_speedup: a layer is replaced only if, timed on this machine's runtime with that
+    many threads, its new form runs more than min_speedup times faster than the dense layer."""
     src = Path(src)
     try:
         raw = src.read_bytes()
@@ -67,31 +71,26 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     _check_calib(graph, calib, labels)
     if max_accuracy_drop is not None and labels is None:
         raise CompileError("--max-accuracy-drop needs --labels")
-    if separable:
-        spec = Spec.parse(separable)
-        reference = run(model_of(graph, num_threads=num_threads), calib)[0] if calib is not None else None
-        metric, budget = None, None
-        if spec.mode == "auto":
-            if max_accuracy_drop is not None:
-                # The fraction of calibration inputs whose top-1 changes: it bounds the accuracy drop on
-                # them from above and, unlike the drop itself, cannot hide a break behind a lucky fix,
-                # so it holds up better on data the choice did not see.
-                top1 = reference.argmax(1)
-                metric = lambda g: float((run(model_of(g, num_threads=num_threads), calib)[0].argmax(1)  # noqa: E731
-                                          != top1).mean())
-                budget = max_accuracy_drop
-            elif max_output_error is not None:
-                metric = lambda g: _rel_error(run(model_of(g, num_threads=num_threads), calib)[0], reference)  # noqa: E731
-                budget = max_output_error
-        bar = _progress(progress)
-        report["separable"] = separable_pass(graph, spec, num_threads, calib, metric, budget, bar, min_speedup)
+    sep = Spec.parse(separable) if separable else None
+    sparse = SparseSpec.parse(sparse_fc) if sparse_fc else None
+    reference = run(model_of(graph, num_threads=num_threads), calib)[0] if calib is not None else None
+    metric, budget = _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads)
+    if sep:
+        # With both passes budgeted, the separable pass may spend half; the sparse pass the rest.
+        share = budget / 2 if budget is not None and sparse and sparse.mode == "auto" else budget
+        report["separable"] = separable_pass(graph, sep, num_threads, calib, metric, share,
+                                             _progress(progress, "separable"), min_speedup)
         report["separable_spec"] = separable
-        if calib is not None:
-            out = run(model_of(graph, num_threads=num_threads), calib)[0]
-            report["calibration"] = {"samples": int(len(calib)), "output_error": _rel_error(out, reference)}
-            if labels is not None:
-                report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
-                                              "accuracy_after": float((out.argmax(1) == labels).mean())})
+    if sparse:
+        report["sparse_fc"] = sparse_fc_pass(graph, sparse, num_threads, calib, metric, budget,
+                                             _progress(progress, "sparse-fc"), min_speedup)
+        report["sparse_fc_spec"] = sparse_fc
+    if (sep or sparse) and calib is not None:
+        out = run(model_of(graph, num_threads=num_threads), calib)[0]
+        report["calibration"] = {"samples": int(len(calib)), "output_error": _rel_error(out, reference)}
+        if labels is not None:
+            report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
+                                          "accuracy_after": float((out.argmax(1) == labels).mean())})
     report["nodes"] = len(graph.nodes)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     source = {"file": src.name, "sha256": hashlib.sha256(raw).hexdigest(), "producer": model.producer_name,
@@ -100,17 +99,34 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     return report
 
 
+def _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads):
+    """The budgeted metric of a candidate graph on the calibration data, and its bound (None, None
+    without calibration data or a bound)."""
+    if calib is None:
+        return None, None
+    if max_accuracy_drop is not None:
+        # The fraction of calibration inputs whose top-1 changes: it bounds the accuracy drop on them
+        # from above and, unlike the drop itself, cannot hide a break behind a lucky fix, so it holds
+        # up better on data the choice did not see.
+        top1 = reference.argmax(1)
+        return (lambda g: float((run(model_of(g, num_threads=num_threads), calib)[0].argmax(1) != top1).mean()),
+                max_accuracy_drop)
+    if max_output_error is not None:
+        return lambda g: _rel_error(run(model_of(g, num_threads=num_threads), calib)[0], reference), max_output_error
+    return None, None
+
+
 def _rel_error(y: np.ndarray, ref: np.ndarray) -> float:
     return float(np.linalg.norm(y - ref) / max(np.linalg.norm(ref), 1e-30))
 
 
-def _progress(enabled: bool):
+def _progress(enabled: bool, what: str):
     """A callback that advances a progress bar by one layer (tqdm, when installed and enabled)."""
     if not enabled:
         return None
     try:
         from tqdm import tqdm
     except ImportError:
-        return lambda name: print(f"  separable: {name}", flush=True)
-    bar = tqdm(desc="separable", unit="layer", leave=False)
+        return lambda name: print(f"  {what}: {name}", flush=True)
+    bar = tqdm(desc=what, unit="layer", leave=False)
     return lambda name: (bar.set_postfix_str(name[-30:]), bar.update(1))

@@ -52,3 +52,11 @@ def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: in
     m = model_of(g, num_threads=num_threads)
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     return median_seconds(lambda: m.run(x), runs=runs, warmup=3)
+
+
+def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
+    """The output of `node` (a Conv or Fc of g) before its activation, with g fed x."""
+    xin = run(model_of(g, [node.inputs[0]], num_threads), x)[0]
+    bare = Node(node.op, node.name, ["x"], node.output, {**node.attrs, "activation": "none"},
+                {k: v for k, v in node.weights.items() if k != "slope"})
+    return run(model_of(Graph([("x", [None, *xin.shape[1:]])], [node.output], [bare])), xin)[0]

@@ -48,6 +48,11 @@ class Graph:
         self.nodes.remove(removed)
         kept.output = removed.output
 
+    def replaced(self, node: Node, nodes: list[Node]) -> "Graph":
+        """A graph sharing this one's nodes, with `node` replaced by `nodes`."""
+        i = self.nodes.index(node)
+        return Graph(self.inputs, self.outputs, self.nodes[:i] + nodes + self.nodes[i + 1:], self.shapes)
+
     def rank(self, value: str) -> int | None:
         s = self.shapes.get(value)
         return None if s is None else len(s)

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .execute import model_of, node_shapes, run, time_nodes
+from .execute import model_of, node_shapes, preactivation, run, time_nodes
 from .ir import CompileError, Graph, Node
 
 
@@ -177,11 +177,6 @@ def runtime_form(layer: Layer, v: np.ndarray, h: np.ndarray, hb: np.ndarray | No
     return [Node("SeparableConv", n.name, list(n.inputs), n.output, attrs, weights)]
 
 
-def replace(g: Graph, layer: Layer, nodes: list[Node]) -> None:
-    i = g.nodes.index(layer.node)
-    g.nodes[i:i + 1] = nodes
-
-
 def refit(layer: Layer, v: np.ndarray, x_in: np.ndarray, y_target: np.ndarray, max_rows: int = 20000,
           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares horizontal stage: keeps V, solves H and the bias so that the pair, fed x_in (the
@@ -246,7 +241,7 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
         x_in = y_target = None
         if calib is not None:
             x_in = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
-            y_target = _preactivation(original, node, calib, num_threads)
+            y_target = preactivation(original, node, calib, num_threads)
 
         cov = column_covariance(layer, x_in) if x_in is not None else None
 
@@ -270,7 +265,7 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
             k = min(layer.ratio_rank(spec.value), kmax)
         else:
             share = budget * (idx + 1) / len(candidates)
-            k = _smallest_within(lambda kk: _metric_with(g, layer, candidate(kk), metric), 1, kmax, share)
+            k = _smallest_within(lambda kk: metric(g.replaced(layer.node, candidate(kk))), 1, kmax, share)
             if k is None:
                 rows.append({**row, "status": f"dense: no rank keeps the metric within {share:.4g}"})
                 continue
@@ -290,23 +285,9 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
         if t_dense <= min_speedup * t_pair:
             rows.append({**row, "status": f"dense: measured speed-up {t_dense / t_pair:.2f} <= {min_speedup:g}"})
             continue
-        replace(g, layer, nodes)
+        g.nodes = g.replaced(node, nodes).nodes
         rows.append({**row, "status": "separable"})
     return rows
-
-
-def _preactivation(original: Graph, node: Node, calib: np.ndarray, num_threads: int) -> np.ndarray:
-    """node's output before its activation, in the original network, on calib."""
-    x = run(model_of(original, [node.inputs[0]], num_threads), calib)[0]
-    bare = Node("Conv", node.name, ["x"], node.output, {**node.attrs, "activation": "none"},
-                {k: v for k, v in node.weights.items() if k != "slope"})
-    return run(model_of(Graph([("x", [None, *x.shape[1:]])], [node.output], [bare])), x)[0]
-
-
-def _metric_with(g: Graph, layer: Layer, nodes: list[Node], metric: Metric) -> float:
-    i = g.nodes.index(layer.node)
-    trial = Graph(g.inputs, g.outputs, g.nodes[:i] + nodes + g.nodes[i + 1:], g.shapes)
-    return metric(trial)
 
 
 def _smallest_within(value: Callable[[int], float], lo: int, hi: int, limit: float) -> int | None:

@@ -1,0 +1,296 @@
+"""Sparse fully-connected layers (SparseSep; Bhattacharya & Lane 2016): each Fc weight W [m, n] is
+either pruned by magnitude to a target sparsity (elementwise, or in 1x4 / 4x1 blocks), its surviving
+weights optionally refit by least squares on calibration inputs, or factorised as W ~ B.A with a dense
+dictionary B [m, k] and sparse codes A [k, n] (y = B.(A.x) + b). ../shared/METHODS.md section 2 states
+the method; docs/sparse.md the results.
+
+Choice per layer: `S` (sparsity S), `S,block=4x1`, `dict=R` (dictionary at R times the dense MACs) or
+`auto` (per layer, the sparsest magnitude pruning whose whole-model metric on calibration data stays
+within its share of the budget). A layer whose sparse form does not run faster than the dense Fc, in
+time measured on the runtime, stays dense. The stored encoding of a pruned weight (BCSR with 1x1, 1x4
+or 4x1 blocks) is the one with the fewest bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .execute import model_of, node_shapes, preactivation, run, time_nodes
+from .ir import CompileError, Graph, Node
+
+BLOCKS = ((1, 1), (1, 4), (4, 1))
+Metric = Callable[[Graph], float]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What `--sparse-fc` asked for: mode "magnitude" (value: sparsity; block: pruning granularity),
+    "dict" (value: MAC ratio) or "auto" (budget on calibration data)."""
+
+    mode: str
+    value: float | None = None
+    block: tuple[int, int] = (1, 1)
+
+    @staticmethod
+    def parse(text: str) -> "Spec":
+        head, *opts = text.split(",")
+        block = (1, 1)
+        for o in opts:
+            key, _, val = o.partition("=")
+            shape = tuple(int(d) for d in val.split("x")) if key == "block" and val.count("x") == 1 \
+                and val.replace("x", "").isdigit() else None
+            if shape not in BLOCKS:
+                raise CompileError(f"--sparse-fc {text!r}: option {o!r}; expected block=1x1, block=1x4 or block=4x1")
+            block = shape
+        if head == "auto":
+            return Spec("auto", None, block)
+        name, _, val = head.partition("=")
+        try:
+            v = float(val if name == "dict" else head)
+        except ValueError:
+            v = -1.0
+        if name == "dict" and 0 < v < 1 and not opts:
+            return Spec("dict", v)
+        if name != "dict" and 0 <= v < 1:
+            return Spec("magnitude", v, block)
+        raise CompileError(f"--sparse-fc {text!r}: expected a sparsity S with 0 <= S < 1 (optionally ',block=4x1' "
+                           "or ',block=1x4'), dict=R with 0 < R < 1, or auto")
+
+
+# ---- encoding ----------------------------------------------------------------------------------
+
+def encode(w: np.ndarray, block: tuple[int, int]) -> dict[str, np.ndarray]:
+    """W [m, n] in BCSR with `block` (br divides m): every block holding a nonzero is stored, its zeros
+    explicit. Blocks of a row start at multiples of bc; a last partial block of a 1x4 row is shifted left
+    to end at column n. Returns values [blocks, br, bc] float32, row_ptr int32, columns (uint16 where
+    n <= 65536, else int32)."""
+    br, bc = block
+    m, n = w.shape
+    if m % br or n < bc:
+        raise ValueError(f"a {m}x{n} weight has no {br}x{bc} blocking")
+    starts = np.minimum(np.arange(0, n, bc), n - bc)
+    # tiles[i, s] = the br x bc block at block row i, column starts[s]
+    cols = starts[:, None] + np.arange(bc)
+    tiles = w.reshape(m // br, br, n)[:, :, cols].transpose(0, 2, 1, 3)  # [m/br, slots, br, bc]
+    keep = np.any(tiles != 0, axis=(2, 3))
+    if bc > 1 and n % bc:  # the shifted last slot overlaps its neighbour: store the overlap once
+        overlap = bc - n % bc
+        last = tiles[:, -1].copy()
+        last[:, :, :overlap] = np.where(keep[:, -2, None, None], 0, last[:, :, :overlap])
+        tiles = np.concatenate([tiles[:, :-1], last[:, None]], axis=1)
+        keep[:, -1] = np.any(tiles[:, -1] != 0, axis=(1, 2))
+    row_ptr = np.concatenate([[0], np.cumsum(keep.sum(1))]).astype(np.int32)
+    index = np.uint16 if n <= 65536 else np.int32
+    return {"values": np.ascontiguousarray(tiles[keep], np.float32),
+            "row_ptr": row_ptr, "columns": np.broadcast_to(starts, keep.shape)[keep].astype(index)}
+
+
+def decode(enc: dict[str, np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """The dense [m, n] weight of a BCSR encoding (values summed where blocks overlap)."""
+    values, row_ptr, columns = enc["values"], enc["row_ptr"], enc["columns"]
+    br, bc = values.shape[1:]
+    w = np.zeros(shape, np.float32)
+    for i in range(len(row_ptr) - 1):
+        for j in range(row_ptr[i], row_ptr[i + 1]):
+            w[i * br:(i + 1) * br, int(columns[j]):int(columns[j]) + bc] += values[j]
+    return w
+
+
+def encoded_bytes(enc: dict[str, np.ndarray]) -> int:
+    return sum(a.nbytes for a in enc.values())
+
+
+def smallest_encoding(w: np.ndarray) -> tuple[tuple[int, int], dict[str, np.ndarray]]:
+    """The block shape (1x1, 1x4 or 4x1, where it fits) whose encoding of w has the fewest bytes."""
+    options = [(b, encode(w, b)) for b in BLOCKS if w.shape[0] % b[0] == 0 and w.shape[1] >= b[1]]
+    return min(options, key=lambda o: encoded_bytes(o[1]))
+
+
+# ---- pruning and refit ----------------------------------------------------------------------------
+
+def prune(w: np.ndarray, sparsity: float, block: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """W with the fraction `sparsity` of its weights (or of its br x bc blocks, by L2 norm) zeroed,
+    smallest first."""
+    br, bc = block
+    m, n = w.shape
+    if m % br or n % bc:
+        raise CompileError(f"a {m}x{n} Fc weight cannot be pruned in {br}x{bc} blocks")
+    norms = np.sqrt((w.reshape(m // br, br, n // bc, bc) ** 2).sum(axis=(1, 3)))
+    drop = int(round(sparsity * norms.size))
+    mask = np.ones(norms.size, bool)
+    mask[np.argsort(norms, axis=None, kind="stable")[:drop]] = False
+    mask = np.repeat(np.repeat(mask.reshape(norms.shape), br, 0), bc, 1)
+    return np.where(mask, w, 0).astype(np.float32)
+
+
+def refit(w_pruned: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray,
+          max_support: int = 4096) -> tuple[np.ndarray, np.ndarray] | None:
+    """Least squares on calibration data: per output row r, the surviving weights and the bias that
+    best map x [S, n] to y[:, r] [S] (the original layer's pre-activation output), ridge-regularised
+    towards the pruned weights (there may be fewer samples than weights). None if a row keeps more
+    than max_support weights (the solve would cost O(support^3) per row)."""
+    supports = [np.flatnonzero(row) for row in w_pruned]
+    if max(len(s) for s in supports) > max_support:
+        return None
+    xa = np.hstack([x, np.ones((len(x), 1), x.dtype)]).astype(np.float64)
+    gram = xa.T @ xa
+    rhs = xa.T @ y.astype(np.float64)  # [n + 1, m]
+    w_new, b_new = np.zeros_like(w_pruned), np.array(b, np.float32)
+    ones = len(xa[0]) - 1
+    for r, s in enumerate(supports):
+        idx = np.append(s, ones)
+        g = gram[np.ix_(idx, idx)]
+        lam = 1e-4 * np.trace(g) / len(idx)
+        prior = np.append(w_pruned[r, s], b[r])
+        sol = np.linalg.solve(g + lam * np.eye(len(idx)), rhs[idx, r] + lam * prior)
+        w_new[r, s], b_new[r] = sol[:-1], sol[-1]
+    return w_new, b_new
+
+
+def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.ndarray | None = None,
+               b: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """W [m, n] ~ D.A with D [m, k] dense (unit-norm atoms) and A [k, n] sparse, at about `ratio` times
+    the dense MACs (m*k + nnz(A)). The atoms are learnt from W's columns by scikit-learn's mini-batch
+    dictionary learning, the codes by orthogonal matching pursuit; k is the candidate with the lowest
+    weight error. With calibration data x [S, n] and targets y [S, m], D and the bias are refit by
+    least squares on the codes' outputs. Returns D, A, the bias, and the relative weight error."""
+    try:
+        from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
+    except ImportError as e:
+        raise CompileError("--sparse-fc dict needs scikit-learn (pip install 'edgesep[compile]')") from e
+    m, n = w.shape
+    budget = ratio * m * n
+    best = None
+    for k in sorted({max(1, int(m * f)) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2)}):
+        nonzeros = int((budget - m * k) // n)
+        if nonzeros < 1 or k >= min(m, n):
+            continue
+        nonzeros = min(nonzeros, k)
+        cols = w.T.astype(np.float64)  # samples: W's columns
+        learner = MiniBatchDictionaryLearning(n_components=k, batch_size=256, max_iter=20, random_state=seed,
+                                              transform_algorithm="omp", transform_n_nonzero_coefs=nonzeros)
+        atoms = learner.fit(cols).components_  # [k, m], unit norm
+        codes = sparse_encode(cols, atoms, algorithm="omp", n_nonzero_coefs=nonzeros)  # [n, k]
+        err = float(np.linalg.norm(codes @ atoms - cols) / np.linalg.norm(cols))
+        if best is None or err < best[3]:
+            best = (atoms.T.astype(np.float32), codes.T.astype(np.float32), err)
+    if best is None:
+        raise CompileError(f"--sparse-fc dict={ratio:g}: no dictionary of a {m}x{n} layer fits that cost")
+    d, a, err = best
+    bias = np.zeros(m, np.float32) if b is None else np.asarray(b, np.float32)
+    if x is not None:
+        z = np.hstack([x.astype(np.float64) @ a.T, np.ones((len(x), 1))])
+        sol, *_ = np.linalg.lstsq(z, y.astype(np.float64), rcond=None)
+        d, bias = sol[:-1].T.astype(np.float32), sol[-1].astype(np.float32)
+        err = float(np.linalg.norm(d @ a - w) / np.linalg.norm(w))
+    return d, a, bias, err
+
+
+# ---- graph forms ------------------------------------------------------------------------------------
+
+def sparse_node(n: Node, w: np.ndarray, bias: np.ndarray | None, block: tuple[int, int] | None = None,
+                name: str | None = None, output: str | None = None, dense_attrs: bool = True) -> Node:
+    """A SparseFc node computing what Fc `n` computes with weight w (and bias): encoded with `block`,
+    or with the smallest encoding."""
+    blk, enc = (block, encode(w, block)) if block else smallest_encoding(w)
+    attrs = {k: v for k, v in n.attrs.items()} if dense_attrs else {}
+    attrs.update({"out_features": int(w.shape[0]), "block": list(blk)})
+    weights = dict(enc)
+    if bias is not None:
+        weights["bias"] = np.asarray(bias, np.float32)
+    if dense_attrs and "slope" in n.weights:
+        weights["slope"] = n.weights["slope"]
+    return Node("SparseFc", name or n.name, list(n.inputs), output or n.output, attrs, weights)
+
+
+def dictionary_nodes(n: Node, d: np.ndarray, a: np.ndarray, bias: np.ndarray) -> list[Node]:
+    """Fc `n` as codes A.x (SparseFc, no bias) then the dictionary D.(.) + b (Fc, n's activation)."""
+    codes = sparse_node(n, a, None, name=n.name + "/codes", output=n.output + "/codes", dense_attrs=False)
+    weights = {k: v for k, v in n.weights.items() if k not in ("weight", "bias")}
+    weights.update({"weight": d, "bias": bias})
+    dense = Node("Fc", n.name + "/dictionary", [codes.output], n.output, dict(n.attrs), weights)
+    return [codes, dense]
+
+
+# ---- the pass ---------------------------------------------------------------------------------------
+
+def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray | None = None,
+                   metric: Metric | None = None, budget: float | None = None, progress=None,
+                   min_speedup: float = 1.0) -> list[dict]:
+    """Sparsifies the Fc layers of `g` in place; returns one report row per Fc layer."""
+    if spec.mode == "auto" and (calib is None or metric is None or budget is None):
+        raise CompileError("--sparse-fc auto needs calibration data (--calib) and a budget "
+                           "(--max-output-error or --max-accuracy-drop)")
+    shapes = node_shapes(g)
+    original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)
+    layers = [n for n in g.nodes if n.op == "Fc"]
+    start = metric(g) if metric is not None and spec.mode == "auto" else 0.0
+    rows = []
+    for i, node in enumerate(layers):
+        if progress:
+            progress(node.name)
+        w, b = node.weights["weight"], node.weights.get("bias")
+        m, n = w.shape
+        row = {"layer": node.name, "shape": f"{n}->{m}", "dense_bytes": int(w.nbytes), "dense_macs": m * n}
+        x = y = None
+        if calib is not None:
+            x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0].reshape(len(calib), -1)
+            y = preactivation(original, node, calib, num_threads).reshape(len(calib), -1)
+
+        def magnitude(s: float, block: tuple[int, int] = spec.block) -> tuple[list[Node], np.ndarray]:
+            wp = prune(w, s, block)
+            bias = b
+            if x is not None and s > 0:
+                fit = refit(wp, np.zeros(m, np.float32) if b is None else b, x, y)
+                if fit is not None:
+                    wp, bias = fit
+            return [sparse_node(node, wp, bias, None if block == (1, 1) else block)], wp
+
+        if spec.mode == "magnitude":
+            nodes, wq = magnitude(spec.value)
+            method = f"magnitude {spec.value:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
+        elif spec.mode == "dict":
+            d, a, bias, _ = dictionary(w, spec.value, x, y, b)
+            nodes, wq = dictionary_nodes(node, d, a, bias), d @ a
+            method = f"dictionary k={a.shape[0]}"
+        else:
+            share = start + (budget - start) * (i + 1) / len(layers)
+            levels = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
+            s = _largest_within(lambda v: metric(g.replaced(node, magnitude(v)[0])), levels, share)
+            if s is None:
+                rows.append({**row, "status": f"dense: no sparsity keeps the metric within {share:.4g}"})
+                continue
+            nodes, wq = magnitude(s)
+            method = f"magnitude {s:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
+        stored = [a for nd in nodes for k, a in nd.weights.items() if k in ("values", "weight")]
+        t_dense = time_nodes([node], shapes[node.name][0], num_threads)
+        t_sparse = time_nodes(nodes, shapes[node.name][0], num_threads)
+        row.update({"method": method, "block": "x".join(map(str, nodes[0].attrs["block"])),
+                    "sparse_macs": int(sum(a.size for a in stored)),
+                    "sparse_bytes": sum(int(a.nbytes) for nd in nodes for k, a in nd.weights.items()
+                                        if k in ("values", "weight", "row_ptr", "columns")),
+                    "weight_error": float(np.linalg.norm(wq - w) / max(np.linalg.norm(w), 1e-30)),
+                    "dense_ms": 1e3 * t_dense, "sparse_ms": 1e3 * t_sparse})
+        if t_dense <= min_speedup * t_sparse:
+            rows.append({**row, "status": f"dense: measured speed-up {t_dense / t_sparse:.2f} <= {min_speedup:g}"})
+            continue
+        g.nodes = g.replaced(node, nodes).nodes
+        rows.append({**row, "status": "sparse"})
+    return rows
+
+
+def _largest_within(value: Callable[[float], float], levels: list[float], limit: float) -> float | None:
+    """The largest level with value(level) <= limit, by bisection over the sorted levels (value taken
+    as non-decreasing in the level)."""
+    lo, hi = 0, len(levels) - 1
+    if value(levels[lo]) > limit:
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if value(levels[mid]) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return levels[lo]
