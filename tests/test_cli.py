@@ -59,3 +59,20 @@ def test_demo_reaches_the_trained_accuracy():
     # The shipped model scores 97.7% on its 1000 held-out images; the compiled bundle must agree with
     # onnxruntime image for image.
     assert r["accuracy"] == r["ort_accuracy"] and r["accuracy"] > 0.95
+
+
+def test_compile_sparse_fc_reports_per_layer_and_inspect_shows_it(tmp_path, capsys):
+    from edgesep.demo import _data
+
+    path, images, labels = _data()
+    np.save(tmp_path / "x.npy", images[:200])
+    esb = tmp_path / "s.esb"
+    assert main(["compile", str(path), "-o", str(esb), "--sparse-fc", "0.9", "--calib", str(tmp_path / "x.npy"),
+                 "--min-speedup", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "sparse-fc (0.9):" in out and "magnitude 0.9" in out and "output err" in out and "SparseFc+relu" in out
+    assert main(["inspect", str(esb)]) == 0
+    out = capsys.readouterr().out
+    assert "bundle v2" in out and "magnitude 0.9" in out and "calibration (200 inputs)" in out
+    assert main(["compile", str(path), "-o", str(esb), "--sparse-fc", "0.9,block=3x3"]) == 1
+    assert "block=1x1, block=1x4 or block=4x1" in capsys.readouterr().err

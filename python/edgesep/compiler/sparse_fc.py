@@ -12,6 +12,7 @@ or 4x1 blocks) is the one with the fewest bytes.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,6 +22,9 @@ from .execute import model_of, node_shapes, preactivation, run, time_nodes
 from .ir import CompileError, Graph, Node
 
 BLOCKS = ((1, 1), (1, 4), (4, 1))
+# Fc layers with fewer weights stay dense: they cost a few microseconds either way (the op's overhead),
+# so a timing cannot tell the forms apart, and they are often the classifier, where pruning hurts most.
+MIN_WEIGHTS = 16384
 Metric = Callable[[Graph], float]
 
 
@@ -171,10 +175,12 @@ def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.n
         cols = w.T.astype(np.float64)  # samples: W's columns
         learner = MiniBatchDictionaryLearning(n_components=k, batch_size=256, max_iter=20, random_state=seed,
                                               transform_algorithm="omp", transform_n_nonzero_coefs=nonzeros)
-        atoms = learner.fit(cols).components_  # [k, m], unit norm
-        codes = sparse_encode(cols, atoms, algorithm="omp", n_nonzero_coefs=nonzeros)  # [n, k]
+        with warnings.catch_warnings():  # OMP stops early, warning, where a column is already exact
+            warnings.filterwarnings("ignore", "Orthogonal matching pursuit ended prematurely")
+            atoms = learner.fit(cols).components_  # [k, m], unit norm
+            codes = sparse_encode(cols, atoms, algorithm="omp", n_nonzero_coefs=nonzeros)  # [n, k]
         err = float(np.linalg.norm(codes @ atoms - cols) / np.linalg.norm(cols))
-        if best is None or err < best[3]:
+        if best is None or err < best[2]:
             best = (atoms.T.astype(np.float32), codes.T.astype(np.float32), err)
     if best is None:
         raise CompileError(f"--sparse-fc dict={ratio:g}: no dictionary of a {m}x{n} layer fits that cost")
@@ -225,44 +231,47 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
                            "(--max-output-error or --max-accuracy-drop)")
     shapes = node_shapes(g)
     original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)
-    layers = [n for n in g.nodes if n.op == "Fc"]
+    layers = [n for n in g.nodes if n.op == "Fc" and n.weights["weight"].size >= MIN_WEIGHTS]
     start = metric(g) if metric is not None and spec.mode == "auto" else 0.0
     rows = []
-    for i, node in enumerate(layers):
+    for node in [n for n in g.nodes if n.op == "Fc"]:
         if progress:
             progress(node.name)
         w, b = node.weights["weight"], node.weights.get("bias")
         m, n = w.shape
         row = {"layer": node.name, "shape": f"{n}->{m}", "dense_bytes": int(w.nbytes), "dense_macs": m * n}
+        if w.size < MIN_WEIGHTS:
+            rows.append({**row, "status": f"dense: {w.size} weights, too few to gain (< {MIN_WEIGHTS})"})
+            continue
         x = y = None
         if calib is not None:
             x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0].reshape(len(calib), -1)
             y = preactivation(original, node, calib, num_threads).reshape(len(calib), -1)
 
-        def magnitude(s: float, block: tuple[int, int] = spec.block) -> tuple[list[Node], np.ndarray]:
+        def magnitude(s: float, block: tuple[int, int] = spec.block) -> tuple[list[Node], np.ndarray, np.ndarray]:
             wp = prune(w, s, block)
             bias = b
             if x is not None and s > 0:
                 fit = refit(wp, np.zeros(m, np.float32) if b is None else b, x, y)
                 if fit is not None:
                     wp, bias = fit
-            return [sparse_node(node, wp, bias, None if block == (1, 1) else block)], wp
+            return [sparse_node(node, wp, bias, None if block == (1, 1) else block)], wp, bias
 
         if spec.mode == "magnitude":
-            nodes, wq = magnitude(spec.value)
+            nodes, wq, bq = magnitude(spec.value)
             method = f"magnitude {spec.value:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
         elif spec.mode == "dict":
             d, a, bias, _ = dictionary(w, spec.value, x, y, b)
-            nodes, wq = dictionary_nodes(node, d, a, bias), d @ a
+            nodes, wq, bq = dictionary_nodes(node, d, a, bias), d @ a, bias
             method = f"dictionary k={a.shape[0]}"
         else:
-            share = start + (budget - start) * (i + 1) / len(layers)
+            share = start + (budget - start) * (layers.index(node) + 1) / len(layers)
             levels = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
             s = _largest_within(lambda v: metric(g.replaced(node, magnitude(v)[0])), levels, share)
             if s is None:
                 rows.append({**row, "status": f"dense: no sparsity keeps the metric within {share:.4g}"})
                 continue
-            nodes, wq = magnitude(s)
+            nodes, wq, bq = magnitude(s)
             method = f"magnitude {s:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
         stored = [a for nd in nodes for k, a in nd.weights.items() if k in ("values", "weight")]
         t_dense = time_nodes([node], shapes[node.name][0], num_threads)
@@ -272,6 +281,8 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
                     "sparse_bytes": sum(int(a.nbytes) for nd in nodes for k, a in nd.weights.items()
                                         if k in ("values", "weight", "row_ptr", "columns")),
                     "weight_error": float(np.linalg.norm(wq - w) / max(np.linalg.norm(w), 1e-30)),
+                    **({} if x is None else {"output_error": float(
+                        np.linalg.norm(x @ wq.T + (0 if bq is None else bq) - y) / max(np.linalg.norm(y), 1e-30))}),
                     "dense_ms": 1e3 * t_dense, "sparse_ms": 1e3 * t_sparse})
         if t_dense <= min_speedup * t_sparse:
             rows.append({**row, "status": f"dense: measured speed-up {t_dense / t_sparse:.2f} <= {min_speedup:g}"})
