@@ -11,6 +11,9 @@ struct Vec {
   static T zero() { return vdupq_n_f32(0.f); }
   static T set1(float x) { return vdupq_n_f32(x); }
   static T load(const float* p) { return vld1q_f32(p); }
+  static T set4(float a, float b, float c, float d) {
+    return vsetq_lane_f32(d, vsetq_lane_f32(c, vsetq_lane_f32(b, vdupq_n_f32(a), 1), 2), 3);
+  }
   static void store(float* p, T v) { vst1q_f32(p, v); }
   static T fma(T a, T b, T c) { return vfmaq_f32(c, a, b); }
   static T add(T a, T b) { return vaddq_f32(a, b); }
