@@ -19,52 +19,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from docs_section import write_section
-
 import numpy as np
+from docs_section import write_section
+from mnist_models import evaluate, mnist_split, vgg_mnist_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "tools"))
 DOC = ROOT / "docs" / "separable.md"
 PLOT = ROOT / "docs" / "separable_accuracy.png"
-
-
-def mnist_split():
-    """The demo's split (tools/train_demo.py), training images shuffled (the data is sorted by class)."""
-    from train_demo import mnist_split as split
-
-    x, y, train, test = split()
-    train = np.random.default_rng(0).permutation(train)
-    return x[train], y[train], x[test], y[test]
-
-
-def vgg_mnist_onnx() -> Path:
-    """The VGG-style CNN trained on the 4000 training images (cached)."""
-    from zoo import CACHE
-
-    path = CACHE / "vgg_mnist_v1.onnx"
-    if path.exists():
-        return path
-    import torch
-    import torch.nn as nn
-
-    torch.manual_seed(0)
-
-    def block(cin, cout):
-        return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
-                nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
-
-    net = nn.Sequential(*block(1, 32), *block(32, 64), *block(64, 128), nn.Flatten(), nn.Linear(128 * 9, 256),
-                        nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10))
-    from train_demo import fit
-
-    xtr, ytr, xte, yte = mnist_split()
-    fit(net, xtr, ytr, xte, yte, epochs=10, lr=1e-3)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    torch.onnx.export(net, torch.from_numpy(xte[:1]), path, dynamo=False, opset_version=13, input_names=["image"],
-                      output_names=["logits"], dynamic_axes={"image": {0: "batch"}})
-    return path
 
 
 def meter_inputs(x: np.ndarray) -> np.ndarray:
@@ -73,18 +35,6 @@ def meter_inputs(x: np.ndarray) -> np.ndarray:
 
     small = zoom(x[:, 0], (1, 32 / 28, 20 / 28), order=1)
     return np.ascontiguousarray(np.repeat(small[:, None], 3, axis=1), np.float32)
-
-
-def evaluate(bundle: Path, x: np.ndarray, labels: np.ndarray, batch: int) -> tuple[float, float]:
-    """Top-1 accuracy on (x, labels) and the median batch latency (ms, 1 thread)."""
-    import edgesep
-    from edgesep.report import median_seconds
-
-    m = edgesep.load(bundle, num_threads=1)
-    preds = np.concatenate([m.run(np.ascontiguousarray(x[i:i + batch])).argmax(1)
-                            for i in range(0, len(x) - batch + 1, batch)])
-    one = np.ascontiguousarray(x[:batch])
-    return float((preds == labels[:len(preds)]).mean()), 1e3 * median_seconds(lambda: m.run(one), runs=30)
 
 
 def sweep(name: str, onnx_path: Path, calib: np.ndarray, calib_labels: np.ndarray, x: np.ndarray, labels: np.ndarray,

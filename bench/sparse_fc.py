@@ -81,7 +81,7 @@ def measure(shape: str, sparsities: list[float], batches: list[int], threads_lis
             for batch in batches:
                 x = rng.standard_normal((batch, n), dtype=np.float32)
                 base[batch] = (seconds(lambda: ours_dense.run(x)), seconds(lambda: sess.run(None, {"x": x})))
-            del sess
+            sess = None  # free the dense copy before the sparse ones
             for s in sparsities:
                 wp = prune(w, s)
                 wb = prune(w, s, (4, 1))

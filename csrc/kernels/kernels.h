@@ -79,10 +79,10 @@ using SepConvFn = void (*)(const SepShape& s, const float* in, const float* v, c
 using DwConvFn = void (*)(const ConvShape& s, const float* in, const float* w, float bias, float* out,
                           float lo, float hi, float* scratch);
 
-// Fully-connected rows [n0, n1) for one input vector: y[n] = clamp(dot(W[n,:], x) + bias[n]).
+// Fully-connected rows [n0, n1) for `batch` inputs: y[b*ldy + n] = clamp(dot(W[n,:], x[b*K..]) + bias[n]).
 // W row-major (rows x K), bias may be null.
-using FcFn = void (*)(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1,
-                      float lo, float hi);
+using FcFn = void (*)(int K, const float* x, int batch, const float* W, const float* bias, float* y, int ldy,
+                      int n0, int n1, float lo, float hi);
 
 // A block-sparse matrix in BCSR: rows x cols in blocks of br x bc (1x1, 1x4 or 4x1; br divides rows).
 // Block row i (rows [i*br, i*br + br)) holds blocks [row_ptr[i], row_ptr[i+1]); block j covers columns
@@ -148,8 +148,8 @@ void conv_packed_gemm(const ConvShape& s, const float* packed, const float* w, c
                       int p1, int m0, int m1, float lo, float hi);
 void dwconv(const ConvShape& s, const float* in, const float* w, float bias, float* out, float lo, float hi,
             float* scratch);
-void fc(int K, const float* x, const float* W, const float* bias, float* y, int n0, int n1, float lo,
-        float hi);
+void fc(int K, const float* x, int batch, const float* W, const float* bias, float* y, int ldy, int n0, int n1,
+        float lo, float hi);
 void sepconv(const SepShape& s, const float* in, const float* v, const float* h, const float* bias, float* out,
              int oy0, int rows, float lo, float hi, float* scratch);
 void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, float* y, int r0, int r1, float lo,

@@ -112,19 +112,21 @@ class SepConvOp : public Op {
 
 class FcOp : public Op {
  public:
-  int64_t B = 0, K = 0, N = 0, chunk = 0, nchunks = 0;
+  static constexpr int64_t kBatchBlock = 8;  // inputs per task: each weight load serves up to four
+  int64_t B = 0, K = 0, N = 0, chunk = 0, nchunks = 0, bblocks = 0;
   const float* w = nullptr;
   const float* bias = nullptr;
   Activation act;
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    ctx.pool->run((int)(B * nchunks), [&](int t, int) {
-      const int64_t b = t / nchunks;
+    ctx.pool->run((int)(bblocks * nchunks), [&](int t, int) {
+      const int64_t b0 = (t / nchunks) * kBatchBlock, nb = std::min(kBatchBlock, B - b0);
       const int n0 = (int)((t % nchunks) * chunk), n1 = (int)std::min<int64_t>(N, n0 + chunk);
-      float* y = out + b * N;
-      ctx.k->fc((int)K, in[0] + b * K, w, bias, y, n0, n1, act.lo(), act.hi());
+      float* y = out + b0 * N;
+      ctx.k->fc((int)K, in[0] + b0 * K, (int)nb, w, bias, y, (int)N, n0, n1, act.lo(), act.hi());
       if (act.needs_pass())
-        for (int n = n0; n < n1; ++n) act.apply(y + n, 1, n);
+        for (int64_t b = 0; b < nb; ++b)
+          for (int n = n0; n < n1; ++n) act.apply(y + b * N + n, 1, n);
     }, parallel());
   }
 };
@@ -294,7 +296,8 @@ std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const 
   const Weight* b = opt_weight(w, "bias", "plain", op->N);
   op->bias = b ? b->data : nullptr;
   op->act = parse_activation(a, w, op->N);
-  const int64_t parts = c.threads > 1 ? (4 * c.threads + op->B - 1) / op->B : 1;
+  op->bblocks = (op->B + FcOp::kBatchBlock - 1) / FcOp::kBatchBlock;
+  const int64_t parts = c.threads > 1 ? (4 * c.threads + op->bblocks - 1) / op->bblocks : 1;
   op->chunk = chunk_size(op->N, parts, 4);
   op->nchunks = (op->N + op->chunk - 1) / op->chunk;
   op->out_shape = {op->B, op->N};

@@ -163,25 +163,29 @@ void test_dwconv(const KernelTable& t, const ConvShape& s, Rng& rng, float lo, f
   expect_close(t.isa, "dwconv " + describe(s), got.data(), want.data(), mag.data(), want.size(), s.KH * s.KW + 1);
 }
 
-void test_fc(const KernelTable& t, int K, int N, Rng& rng, bool with_bias) {
-  std::vector<float> x(K), w((size_t)N * K), bias(N), mag(N);
+void test_fc(const KernelTable& t, int K, int N, int batch, Rng& rng, bool with_bias) {
+  const int ldy = N + 3;  // rows of y further apart than N: the stride is honoured
+  std::vector<float> x((size_t)K * batch), w((size_t)N * K), bias(N), mag((size_t)ldy * batch, 0.f);
   for (auto& v : x) v = rng.normal();
   for (auto& v : w) v = rng.normal();
   for (auto& v : bias) v = rng.normal();
   const float* b = with_bias ? bias.data() : nullptr;
-  for (int n = 0; n < N; ++n) {
-    double a = b ? std::fabs(b[n]) : 0.0;
-    for (int k = 0; k < K; ++k) a += std::fabs(w[(size_t)n * K + k] * x[k]);
-    mag[n] = (float)a;
-  }
-  std::vector<float> want(N), got(N, NAN);
-  ref::fc(K, x.data(), w.data(), b, want.data(), 0, N, -INFINITY, INFINITY);
+  for (int i = 0; i < batch; ++i)
+    for (int n = 0; n < N; ++n) {
+      double a = b ? std::fabs(b[n]) : 0.0;
+      for (int k = 0; k < K; ++k) a += std::fabs(w[(size_t)n * K + k] * x[(size_t)i * K + k]);
+      mag[(size_t)i * ldy + n] = (float)a;
+    }
+  std::vector<float> want((size_t)ldy * batch, 0.f), got((size_t)ldy * batch, 0.f);
+  for (int i = 0; i < batch; ++i)
+    for (int n = 0; n < N; ++n) got[(size_t)i * ldy + n] = NAN;
+  ref::fc(K, x.data(), batch, w.data(), b, want.data(), ldy, 0, N, -INFINITY, INFINITY);
   const int cut = rng.uniform(0, N);
-  t.fc(K, x.data(), w.data(), b, got.data(), 0, cut, -INFINITY, INFINITY);
-  t.fc(K, x.data(), w.data(), b, got.data(), cut, N, -INFINITY, INFINITY);
+  t.fc(K, x.data(), batch, w.data(), b, got.data(), ldy, 0, cut, -INFINITY, INFINITY);
+  t.fc(K, x.data(), batch, w.data(), b, got.data(), ldy, cut, N, -INFINITY, INFINITY);
   char where[64];
-  std::snprintf(where, sizeof where, "fc K%d N%d", K, N);
-  expect_close(t.isa, where, got.data(), want.data(), mag.data(), N, K + 1);
+  std::snprintf(where, sizeof where, "fc K%d N%d batch %d", K, N, batch);
+  expect_close(t.isa, where, got.data(), want.data(), mag.data(), got.size(), K + 1);
 }
 
 // A random BCSR matrix: each block row gets a block count drawn up to `density` of its slots (some
@@ -369,7 +373,8 @@ int main() {
     }
     for (int K : {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 1000})
       for (int N : {1, 3, 4, 5, 8, 13})
-        test_fc(t, K, N, rng, (K + N) % 2 == 0);
+        for (int batch : {1, 2, 3, 4, 5, 7, 9})
+          test_fc(t, K, N, batch, rng, (K + N + batch) % 2 == 0);
     // Sparse x dense: every block shape, batches around each vector width, odd sizes, very wide rows
     // (32-bit column indices past 65536), densities from one block per row to every slot.
     const int blocks[][2] = {{1, 1}, {1, 4}, {4, 1}};

