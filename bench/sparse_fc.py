@@ -73,33 +73,32 @@ def measure(shape: str, sparsities: list[float], batches: list[int], threads_lis
     b = rng.standard_normal(m, dtype=np.float32)
     dense = Node("Fc", "fc", ["x"], "y", {"out_features": m}, {"weight": w, "bias": b})
     rows = []
+    xs = {batch: rng.standard_normal((batch, n), dtype=np.float32) for batch in batches}
+    base = {}  # (threads, batch) -> (our dense, onnxruntime) seconds
     with tempfile.TemporaryDirectory() as tmp:
         for threads in threads_list:
             sess = ort_gemm(w, b, threads, Path(tmp))
             ours_dense = ours([dense], n, threads)
-            base = {}
-            for batch in batches:
-                x = rng.standard_normal((batch, n), dtype=np.float32)
-                base[batch] = (seconds(lambda: ours_dense.run(x)), seconds(lambda: sess.run(None, {"x": x})))
-            sess = None  # free the dense copy before the sparse ones
-            for s in sparsities:
-                wp = prune(w, s)
-                wb = prune(w, s, (4, 1))
-                csr = scipy.sparse.csr_matrix(wp)
-                forms = {"1x1": sparse_node(dense, wp, b), "4x1": sparse_node(dense, wb, b, (4, 1))}
-                models = {k: ours([v], n, threads) for k, v in forms.items()}
-                nbytes = {k: sum(a.nbytes for key, a in v.weights.items() if key != "bias") for k, v in forms.items()}
-                for batch in batches:
-                    x = rng.standard_normal((batch, n), dtype=np.float32)
-                    t_dense, t_ort = base[batch]
-                    t = {k: seconds(lambda mm=mm: mm.run(x)) for k, mm in models.items()}
-                    t_scipy = seconds(lambda: csr @ x.T) if threads == 1 else float("nan")
-                    rows.append({"shape": shape, "sparsity": s, "batch": batch, "threads": threads,
-                                 "encoding": "x".join(map(str, forms["1x1"].attrs["block"])),
-                                 "dense_ms": 1e3 * t_dense, "ort_ms": 1e3 * t_ort, "sparse_ms": 1e3 * t["1x1"],
-                                 "block_ms": 1e3 * t["4x1"], "scipy_ms": 1e3 * t_scipy,
-                                 "bytes_ratio": w.nbytes / nbytes["1x1"], "block_bytes_ratio": w.nbytes / nbytes["4x1"]})
-                    print(_line(rows[-1]), flush=True)
+            for batch, x in xs.items():
+                base[threads, batch] = (seconds(lambda: ours_dense.run(x)), seconds(lambda: sess.run(None, {"x": x})))
+            sess = ours_dense = None  # free the dense copies before the sparse ones
+    for s in sparsities:
+        wp, wb = prune(w, s), prune(w, s, (4, 1))
+        csr = scipy.sparse.csr_matrix(wp)
+        forms = {"1x1": sparse_node(dense, wp, b), "4x1": sparse_node(dense, wb, b, (4, 1))}
+        nbytes = {k: sum(a.nbytes for key, a in v.weights.items() if key != "bias") for k, v in forms.items()}
+        for threads in threads_list:
+            models = {k: ours([v], n, threads) for k, v in forms.items()}
+            for batch, x in xs.items():
+                t_dense, t_ort = base[threads, batch]
+                t = {k: seconds(lambda mm=mm: mm.run(x)) for k, mm in models.items()}
+                t_scipy = seconds(lambda: csr @ x.T) if threads == 1 else float("nan")
+                rows.append({"shape": shape, "sparsity": s, "batch": batch, "threads": threads,
+                             "encoding": "x".join(map(str, forms["1x1"].attrs["block"])),
+                             "dense_ms": 1e3 * t_dense, "ort_ms": 1e3 * t_ort, "sparse_ms": 1e3 * t["1x1"],
+                             "block_ms": 1e3 * t["4x1"], "scipy_ms": 1e3 * t_scipy,
+                             "bytes_ratio": w.nbytes / nbytes["1x1"], "block_bytes_ratio": w.nbytes / nbytes["4x1"]})
+                print(_line(rows[-1]), flush=True)
     return rows
 
 

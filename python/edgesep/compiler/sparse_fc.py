@@ -124,7 +124,8 @@ def prune(w: np.ndarray, sparsity: float, block: tuple[int, int] = (1, 1)) -> np
     norms = np.sqrt((w.reshape(m // br, br, n // bc, bc) ** 2).sum(axis=(1, 3)))
     drop = int(round(sparsity * norms.size))
     mask = np.ones(norms.size, bool)
-    mask[np.argsort(norms, axis=None, kind="stable")[:drop]] = False
+    if drop:
+        mask[np.argpartition(norms, drop - 1, axis=None)[:drop]] = False
     mask = np.repeat(np.repeat(mask.reshape(norms.shape), br, 0), bc, 1)
     return np.where(mask, w, 0).astype(np.float32)
 
