@@ -90,11 +90,13 @@ def main() -> None:
     settings = {
         "cmake.define.CMAKE_TOOLCHAIN_FILE": str(ROOT / "toolchains" / t["toolchain"]),
         "cmake.define.Python_INCLUDE_DIR": str(inc),
-        "cmake.define.Python_SOABI": soabi,
+        "cmake.define.PYTHON_MODULE_EXTENSION": f".{soabi}.so",  # pybind11 would ask the host Python
         "cmake.define.CMAKE_MODULE_LINKER_FLAGS": "-static-libstdc++ -static-libgcc",
         "build-dir": str(work / "build"),
     }
-    env = dict(os.environ, _PYTHON_HOST_PLATFORM=f"linux-{a.arch}")  # the wheel's platform tag
+    # _PYTHON_HOST_PLATFORM: the wheel's platform tag; SETUPTOOLS_EXT_SUFFIX: the module's suffix, from
+    # which scikit-build-core reports the target's SOABI to CMake.
+    env = dict(os.environ, _PYTHON_HOST_PLATFORM=f"linux-{a.arch}", SETUPTOOLS_EXT_SUFFIX=f".{soabi}.so")
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-w", tmp,
                         *[f"-C{k}={v}" for k, v in settings.items()]], check=True, env=env)

@@ -11,8 +11,13 @@ struct Vec {
   static T zero() { return vdupq_n_f32(0.f); }
   static T set1(float x) { return vdupq_n_f32(x); }
   static T load(const float* p) { return vld1q_f32(p); }
-  static T set4(float a, float b, float c, float d) {
-    return vsetq_lane_f32(d, vsetq_lane_f32(c, vsetq_lane_f32(b, vdupq_n_f32(a), 1), 2), 3);
+  // base[i[0]], ..., base[i[3]] (the sparse mat-vec's x lookups): each a load straight into its lane.
+  template <class I>
+  static T gather4(const float* base, const I* i) {
+    T v = vld1q_dup_f32(base + i[0]);
+    v = vld1q_lane_f32(base + i[1], v, 1);
+    v = vld1q_lane_f32(base + i[2], v, 2);
+    return vld1q_lane_f32(base + i[3], v, 3);
   }
   static void store(float* p, T v) { vst1q_f32(p, v); }
   static T fma(T a, T b, T c) { return vfmaq_f32(c, a, b); }

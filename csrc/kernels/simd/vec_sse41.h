@@ -12,7 +12,11 @@ struct Vec : BroadcastWeights<Vec> {
   static T zero() { return _mm_setzero_ps(); }
   static T set1(float x) { return _mm_set1_ps(x); }
   static T load(const float* p) { return _mm_loadu_ps(p); }
-  static T set4(float a, float b, float c, float d) { return _mm_setr_ps(a, b, c, d); }
+  // base[i[0]], ..., base[i[3]] (the sparse mat-vec's x lookups).
+  template <class I>
+  static T gather4(const float* base, const I* i) {
+    return _mm_setr_ps(base[i[0]], base[i[1]], base[i[2]], base[i[3]]);
+  }
   static void store(float* p, T v) { _mm_storeu_ps(p, v); }
   static T fma(T a, T b, T c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
   static T add(T a, T b) { return _mm_add_ps(a, b); }

@@ -66,7 +66,7 @@ void spmv_row(const SparseMatrix& a, const I* col, const float* x, int i, const 
     using Q = typename V::V4;
     const float* v = a.values;
     typename Q::T acc0 = Q::zero(), acc1 = Q::zero(), acc2 = Q::zero(), acc3 = Q::zero();
-    auto xs = [&](int j) { return Q::set4(x[col[j]], x[col[j + 1]], x[col[j + 2]], x[col[j + 3]]); };
+    auto xs = [&](int j) { return Q::gather4(x, col + j); };
     int j = j0;
     for (; j + 16 <= j1; j += 16) {
       acc0 = Q::fma(Q::load(v + j), xs(j), acc0);
