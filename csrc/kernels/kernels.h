@@ -102,6 +102,15 @@ struct SparseMatrix {
 using SpmmFn = void (*)(const SparseMatrix& a, const float* x, int batch, const float* bias, float* y, int r0,
                         int r1, float lo, float hi);
 
+// Activations applied as a pass over an op's output (those that are not a clamp in the kernel's
+// epilogue), in place on n values: Clamp to [a, b]; Leaky: x < 0 ? a x : x (PReLU: a = the channel's
+// slope); HardSigmoid: clamp(a x + b, 0, 1); HardSwish: x clamp(x / 6 + 1/2, 0, 1); Sigmoid; Tanh.
+enum class ActCode : int { Clamp, Leaky, HardSigmoid, HardSwish, Sigmoid, Tanh };
+using ActivationFn = void (*)(ActCode code, float* x, int64_t n, float a, float b);
+
+// Pooling's row reductions: acc[i] = max(acc[i], x[i]) (is_max) or acc[i] + x[i], for i < n.
+using PoolRowFn = void (*)(float* acc, const float* x, int64_t n, bool is_max);
+
 struct KernelTable {
   const char* isa;   // "ref", "sse41", "avx2", "avx512", "neon"
   int gemm_nr;       // GEMM register tile width in output pixels
@@ -113,6 +122,8 @@ struct KernelTable {
   FcFn fc;
   SepConvFn sepconv;
   SpmmFn spmm;
+  ActivationFn activation;
+  PoolRowFn pool_row;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -154,6 +165,8 @@ void sepconv(const SepShape& s, const float* in, const float* v, const float* h,
              int oy0, int rows, float lo, float hi, float* scratch);
 void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, float* y, int r0, int r1, float lo,
           float hi);
+void activation(ActCode code, float* x, int64_t n, float a, float b);
+void pool_row(float* acc, const float* x, int64_t n, bool is_max);
 }  // namespace ref
 
 // The variants compiled into this build that this CPU can run, reference first, best last.

@@ -14,7 +14,8 @@ const KernelTable* table_neon();
 namespace {
 const KernelTable* table_ref() {
   static const KernelTable t{"ref",       1,          ref::conv_gemm, ref::conv_pack, ref::conv_packed_gemm,
-                             ref::conv_direct, ref::dwconv, ref::fc,   ref::sepconv, ref::spmm};
+                             ref::conv_direct, ref::dwconv, ref::fc,   ref::sepconv, ref::spmm,
+                             ref::activation,  ref::pool_row};
   return &t;
 }
 

@@ -16,36 +16,25 @@ float Activation::hi() const {
   return std::numeric_limits<float>::infinity();
 }
 
-void Activation::apply(float* x, int64_t n, int64_t channel) const {
+void Activation::apply(const KernelTable* k, float* x, int64_t n, int64_t channel) const {
   switch (kind) {
     case ActKind::None:
       return;
     case ActKind::Relu:
-    case ActKind::Clip: {
-      const float l = lo(), h = hi();
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < l ? l : (x[i] > h ? h : x[i]);
-      return;
-    }
+    case ActKind::Clip:
+      return k->activation(ActCode::Clamp, x, n, lo(), hi());
     case ActKind::LeakyRelu:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.f ? x[i] * alpha : x[i];
-      return;
-    case ActKind::PRelu: {
-      const float s = slope[slope_count == 1 ? 0 : channel];
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] < 0.f ? x[i] * s : x[i];
-      return;
-    }
+      return k->activation(ActCode::Leaky, x, n, alpha, 0.f);
+    case ActKind::PRelu:
+      return k->activation(ActCode::Leaky, x, n, slope[slope_count == 1 ? 0 : channel], 0.f);
     case ActKind::Sigmoid:
-      for (int64_t i = 0; i < n; ++i) x[i] = 1.f / (1.f + std::exp(-x[i]));
-      return;
+      return k->activation(ActCode::Sigmoid, x, n, 0.f, 0.f);
     case ActKind::HardSigmoid:
-      for (int64_t i = 0; i < n; ++i) x[i] = std::fmin(1.f, std::fmax(0.f, alpha * x[i] + beta));
-      return;
+      return k->activation(ActCode::HardSigmoid, x, n, alpha, beta);
     case ActKind::HardSwish:
-      for (int64_t i = 0; i < n; ++i) x[i] = x[i] * std::fmin(1.f, std::fmax(0.f, x[i] / 6.f + 0.5f));
-      return;
+      return k->activation(ActCode::HardSwish, x, n, 0.f, 0.f);
     case ActKind::Tanh:
-      for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
-      return;
+      return k->activation(ActCode::Tanh, x, n, 0.f, 0.f);
   }
 }
 

@@ -20,8 +20,8 @@ struct Activation {
   float hi() const;
   // True when the op must call apply() after its kernel (the clamp alone does not implement it).
   bool needs_pass() const { return kind != ActKind::None && kind != ActKind::Relu && kind != ActKind::Clip; }
-  // Applies the activation to n values that all belong to `channel`.
-  void apply(float* x, int64_t n, int64_t channel) const;
+  // Applies the activation to n values that all belong to `channel`, with the kernel table's pass.
+  void apply(const KernelTable* k, float* x, int64_t n, int64_t channel) const;
 };
 
 // Reads attributes "activation" (+ "clip_min"/"clip_max", "alpha"/"beta") and weight "slope".

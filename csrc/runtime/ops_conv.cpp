@@ -35,7 +35,7 @@ class ConvOp : public Op {
           float* o = out + t * P;
           ctx.k->dwconv(s, x + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, lo, hi,
                         ctx.scratch + thread * ctx.scratch_stride);
-          if (act.needs_pass()) act.apply(o, P, c);
+          if (act.needs_pass()) act.apply(ctx.k, o, P, c);
         }
       }, parallel());
       return;
@@ -49,7 +49,7 @@ class ConvOp : public Op {
         ctx.k->conv_direct(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, oy0, r, m0,
                            m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
         if (act.needs_pass())
-          for (int m = m0; m < m1; ++m) act.apply(o + m * P + (int64_t)oy0 * s.OW, (int64_t)r * s.OW, g * s.N + m);
+          for (int m = m0; m < m1; ++m) act.apply(ctx.k, o + m * P + (int64_t)oy0 * s.OW, (int64_t)r * s.OW, g * s.N + m);
       }, parallel());
       return;
     }
@@ -70,7 +70,7 @@ class ConvOp : public Op {
             ctx.k->conv_packed_gemm(s, ctx.shared, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
                                     m1, lo, hi);
             if (act.needs_pass())
-              for (int m = m0; m < m1; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
+              for (int m = m0; m < m1; ++m) act.apply(ctx.k, o + m * P + p0, p1 - p0, g * s.N + m);
           }, parallel());
         }
       return;
@@ -83,7 +83,7 @@ class ConvOp : public Op {
       ctx.k->conv_gemm(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
                        m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
       if (act.needs_pass())
-        for (int m = m0; m < m1; ++m) act.apply(o + m * P + p0, p1 - p0, g * s.N + m);
+        for (int m = m0; m < m1; ++m) act.apply(ctx.k, o + m * P + p0, p1 - p0, g * s.N + m);
     }, parallel());
   }
 };
@@ -105,7 +105,7 @@ class SepConvOp : public Op {
       ctx.k->sepconv(s, in[0] + b * in_image, v, h, bias, o, (int)oy0, (int)r, act.lo(), act.hi(),
                      ctx.scratch + thread * ctx.scratch_stride);
       if (act.needs_pass())
-        for (int n = 0; n < s.N; ++n) act.apply(o + n * plane + oy0 * s.OW(), r * s.OW(), n);
+        for (int n = 0; n < s.N; ++n) act.apply(ctx.k, o + n * plane + oy0 * s.OW(), r * s.OW(), n);
     }, parallel());
   }
 };
@@ -125,8 +125,12 @@ class FcOp : public Op {
       float* y = out + b0 * N;
       ctx.k->fc((int)K, in[0] + b0 * K, (int)nb, w, bias, y, (int)N, n0, n1, act.lo(), act.hi());
       if (act.needs_pass())
-        for (int64_t b = 0; b < nb; ++b)
-          for (int n = n0; n < n1; ++n) act.apply(y + b * N + n, 1, n);
+        for (int64_t b = 0; b < nb; ++b) {
+          if (act.kind != ActKind::PRelu)
+            act.apply(ctx.k, y + b * N + n0, n1 - n0, 0);
+          else
+            for (int n = n0; n < n1; ++n) act.apply(ctx.k, y + b * N + n, 1, n);  // a slope per feature
+        }
     }, parallel());
   }
 };

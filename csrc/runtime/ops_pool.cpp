@@ -25,14 +25,14 @@ class PoolOp : public Op {
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     ctx.pool->run_range(planes, [&](int64_t t0, int64_t t1, int) {
       std::vector<float> acc(2 * W);
-      for (int64_t t = t0; t < t1; ++t) plane(in[0] + t * H * W, out + t * OH * OW, acc.data());
+      for (int64_t t = t0; t < t1; ++t) plane(ctx.k, in[0] + t * H * W, out + t * OH * OW, acc.data());
     }, parallel());
   }
 
   // Per output row: reduce the window's input rows into one row, then the window's columns into
-  // another (both contiguous, vectorisable loops), and pick every SW-th; windows that cross the
-  // border take the slow path. acc: 2 * W floats.
-  void plane(const float* x, float* o, float* acc) const {
+  // another (both contiguous: the kernel table's pool_row), and pick every SW-th; windows that cross
+  // the border take the slow path. acc: 2 * W floats.
+  void plane(const KernelTable* k, const float* x, float* o, float* acc) const {
     const float init = is_max ? -std::numeric_limits<float>::infinity() : 0.f;
     float* cols = acc + W;
     const int64_t span = (KW - 1) * DW, inner = W - span;  // columns whose whole window is inside
@@ -41,22 +41,10 @@ class PoolOp : public Op {
       int64_t ky0, ky1;
       taps(y0, DH, KH, H, ky0, ky1);
       std::fill(acc, acc + W, init);
-      for (int64_t ky = ky0; ky < ky1; ++ky) {
-        const float* row = x + (y0 + ky * DH) * W;
-        if (is_max)
-          for (int64_t i = 0; i < W; ++i) acc[i] = acc[i] < row[i] ? row[i] : acc[i];
-        else
-          for (int64_t i = 0; i < W; ++i) acc[i] += row[i];
-      }
+      for (int64_t ky = ky0; ky < ky1; ++ky) k->pool_row(acc, x + (y0 + ky * DH) * W, W, is_max);
       if (inner > 0) {
         std::copy(acc, acc + inner, cols);
-        for (int64_t kx = 1; kx < KW; ++kx) {
-          const float* a = acc + kx * DW;
-          if (is_max)
-            for (int64_t i = 0; i < inner; ++i) cols[i] = cols[i] < a[i] ? a[i] : cols[i];
-          else
-            for (int64_t i = 0; i < inner; ++i) cols[i] += a[i];
-        }
+        for (int64_t kx = 1; kx < KW; ++kx) k->pool_row(cols, acc + kx * DW, inner, is_max);
       }
       const int64_t nrows = ky1 - ky0;
       for (int64_t ox = 0; ox < OW; ++ox) {

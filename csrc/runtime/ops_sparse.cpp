@@ -21,7 +21,7 @@ class SparseFcOp : public Op {
       ctx.pool->run(tasks, [&](int t, int) {
         ctx.k->spmm(a, x, batch, bias, y, bounds[t], bounds[t + 1], act.lo(), act.hi());
         if (act.needs_pass())
-          for (int r = bounds[t]; r < bounds[t + 1]; ++r) act.apply(y + (int64_t)r * batch, batch, r);
+          for (int r = bounds[t]; r < bounds[t + 1]; ++r) act.apply(ctx.k, y + (int64_t)r * batch, batch, r);
       }, parallel());
     };
     if (B == 1) return rows(in[0], out, 1);

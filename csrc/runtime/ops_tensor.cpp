@@ -20,7 +20,7 @@ class ActivationOp : public Op {
     ctx.pool->run_range(outer * channels, [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) {
         std::memcpy(out + t * inner, in[0] + t * inner, sizeof(float) * inner);
-        act.apply(out + t * inner, inner, t % channels);
+        act.apply(ctx.k, out + t * inner, inner, t % channels);
       }
     }, parallel());
   }
@@ -90,7 +90,7 @@ class BinaryOp : public Op {
         float* po = out + row * inner + i0;
         const int64_t n = i1 - i0;
         binary(kind, pa, ia, pb, ib, po, n);
-        act.apply(po, n, 0);
+        act.apply(ctx.k, po, n, 0);
       }
     }, parallel());
   }

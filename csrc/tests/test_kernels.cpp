@@ -256,6 +256,52 @@ void test_spmm(const KernelTable& t, int rows, int cols, int br, int bc, double 
   expect_close(t.isa, where, got.data(), want.data(), mag.data(), want.size(), terms);
 }
 
+// Activations: every code over lengths around the vector width, on values from the saturated ends
+// through zero. Tolerance 2e-6 (1 + |want|): FMA contraction in the hard sigmoid/swish, the vector exp
+// (within 2 ulp of the C library's), and tanh's 1 - e^-2x, which cancels near 0 (absolute error of a
+// few ulp of 1 there).
+void test_activation(const KernelTable& t, Rng& rng) {
+  const ActCode codes[] = {ActCode::Clamp, ActCode::Leaky, ActCode::HardSigmoid,
+                           ActCode::HardSwish, ActCode::Sigmoid, ActCode::Tanh};
+  const char* names[] = {"clamp", "leaky", "hard_sigmoid", "hard_swish", "sigmoid", "tanh"};
+  const float special[] = {0.f, -0.f, 1e-8f, -1e-8f, 3.f, -3.f, 9.5f, -9.5f, 87.f, -87.f, 100.f, -100.f, 1e30f, -1e30f};
+  for (int c = 0; c < 6; ++c)
+    for (int n : {1, 3, 4, 7, 8, 15, 16, 17, 33, 100}) {
+      std::vector<float> x(n);
+      for (int i = 0; i < n; ++i) x[i] = i < 14 && n > 14 ? special[i] : rng.normal() * 6.f;
+      const float a = c == 0 ? -1.5f : (c == 1 ? 0.1f : 0.2f), b = c == 0 ? 2.f : 0.5f;
+      std::vector<float> want(x), got(x);
+      ref::activation(codes[c], want.data(), n, a, b);
+      t.activation(codes[c], got.data(), n, a, b);
+      ++checks;
+      for (int i = 0; i < n; ++i)
+        if (!(std::fabs((double)got[i] - want[i]) <= 2e-6 * (1.0 + std::fabs(want[i])))) {
+          std::printf("FAIL %s activation %s n%d: x %.9g got %.9g want %.9g\n", t.isa, names[c], n, x[i], got[i],
+                      want[i]);
+          ++failures;
+          break;
+        }
+    }
+}
+
+// Pooling's row reduction: exact (one max or one add per element, in the same order as the reference).
+void test_pool_row(const KernelTable& t, Rng& rng) {
+  for (bool is_max : {true, false})
+    for (int n : {1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 64, 100}) {
+      std::vector<float> acc(n), x(n);
+      for (auto& v : acc) v = rng.normal();
+      for (auto& v : x) v = rng.normal();
+      std::vector<float> want(acc), got(acc);
+      ref::pool_row(want.data(), x.data(), n, is_max);
+      t.pool_row(got.data(), x.data(), n, is_max);
+      ++checks;
+      if (std::memcmp(want.data(), got.data(), n * sizeof(float))) {
+        std::printf("FAIL %s pool_row %s n%d\n", t.isa, is_max ? "max" : "sum", n);
+        ++failures;
+      }
+    }
+}
+
 void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_bias, float lo, float hi) {
   std::vector<float> in((size_t)s.C * s.H * s.W), v((size_t)s.K * s.C * s.KH), h((size_t)s.N * s.K * s.KW), bias(s.N);
   for (auto& x : in) x = rng.normal();
@@ -375,6 +421,8 @@ int main() {
       for (int N : {1, 3, 4, 5, 8, 13})
         for (int batch : {1, 2, 3, 4, 5, 7, 9})
           test_fc(t, K, N, batch, rng, (K + N + batch) % 2 == 0);
+    test_activation(t, rng);
+    test_pool_row(t, rng);
     // Sparse x dense: every block shape, batches around each vector width, odd sizes, very wide rows
     // (32-bit column indices past 65536), densities from one block per row to every slot.
     const int blocks[][2] = {{1, 1}, {1, 4}, {4, 1}};

@@ -22,6 +22,27 @@ struct Vec {
   static void store(float* p, T v) { vst1q_f32(p, v); }
   static T fma(T a, T b, T c) { return vfmaq_f32(c, a, b); }
   static T add(T a, T b) { return vaddq_f32(a, b); }
+  static T sub(T a, T b) { return vsubq_f32(a, b); }
+  static T mul(T a, T b) { return vmulq_f32(a, b); }
+#if defined(__aarch64__)
+  static T div(T a, T b) { return vdivq_f32(a, b); }
+  static T floor(T a) { return vrndmq_f32(a); }
+#else
+  // armv7 has no vector divide: the reciprocal estimate and two Newton steps (about 1 ulp).
+  static T div(T a, T b) {
+    T r = vrecpeq_f32(b);
+    r = vmulq_f32(r, vrecpsq_f32(b, r));
+    r = vmulq_f32(r, vrecpsq_f32(b, r));
+    return vmulq_f32(a, r);
+  }
+  // Nor a rounding instruction: truncate, then step down where that rounded up (negative values).
+  static T floor(T a) {
+    const T t = vcvtq_f32_s32(vcvtq_s32_f32(a));
+    return vsubq_f32(t, vreinterpretq_f32_u32(vandq_u32(vcgtq_f32(t, a), vreinterpretq_u32_f32(vdupq_n_f32(1.f)))));
+  }
+#endif
+  // 2^n for integer-valued n in [-126, 127] (built in the exponent field).
+  static T pow2(T n) { return vreinterpretq_f32_s32(vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23)); }
   static T max(T a, T b) { return vmaxq_f32(a, b); }
   static T min(T a, T b) { return vminq_f32(a, b); }
   static float hsum(T v) {

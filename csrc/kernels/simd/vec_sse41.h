@@ -20,6 +20,12 @@ struct Vec : BroadcastWeights<Vec> {
   static void store(float* p, T v) { _mm_storeu_ps(p, v); }
   static T fma(T a, T b, T c) { return _mm_add_ps(_mm_mul_ps(a, b), c); }
   static T add(T a, T b) { return _mm_add_ps(a, b); }
+  static T sub(T a, T b) { return _mm_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm_mul_ps(a, b); }
+  static T div(T a, T b) { return _mm_div_ps(a, b); }
+  static T floor(T a) { return _mm_floor_ps(a); }
+  // 2^n for integer-valued n in [-126, 127] (built in the exponent field).
+  static T pow2(T n) { return _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(_mm_cvtps_epi32(n), _mm_set1_epi32(127)), 23)); }
   static T max(T a, T b) { return _mm_max_ps(a, b); }
   static T min(T a, T b) { return _mm_min_ps(a, b); }
   static float hsum(T v) {
