@@ -133,15 +133,31 @@ def test_dictionary_compiles_the_demo_model(tmp_path):
     assert acc >= 0.9, acc
 
 
-@pytest.mark.parametrize("text", ["1", "-0.1", "0.9,block=2x2", "dict", "dict=1.5", "dict=0.1,block=4x1", "sparse"])
+@pytest.mark.parametrize("text", ["1", "-0.1", "0.9,block=2x2", "dict,block=4x1", "dict=1.5", "dict=0.1,block=4x1",
+                                  "sparse"])
 def test_bad_specs(text):
     with pytest.raises(CompileError, match="--sparse-fc"):
         Spec.parse(text)
 
 
+def test_dictionary_searched_within_a_budget(tmp_path):
+    """`dict` alone: per layer the smallest MAC ratio whose calibration top-1 changes stay in budget."""
+    path, images, labels = _data()
+    calib, y = images[:300], labels[:300].astype(np.int64)
+    with pytest.raises(CompileError, match="dict needs calibration data.*dict=R"):
+        compile_onnx(path, tmp_path / "d.esb", sparse_fc="dict")
+    report = compile_onnx(path, tmp_path / "d.esb", sparse_fc="dict", calib=calib, labels=y, max_accuracy_drop=0.01,
+                          min_speedup=0)
+    big = report["sparse_fc"][0]
+    assert big["status"] == "sparse" and "ratio" in big["method"], big
+    out = edgesep.load(tmp_path / "d.esb").run(calib).argmax(1)
+    compile_onnx(path, tmp_path / "ref.esb")
+    assert np.mean(out != edgesep.load(tmp_path / "ref.esb").run(calib).argmax(1)) <= 0.01
+
+
 def write_sparse(path, m, n, enc, block):
     bw = BundleWriter()
-    ids = {k: bw.add(f"fc.{k}", v) for k, v in enc.items()}
+    ids = {k: bw.add(f"fc.{k}", v, layout="bcsr", block=list(block)) for k, v in enc.items()}
     graph = {"inputs": [{"name": "x", "shape": [None, n], "dtype": "float32"}],
              "outputs": [{"name": "y", "dtype": "float32"}],
              "nodes": [{"name": "fc", "op": "SparseFc", "inputs": ["x"], "output": "y",
@@ -171,10 +187,19 @@ def test_malformed_sparse_weights_are_refused(tmp_path, damage, message):
         edgesep.load(path).run(np.ones((1, 40), np.float32))
 
 
-def test_block_that_does_not_divide_the_rows_is_refused(tmp_path):
+def test_the_encoding_is_named_in_the_tensor_table_and_checked(tmp_path):
     enc = encode(sparse_matrix(8, 40, 0.3), (4, 1))
-    path = write_sparse(tmp_path / "bad.esb", 8, 40, enc, (4, 1))
+    path = write_sparse(tmp_path / "ok.esb", 8, 40, enc, (4, 1))
     header = json.loads(path.read_bytes()[32:32 + int.from_bytes(path.read_bytes()[16:24], "little")])
-    assert header["tensors"][2]["dtype"] == "uint16"
-    with pytest.raises(BundleError, match="block"):
-        edgesep.load(write_sparse(tmp_path / "bad2.esb", 8, 40, enc, (2, 2))).run(np.ones((1, 40), np.float32))
+    assert [(t["layout"], t["block"], t["dtype"]) for t in header["tensors"]] == \
+        [("bcsr", [4, 1], "float32"), ("bcsr", [4, 1], "int32"), ("bcsr", [4, 1], "uint16")]
+    with pytest.raises(ValueError, match="bcsr needs a 'block'"):  # the writer refuses it
+        write_sparse(tmp_path / "bad.esb", 8, 40, enc, (2, 2))
+    bw = BundleWriter()  # tensors in 4x1 blocks under a node that says 1x4
+    ids = {k: bw.add(f"fc.{k}", v, layout="bcsr", block=[4, 1]) for k, v in enc.items()}
+    bw.write(tmp_path / "mismatch.esb", {
+        "inputs": [{"name": "x", "shape": [None, 40], "dtype": "float32"}], "outputs": [{"name": "y", "dtype": "float32"}],
+        "nodes": [{"name": "fc", "op": "SparseFc", "inputs": ["x"], "output": "y",
+                   "attrs": {"out_features": 8, "block": [1, 4]}, "weights": ids}]})
+    with pytest.raises(BundleError, match="encoded in blocks \\[4, 1\\], the node says \\[1, 4\\]"):
+        edgesep.load(tmp_path / "mismatch.esb")

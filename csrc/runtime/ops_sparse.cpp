@@ -56,13 +56,13 @@ std::unique_ptr<Op> make_sparse_fc(const std::vector<Shape>& in, const Attrs& a,
   if (op->K < bc) throw PlanError("input features fewer than the block width");
   const int64_t block_rows = op->N / br;
   const int32_t* row_ptr =
-      static_cast<const int32_t*>(need_weight(w, "row_ptr", "plain", block_rows + 1, "int32").raw);
+      static_cast<const int32_t*>(need_weight(w, "row_ptr", "bcsr", block_rows + 1, "int32").raw);
   const int64_t blocks = row_ptr[block_rows];
   if (row_ptr[0] != 0) throw PlanError("row_ptr must start at 0");
   for (int64_t i = 0; i < block_rows; ++i)
     if (row_ptr[i + 1] < row_ptr[i]) throw PlanError("row_ptr decreases at block row " + std::to_string(i));
   const bool wide = op->K > 65536;
-  const Weight& cols = need_weight(w, "columns", "plain", blocks, wide ? "int32" : "uint16");
+  const Weight& cols = need_weight(w, "columns", "bcsr", blocks, wide ? "int32" : "uint16");
   const int64_t last = op->K - bc;  // the largest column a block may start at
   for (int64_t j = 0; j < blocks; ++j) {
     const int64_t col = wide ? static_cast<const int32_t*>(cols.raw)[j] : static_cast<const uint16_t*>(cols.raw)[j];
@@ -73,7 +73,7 @@ std::unique_ptr<Op> make_sparse_fc(const std::vector<Shape>& in, const Attrs& a,
   op->a = SparseMatrix{(int)op->N, (int)op->K, br, bc, row_ptr,
                        wide ? nullptr : static_cast<const uint16_t*>(cols.raw),
                        wide ? static_cast<const int32_t*>(cols.raw) : nullptr,
-                       need_weight(w, "values", "plain", blocks * br * bc).data};
+                       need_weight(w, "values", "bcsr", blocks * br * bc).data};
   const Weight* b = opt_weight(w, "bias", "plain", op->N);
   op->bias = b ? b->data : nullptr;
   op->act = parse_activation(a, w, op->N);

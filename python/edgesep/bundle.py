@@ -33,7 +33,7 @@ DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint16": np.dty
 ALIGN = 64
 _PREAMBLE = struct.Struct("<8sIIQQ")
 GEMM_MR = 6  # rows per weight panel of layout conv_mr6; equals kGemmMR in csrc/kernels/kernels.h
-LAYOUTS = ("plain", "conv_mr6")
+LAYOUTS = ("plain", "conv_mr6", "bcsr")
 
 
 class BundleError(ValueError):
@@ -74,6 +74,10 @@ def _layout_count(entry: dict) -> int:
         if not isinstance(groups, int) or groups < 1 or len(shape) != 4 or shape[0] % groups:
             raise ValueError("conv_mr6 needs a 4-D shape and a 'groups' that divides its first dim")
         return conv_mr6_count(shape, groups)
+    if entry["layout"] == "bcsr":  # a part of a block-sparse weight (values, row_ptr, columns), stored plain
+        block = entry.get("block")
+        if not (isinstance(block, list) and block in ([1, 1], [1, 4], [4, 1])):
+            raise ValueError("bcsr needs a 'block' of [1, 1], [1, 4] or [4, 1]")
     return math.prod(shape)
 
 
@@ -140,7 +144,7 @@ class Bundle:
         e = self.tensors[index]
         dtype = DTYPES[e["dtype"]]
         a = np.frombuffer(self._map, dtype, e["nbytes"] // dtype.itemsize, self._data_offset + e["offset"])
-        return a.reshape(e["shape"]) if e["layout"] == "plain" else a
+        return a.reshape(e["shape"]) if e["layout"] in ("plain", "bcsr") else a
 
     def close(self) -> None:
         try:
@@ -255,6 +259,12 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
             if tensors[ti]["dtype"] not in spec.dtypes.get(wname, "float32").split("|"):
                 _fail(where, f"weight {wname!r} has dtype {tensors[ti]['dtype']!r}")
         _check_attrs(where, op, n.get("attrs", {}))
+        if op == "SparseFc":
+            block = n.get("attrs", {}).get("block", [1, 1])
+            for wname in ("values", "row_ptr", "columns"):
+                if wname in weights and tensors[weights[wname]].get("block") != block:
+                    _fail(where, f"weight {wname!r} is encoded in blocks {tensors[weights[wname]].get('block')}, "
+                                 f"the node says {block}")
         if op == "Conv" and "weight" in weights:
             t = tensors[weights["weight"]]
             groups = n.get("attrs", {}).get("group", 1)

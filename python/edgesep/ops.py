@@ -34,9 +34,10 @@ OPS: dict[str, OpSpec] = {
                                    "slope": "plain"},
                             {"kernel_shape": list, "pads": list, "rank": int, "out_channels": int, **_ACT_ATTRS}),
     "Fc": OpSpec(1, 1, {"weight": "plain", "bias": "plain", "slope": "plain"}, {"out_features": int, **_ACT_ATTRS}),
-    # Fc over a BCSR weight (edgesep.sparse): values [blocks, br, bc], row_ptr [out_features/br + 1],
-    # columns [blocks] (uint16 where in_features <= 65536, else int32); block [br, bc].
-    "SparseFc": OpSpec(1, 1, {"values": "plain", "row_ptr": "plain", "columns": "plain", "bias": "plain",
+    # Fc over a BCSR weight (compiler/sparse_fc.py): values [blocks, br, bc], row_ptr [out_features/br + 1],
+    # columns [blocks] (uint16 where in_features <= 65536, else int32), each tensor of layout bcsr with
+    # the node's block [br, bc].
+    "SparseFc": OpSpec(1, 1, {"values": "bcsr", "row_ptr": "bcsr", "columns": "bcsr", "bias": "plain",
                               "slope": "plain"}, {"out_features": int, "block": list, **_ACT_ATTRS},
                        {"row_ptr": "int32", "columns": "uint16|int32"}),
     "MaxPool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int}),

@@ -49,7 +49,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     input_shapes: per input name, dims to fix (None keeps the batch dim dynamic), e.g.
     {"input": [None, 3, 480, 640]} for a model exported with dynamic spatial dims.
     separable: "energy=T", "ratio=R" or "auto" (see edgesep.compiler.separable); None leaves convs dense.
-    sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R" or "auto" (see edgesep.compiler.sparse_fc); None
+    sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", "dict" or "auto" (see edgesep.compiler.sparse_fc); None
     leaves Fc layers dense.
     calib [S, ...] float32 (and labels [S] int): calibration inputs; with them both passes refit by
     least squares, and "auto" keeps the output error (relative L2 of the first output) within
@@ -77,7 +77,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     metric, budget = _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads)
     if sep:
         # With both passes budgeted, the separable pass may spend half; the sparse pass the rest.
-        share = budget / 2 if budget is not None and sparse and sparse.mode == "auto" else budget
+        share = budget / 2 if budget is not None and sparse and sparse.searched else budget
         report["separable"] = separable_pass(graph, sep, num_threads, calib, metric, share,
                                              _progress(progress, "separable"), min_speedup)
         report["separable_spec"] = separable

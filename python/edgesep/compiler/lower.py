@@ -23,8 +23,8 @@ def _json(v):
 
 def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     name = f"{n.name}.{key}"
-    if arr.dtype in (np.int32, np.uint16):  # sparse indices keep their dtype
-        return w.add(name, arr)
+    if n.op == "SparseFc" and key in ("values", "row_ptr", "columns"):  # indices keep their integer dtype
+        return w.add(name, arr, layout="bcsr", block=[int(d) for d in n.attrs["block"]])
     arr = np.ascontiguousarray(arr, np.float32)
     if n.op == "SeparableConv" and key in ("vertical", "horizontal"):
         return w.add(name, pack_conv_mr6(arr, 1), shape=list(arr.shape), layout="conv_mr6", groups=1)

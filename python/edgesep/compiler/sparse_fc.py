@@ -31,11 +31,17 @@ Metric = Callable[[Graph], float]
 @dataclass(frozen=True)
 class Spec:
     """What `--sparse-fc` asked for: mode "magnitude" (value: sparsity; block: pruning granularity),
-    "dict" (value: MAC ratio) or "auto" (budget on calibration data)."""
+    "dict" (value: MAC ratio; None: the smallest within the budget on calibration data) or "auto"
+    (magnitude pruning, the sparsest within the budget)."""
 
     mode: str
     value: float | None = None
     block: tuple[int, int] = (1, 1)
+
+    @property
+    def searched(self) -> bool:
+        """Whether the per-layer setting is searched against a budget on calibration data."""
+        return self.mode == "auto" or (self.mode == "dict" and self.value is None)
 
     @staticmethod
     def parse(text: str) -> "Spec":
@@ -50,6 +56,8 @@ class Spec:
             block = shape
         if head == "auto":
             return Spec("auto", None, block)
+        if head == "dict" and not opts:
+            return Spec("dict")
         name, _, val = head.partition("=")
         try:
             v = float(val if name == "dict" else head)
@@ -60,7 +68,7 @@ class Spec:
         if name != "dict" and 0 <= v < 1:
             return Spec("magnitude", v, block)
         raise CompileError(f"--sparse-fc {text!r}: expected a sparsity S with 0 <= S < 1 (optionally ',block=4x1' "
-                           "or ',block=1x4'), dict=R with 0 < R < 1, or auto")
+                           "or ',block=1x4'), dict=R with 0 < R < 1, dict, or auto")
 
 
 # ---- encoding ----------------------------------------------------------------------------------
@@ -253,13 +261,14 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
                    metric: Metric | None = None, budget: float | None = None, progress=None,
                    min_speedup: float = 1.0) -> list[dict]:
     """Sparsifies the Fc layers of `g` in place; returns one report row per Fc layer."""
-    if spec.mode == "auto" and (calib is None or metric is None or budget is None):
-        raise CompileError("--sparse-fc auto needs calibration data (--calib) and a budget "
-                           "(--max-output-error or --max-accuracy-drop)")
+    if spec.searched and (calib is None or metric is None or budget is None):
+        raise CompileError(f"--sparse-fc {'auto' if spec.mode == 'auto' else 'dict'} needs calibration data (--calib) "
+                           "and a budget (--max-output-error or --max-accuracy-drop)"
+                           + ("; or give the MAC ratio, dict=R" if spec.mode == "dict" else ""))
     shapes = node_shapes(g)
     original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)
     layers = [n for n in g.nodes if n.op == "Fc" and n.weights["weight"].size >= MIN_WEIGHTS]
-    start = metric(g) if metric is not None and spec.mode == "auto" else 0.0
+    start = metric(g) if spec.searched else 0.0
     rows = []
     for node in [n for n in g.nodes if n.op == "Fc"]:
         if progress:
@@ -286,9 +295,18 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
             nodes, wq, bq = magnitude(spec.value)
             method = f"magnitude {spec.value:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
         elif spec.mode == "dict":
-            d, a, bias, _ = dictionary(w, spec.value, x, y, b)
+            ratio = spec.value
+            if ratio is None:  # the smallest MAC ratio within the budget (1 - ratio grows with the level)
+                share = start + (budget - start) * (layers.index(node) + 1) / len(layers)
+                trial = lambda c: metric(g.replaced(node, dictionary_nodes(node, *dictionary(w, 1 - c, x, y, b)[:3])))  # noqa: E731
+                c = _largest_within(trial, [0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98], share)
+                if c is None:
+                    rows.append({**row, "status": f"dense: no dictionary keeps the metric within {share:.4g}"})
+                    continue
+                ratio = round(1 - c, 6)
+            d, a, bias, _ = dictionary(w, ratio, x, y, b)
             nodes, wq, bq = dictionary_nodes(node, d, a, bias), d @ a, bias
-            method = f"dictionary k={a.shape[0]}"
+            method = f"dictionary k={a.shape[0]}" + (f" (ratio {ratio:g})" if spec.value is None else "")
         else:
             share = start + (budget - start) * (layers.index(node) + 1) / len(layers)
             levels = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
