@@ -7,11 +7,18 @@ InferenceSession.run), weights random (speed depends on the pattern's density, n
     OPENBLAS_NUM_THREADS=1 python bench/sparse_fc.py            # print the table
     OPENBLAS_NUM_THREADS=1 python bench/sparse_fc.py --write    # ... and rewrite it in docs/sparse.md
     python bench/sparse_fc.py --shapes 256x3136 --sparsity 0.9  # a subset
+    python bench/sparse_fc.py --memory [--write]                # bundle size and peak RSS, fc6 dense vs sparse
+
+Peak RSS is measured in a fresh process per bundle (load, one run; VmHWM over the process's own
+baseline of Python + numpy + edgesep), so it is what the layer costs a device.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +33,7 @@ from onnx import TensorProto, helper, numpy_helper
 import edgesep
 from edgesep.compiler.execute import model_of
 from edgesep.compiler.ir import Graph, Node
+from edgesep.compiler.lower import write_bundle
 from edgesep.compiler.sparse_fc import prune, sparse_node
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +110,47 @@ def measure(shape: str, sparsities: list[float], batches: list[int], threads_lis
     return rows
 
 
+_CHILD = """
+import json, sys, numpy as np
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")) / 1024
+import edgesep
+x = np.ones((1, int(sys.argv[2])), np.float32)
+base = hwm()
+m = edgesep.load(sys.argv[1], num_threads=1)
+m.run(x)
+print(json.dumps({"base": base, "peak": hwm()}))
+"""
+
+
+def memory(shape: str = "4096x25088", sparsities=(0.9, 0.95)) -> list[dict]:
+    """Bundle bytes and peak RSS over the process baseline, dense and sparse (1x1 and 4x1 blocks)."""
+    m, n = map(int, shape.split("x"))
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((m, n), dtype=np.float32)
+    b = rng.standard_normal(m, dtype=np.float32)
+    dense = Node("Fc", "fc", ["x"], "y", {"out_features": m}, {"weight": w, "bias": b})
+    forms = {"dense": dense}
+    for s in sparsities:
+        forms[f"{s:.0%} 1x1"] = sparse_node(dense, prune(w, s), b)
+        forms[f"{s:.0%} 4x1 blocks"] = sparse_node(dense, prune(w, s, (4, 1)), b, (4, 1))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, node in forms.items():
+            path = Path(tmp) / "m.esb"
+            write_bundle(Graph([("x", [None, n])], ["y"], [node]), path)
+            out = subprocess.run([sys.executable, "-c", _CHILD, str(path), str(n)], capture_output=True, text=True,
+                                 check=True).stdout
+            r = json.loads(out)
+            rows.append({"form": name, "bytes": path.stat().st_size, "rss_mb": r["peak"] - r["base"]})
+            print(rows[-1], flush=True)
+    table = ["| fc6 4096x25088 | bundle bytes | smaller | peak RSS over baseline (MB) | smaller |", "|---|---|---|---|---|"]
+    for r in rows:
+        table.append(f"| {r['form']} | {r['bytes']:,} | {rows[0]['bytes'] / r['bytes']:.1f}x | {r['rss_mb']:.0f} | "
+                     f"{rows[0]['rss_mb'] / r['rss_mb']:.1f}x |")
+    return table
+
+
 HEAD = ("| m x n | sparsity | batch | threads | dense ms (ours) | ort Gemm ms | sparse ms | vs dense | vs ort | "
         "bytes | 4x1-block ms | vs dense | bytes | scipy CSR ms |")
 
@@ -121,8 +170,15 @@ def main() -> None:
     p.add_argument("--sparsity", nargs="*", type=float, default=SPARSITY)
     p.add_argument("--batch", nargs="*", type=int, default=[1, 8])
     p.add_argument("--threads", nargs="*", type=int, default=[1, 2])
+    p.add_argument("--memory", action="store_true", help="bundle size and peak RSS instead of times")
     p.add_argument("--write", action="store_true", help="rewrite the table in docs/sparse.md")
     a = p.parse_args()
+    if a.memory:
+        table = "\n".join(memory())
+        print(table)
+        if a.write:
+            write_section(ROOT / "docs" / "sparse.md", "sparse-memory", table)
+        return
     rule = "|" + "---|" * (HEAD.count("|") - 1)
     print(HEAD + "\n" + rule)
     rows = [r for shape in a.shapes for r in measure(shape, a.sparsity, a.batch, a.threads)]
