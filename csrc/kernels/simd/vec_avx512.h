@@ -3,7 +3,7 @@
 #include <immintrin.h>
 
 #include "broadcast_weights.h"
-#include "vec128_fma.h"
+#include "sse128.h"
 
 namespace edgesep::avx512 {
 struct Vec : BroadcastWeights<Vec> {

@@ -60,3 +60,13 @@ def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1) -> 
     bare = Node(node.op, node.name, ["x"], node.output, {**node.attrs, "activation": "none"},
                 {k: v for k, v in node.weights.items() if k != "slope"})
     return run(model_of(Graph([("x", [None, *xin.shape[1:]])], [node.output], [bare])), xin)[0]
+
+
+def adopt_if_faster(g: Graph, node: Node, nodes: list[Node], row: dict, t_dense: float, t_new: float,
+                    min_speedup: float, status: str) -> dict:
+    """Puts `nodes` in place of `node` in g if the measured times say they are more than min_speedup
+    times faster; returns the report row with its status either way."""
+    if t_dense <= min_speedup * t_new:
+        return {**row, "status": f"dense: measured speed-up {t_dense / t_new:.2f} <= {min_speedup:g}"}
+    g.nodes = g.replaced(node, nodes).nodes
+    return {**row, "status": status}

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from .execute import model_of, node_shapes, preactivation, run, time_nodes
+from .execute import adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
 from .ir import CompileError, Graph, Node
 
 
@@ -282,11 +282,7 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
         row.update({"rank": k, "full_rank": layer.full_rank, "pair_macs": layer.pair_macs(k), "weight_error": err,
                     "dense_ms": 1e3 * t_dense, "pair_ms": 1e3 * t_pair,
                     "form": "fused" if nodes[0].op == "SeparableConv" else "two convs"})
-        if t_dense <= min_speedup * t_pair:
-            rows.append({**row, "status": f"dense: measured speed-up {t_dense / t_pair:.2f} <= {min_speedup:g}"})
-            continue
-        g.nodes = g.replaced(node, nodes).nodes
-        rows.append({**row, "status": "separable"})
+        rows.append(adopt_if_faster(g, node, nodes, row, t_dense, t_pair, min_speedup, "separable"))
     return rows
 
 

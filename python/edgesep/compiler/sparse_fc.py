@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .execute import model_of, node_shapes, preactivation, run, time_nodes
+from .execute import adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
 from .ir import CompileError, Graph, Node
 
 BLOCKS = ((1, 1), (1, 4), (4, 1))
@@ -327,11 +327,7 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
                     **({} if x is None else {"output_error": float(
                         np.linalg.norm(x @ wq.T + (0 if bq is None else bq) - y) / max(np.linalg.norm(y), 1e-30))}),
                     "dense_ms": 1e3 * t_dense, "sparse_ms": 1e3 * t_sparse})
-        if t_dense <= min_speedup * t_sparse:
-            rows.append({**row, "status": f"dense: measured speed-up {t_dense / t_sparse:.2f} <= {min_speedup:g}"})
-            continue
-        g.nodes = g.replaced(node, nodes).nodes
-        rows.append({**row, "status": "sparse"})
+        rows.append(adopt_if_faster(g, node, nodes, row, t_dense, t_sparse, min_speedup, "sparse"))
     return rows
 
 
