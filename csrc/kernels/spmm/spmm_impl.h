@@ -35,6 +35,8 @@ void spmm_lanes(const SparseMatrix& a, const I* col, const float* x, int batch, 
   int j = a.row_ptr[i];
   const float* v = a.values + (ptrdiff_t)j * S;
   for (; j + 2 <= j1; j += 2, v += 2 * S) {
+    __builtin_prefetch(v + 1024);  // as in the mat-vec
+    __builtin_prefetch(col + j + 1024);
     for (int c = 0; c < BC; ++c) {
       const T x0 = W::load(x + ((ptrdiff_t)col[j] + c) * batch + b0);
       const T x1 = W::load(x + ((ptrdiff_t)col[j + 1] + c) * batch + b0);
