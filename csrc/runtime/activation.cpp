@@ -38,6 +38,13 @@ void Activation::apply(const KernelTable* k, float* x, int64_t n, int64_t channe
   }
 }
 
+void Activation::apply_rows(const KernelTable* k, float* x, int64_t rows, int64_t len, int64_t stride,
+                            int64_t channel0) const {
+  if (kind == ActKind::None) return;
+  if (kind != ActKind::PRelu && stride == len) return apply(k, x, rows * len, channel0);
+  for (int64_t r = 0; r < rows; ++r) apply(k, x + r * stride, len, channel0 + r);
+}
+
 Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels) {
   Activation act;
   const std::string k = a.str("activation", "none");

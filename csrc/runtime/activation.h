@@ -22,6 +22,9 @@ struct Activation {
   bool needs_pass() const { return kind != ActKind::None && kind != ActKind::Relu && kind != ActKind::Clip; }
   // Applies the activation to n values that all belong to `channel`, with the kernel table's pass.
   void apply(const KernelTable* k, float* x, int64_t n, int64_t channel) const;
+  // The same over `rows` runs of `len` values, `stride` apart, run r of channel channel0 + r: one call
+  // of the kernel where the runs are contiguous and the activation is the same for every channel.
+  void apply_rows(const KernelTable* k, float* x, int64_t rows, int64_t len, int64_t stride, int64_t channel0) const;
 };
 
 // Reads attributes "activation" (+ "clip_min"/"clip_max", "alpha"/"beta") and weight "slope".

@@ -49,7 +49,7 @@ class ConvOp : public Op {
         ctx.k->conv_direct(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, oy0, r, m0,
                            m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
         if (act.needs_pass())
-          for (int m = m0; m < m1; ++m) act.apply(ctx.k, o + m * P + (int64_t)oy0 * s.OW, (int64_t)r * s.OW, g * s.N + m);
+          act.apply_rows(ctx.k, o + m0 * P + (int64_t)oy0 * s.OW, m1 - m0, (int64_t)r * s.OW, P, g * s.N + m0);
       }, parallel());
       return;
     }
@@ -69,8 +69,7 @@ class ConvOp : public Op {
             const int m0 = (int)(t * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
             ctx.k->conv_packed_gemm(s, ctx.shared, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
                                     m1, lo, hi);
-            if (act.needs_pass())
-              for (int m = m0; m < m1; ++m) act.apply(ctx.k, o + m * P + p0, p1 - p0, g * s.N + m);
+            if (act.needs_pass()) act.apply_rows(ctx.k, o + m0 * P + p0, m1 - m0, p1 - p0, P, g * s.N + m0);
           }, parallel());
         }
       return;
@@ -82,8 +81,7 @@ class ConvOp : public Op {
       float* o = out + bg * s.N * P;
       ctx.k->conv_gemm(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
                        m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
-      if (act.needs_pass())
-        for (int m = m0; m < m1; ++m) act.apply(ctx.k, o + m * P + p0, p1 - p0, g * s.N + m);
+      if (act.needs_pass()) act.apply_rows(ctx.k, o + m0 * P + p0, m1 - m0, p1 - p0, P, g * s.N + m0);
     }, parallel());
   }
 };
@@ -104,8 +102,7 @@ class SepConvOp : public Op {
       float* o = out + b * s.N * plane;
       ctx.k->sepconv(s, in[0] + b * in_image, v, h, bias, o, (int)oy0, (int)r, act.lo(), act.hi(),
                      ctx.scratch + thread * ctx.scratch_stride);
-      if (act.needs_pass())
-        for (int n = 0; n < s.N; ++n) act.apply(ctx.k, o + n * plane + oy0 * s.OW(), r * s.OW(), n);
+      if (act.needs_pass()) act.apply_rows(ctx.k, o + oy0 * s.OW(), s.N, r * s.OW(), plane, 0);
     }, parallel());
   }
 };
@@ -125,12 +122,7 @@ class FcOp : public Op {
       float* y = out + b0 * N;
       ctx.k->fc((int)K, in[0] + b0 * K, (int)nb, w, bias, y, (int)N, n0, n1, act.lo(), act.hi());
       if (act.needs_pass())
-        for (int64_t b = 0; b < nb; ++b) {
-          if (act.kind != ActKind::PRelu)
-            act.apply(ctx.k, y + b * N + n0, n1 - n0, 0);
-          else
-            for (int n = n0; n < n1; ++n) act.apply(ctx.k, y + b * N + n, 1, n);  // a slope per feature
-        }
+        for (int64_t b = 0; b < nb; ++b) act.apply_rows(ctx.k, y + b * N + n0, n1 - n0, 1, 1, n0);
     }, parallel());
   }
 };

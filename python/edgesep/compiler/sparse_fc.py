@@ -161,15 +161,17 @@ def refit(w_pruned: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray,
     y = y.astype(np.float64)
     held = np.arange(len(x)) % 5 == 4
     g_fit, r_fit = xa[~held].T @ xa[~held], xa[~held].T @ y[~held]
-    g_all, r_all = g_fit + xa[held].T @ xa[held], r_fit + xa[held].T @ y[held]
+    xh, yh = xa[held], y[held]
+    g_all, r_all = g_fit + xh.T @ xh, r_fit + xh.T @ yh
     w_new, b_new = w_pruned.copy(), np.array(b, np.float32)
+    fit_samples = len(x) - len(xh)
     refit_rows = 0
     for r, sp in enumerate(supports):
-        if len(sp) >= (~held).sum():
+        if len(sp) >= fit_samples:
             continue
         idx = np.append(sp, n)
         prior = np.append(w_pruned[r, sp], b[r]).astype(np.float64)
-        xv, yv = xa[held][:, idx], y[held, r]
+        xv, yv = xh[:, idx], yh[:, r]
         ev, q = np.linalg.eigh(g_fit[np.ix_(idx, idx)])
         scale = max(ev.mean(), 1e-30)
         best, best_err = None, float(np.sum((xv @ prior - yv) ** 2))
@@ -201,13 +203,13 @@ def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.n
         raise CompileError("--sparse-fc dict needs scikit-learn (pip install 'edgesep[compile]')") from e
     m, n = w.shape
     budget = ratio * m * n
+    cols = w.T.astype(np.float64)  # the samples: W's columns
     best = None
     for k in sorted({max(1, int(m * f)) for f in (1 / 16, 1 / 8, 1 / 4, 1 / 2)}):
         nonzeros = int((budget - m * k) // n)
         if nonzeros < 1 or k >= min(m, n):
             continue
         nonzeros = min(nonzeros, k)
-        cols = w.T.astype(np.float64)  # samples: W's columns
         learner = MiniBatchDictionaryLearning(n_components=k, batch_size=256, max_iter=20, random_state=seed,
                                               transform_algorithm="omp", transform_n_nonzero_coefs=nonzeros)
         with warnings.catch_warnings():  # OMP stops early, warning, where a column is already exact
@@ -236,7 +238,7 @@ def sparse_node(n: Node, w: np.ndarray, bias: np.ndarray | None, block: tuple[in
     """A SparseFc node computing what Fc `n` computes with weight w (and bias): encoded with `block`,
     or with the smallest encoding."""
     blk, enc = (block, encode(w, block)) if block else smallest_encoding(w)
-    attrs = {k: v for k, v in n.attrs.items()} if dense_attrs else {}
+    attrs = dict(n.attrs) if dense_attrs else {}
     attrs.update({"out_features": int(w.shape[0]), "block": list(blk)})
     weights = dict(enc)
     if bias is not None:
