@@ -1,5 +1,5 @@
 """Per-layer speed of the separable pair (kx1 to K channels, then 1xk back to N), one thread, batch 1,
-C = N, 3x3, stride 1: our fused kernel against our dense conv, our unfused pair (two convs),
+C = N, 3x3, stride 1 and 2: our fused kernel against our dense conv, our unfused pair (two convs),
 onnxruntime's dense conv, and onnxruntime running the same two-conv graph (METHODS.md: anyone can
 hand onnxruntime the SVD split; that is the bar).
 
@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "separable.md"
 
 
-def conv_model(path: Path, c: int, h: int, weights: list[tuple[np.ndarray, list, list]]) -> None:
-    """A chain of convs (weight, kernel pads [t, l, b, r], name) on a 1 x c x h x h input."""
+def conv_model(path: Path, c: int, h: int, convs: list[tuple[np.ndarray, list, list]]) -> None:
+    """A chain of convs (weight, pads [t, l, b, r], strides) on a 1 x c x h x h input."""
     nodes, inits, prev = [], [], "x"
-    for i, (w, pads) in enumerate(weights):
-        out = "y" if i == len(weights) - 1 else f"t{i}"
-        nodes.append(helper.make_node("Conv", [prev, f"W{i}"], [out], pads=pads))
+    for i, (w, pads, strides) in enumerate(convs):
+        out = "y" if i == len(convs) - 1 else f"t{i}"
+        nodes.append(helper.make_node("Conv", [prev, f"W{i}"], [out], pads=pads, strides=strides))
         inits.append(numpy_helper.from_array(w, f"W{i}"))
         prev = out
     g = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, h])],
@@ -38,7 +38,8 @@ def conv_model(path: Path, c: int, h: int, weights: list[tuple[np.ndarray, list,
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--channels", nargs="+", type=int, default=[64, 128, 256, 512])
-    p.add_argument("--sizes", nargs="+", type=int, default=[56, 28, 14])
+    p.add_argument("--sizes", nargs="+", type=int, default=[56, 28, 14], help="input height and width")
+    p.add_argument("--strides", nargs="+", type=int, default=[1, 2])
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--write", action="store_true")
     a = p.parse_args()
@@ -55,38 +56,41 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        for c in a.channels:
-            w = (np.random.default_rng(c).standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
-            for h in a.sizes:
-                x = np.random.default_rng(0).standard_normal((1, c, h, h)).astype(np.float32)
-                conv_model(t / "dense.onnx", c, h, [(w, [1, 1, 1, 1])])
-                compile_onnx(t / "dense.onnx", t / "dense.esb")
-                ours_dense = edgesep.load(t / "dense.esb", num_threads=1)
-                ort_dense = ort_session(t / "dense.onnx", 1)
-                td = median_seconds(lambda: ours_dense.run(x), a.runs)
-                tod = median_seconds(lambda: ort_dense.run(None, {"x": x}), a.runs)
-                for k in (c // 8, c // 4, c // 2):
-                    v, hh, _ = split(w, k)
-                    conv_model(t / "pair.onnx", c, h, [(v, [1, 0, 1, 0]), (hh, [0, 1, 0, 1])])
-                    compile_onnx(t / "pair.onnx", t / "pair.esb")
-                    ours_pair = edgesep.load(t / "pair.esb", num_threads=1)
-                    conv = Node("Conv", "c", ["x"], "y", {"kernel_shape": [3, 3], "strides": [1, 1], "pads": [1, 1, 1, 1],
-                                                          "dilations": [1, 1], "group": 1, "out_channels": c}, {"weight": w})
-                    fused = runtime_form(Layer(conv, (1, c, h, h), (1, c, h, h)), v, hh, None)
-                    ours_fused = model_of(Graph([("x", [1, c, h, h])], ["y"], fused))
-                    ort_pair = ort_session(t / "pair.onnx", 1)
-                    tf = median_seconds(lambda: ours_fused.run(x), a.runs)
-                    tp = median_seconds(lambda: ours_pair.run(x), a.runs)
-                    top = median_seconds(lambda: ort_pair.run(None, {"x": x}), a.runs)
-                    mac_ratio = (c * c * 9) / (k * c * 3 + c * k * 3)
-                    row = (c, h, k, mac_ratio, td / tf, tp / tf, tod / tf, top / tf, 1e3 * tf)
-                    rows.append(row)
-                    print(" ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row), flush=True)
-    table = ["| C=N | HxW | K | MAC ratio | vs our dense | realised / MAC ratio | vs our unfused pair | vs ort dense | "
-             "vs ort pair | fused ms |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for c, h, k, mr, sd, sp, sod, sop, ms in rows:
-        table.append(f"| {c} | {h} | {k} | {mr:.1f}x | {sd:.2f}x | {sd / mr:.2f} | {sp:.2f}x | {sod:.2f}x | {sop:.2f}x | "
-                     f"{ms:.3f} |")
+        for st in a.strides:
+            for c in a.channels:
+                w = (np.random.default_rng(c).standard_normal((c, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+                for h in a.sizes:
+                    x = np.random.default_rng(0).standard_normal((1, c, h, h)).astype(np.float32)
+                    conv_model(t / "dense.onnx", c, h, [(w, [1, 1, 1, 1], [st, st])])
+                    compile_onnx(t / "dense.onnx", t / "dense.esb")
+                    ours_dense = edgesep.load(t / "dense.esb", num_threads=1)
+                    ort_dense = ort_session(t / "dense.onnx", 1)
+                    td = median_seconds(lambda: ours_dense.run(x), a.runs)
+                    tod = median_seconds(lambda: ort_dense.run(None, {"x": x}), a.runs)
+                    oh = (h - 1) // st + 1
+                    conv = Node("Conv", "c", ["x"], "y", {"kernel_shape": [3, 3], "strides": [st, st],
+                                                          "pads": [1, 1, 1, 1], "dilations": [1, 1], "group": 1,
+                                                          "out_channels": c}, {"weight": w})
+                    layer = Layer(conv, (1, c, h, h), (1, c, oh, oh))
+                    for k in (c // 8, c // 4, c // 2):
+                        v, hh, _ = split(w, k)
+                        conv_model(t / "pair.onnx", c, h, [(v, [1, 0, 1, 0], [st, 1]), (hh, [0, 1, 0, 1], [1, st])])
+                        compile_onnx(t / "pair.onnx", t / "pair.esb")
+                        ours_pair = edgesep.load(t / "pair.esb", num_threads=1)
+                        ours_fused = model_of(Graph([("x", [1, c, h, h])], ["y"], runtime_form(layer, v, hh, None)))
+                        ort_pair = ort_session(t / "pair.onnx", 1)
+                        tf = median_seconds(lambda: ours_fused.run(x), a.runs)
+                        tp = median_seconds(lambda: ours_pair.run(x), a.runs)
+                        top = median_seconds(lambda: ort_pair.run(None, {"x": x}), a.runs)
+                        mac_ratio = layer.dense_macs() / layer.pair_macs(k)
+                        row = (st, c, h, k, mac_ratio, td / tf, tp / tf, tod / tf, top / tf, 1e3 * tf)
+                        rows.append(row)
+                        print(" ".join(f"{v:.2f}" if isinstance(v, float) else str(v) for v in row), flush=True)
+    table = ["| stride | C=N | HxW in | K | MAC ratio | vs our dense | realised / MAC ratio | vs our unfused pair | "
+             "vs ort dense | vs ort pair | fused ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for st, c, h, k, mr, sd, sp, sod, sop, ms in rows:
+        table.append(f"| {st} | {c} | {h} | {k} | {mr:.1f}x | {sd:.2f}x | {sd / mr:.2f} | {sp:.2f}x | {sod:.2f}x | "
+                     f"{sop:.2f}x | {ms:.3f} |")
     text = "\n".join(table)
     print(text)
     if a.write:

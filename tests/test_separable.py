@@ -81,16 +81,16 @@ def test_compiled_pair_matches_the_numpy_composition(three_convs, tmp_path):
     assert all(r["pair_macs"] <= 0.3 * r["dense_macs"] for r in rows.values())
     b = read_bundle(out)
     nodes = b.graph["nodes"]
-    # The stride-1 conv runs as one fused node or two convs, whichever measured faster; the stride-2
-    # one as two convs (the fused kernel is stride 1).
+    # Each conv (stride 1, then stride 2) runs as one fused node or two convs, whichever measured faster.
     kinds = [(n["op"], n["attrs"]["kernel_shape"]) for n in nodes]
-    assert kinds[-3:] == [("Conv", [3, 1]), ("Conv", [1, 3]), ("Conv", [1, 1])]
-    assert kinds[:-3] in ([("SeparableConv", [3, 3])], [("Conv", [3, 1]), ("Conv", [1, 3])])
+    assert kinds[-1] == ("Conv", [1, 1])
+    fused, unfused = [("SeparableConv", [3, 3])], [("Conv", [3, 1]), ("Conv", [1, 3])]
+    assert kinds[:-1] in [a + b for a in (fused, unfused) for b in (fused, unfused)]
 
     def weight(n, key="weight"):
         t = b.tensors[n["weights"][key]]
-        return unpack_conv_mr6(b.tensor(n["weights"][key]), t["shape"], 1) if t["layout"] == "conv_mr6" \
-            else np.asarray(b.tensor(n["weights"][key]))
+        return unpack_conv_mr6(b.tensor(n["weights"][key]), t["shape"], 1, t.get("phases", 1)) \
+            if t["layout"] == "conv_mr6" else np.asarray(b.tensor(n["weights"][key]))
 
     x = np.random.default_rng(2).standard_normal((2, 8, 20, 20)).astype(np.float32)
     ref = x.astype(np.float64)
@@ -98,9 +98,9 @@ def test_compiled_pair_matches_the_numpy_composition(three_convs, tmp_path):
         a = n["attrs"]
         bias = weight(n, "bias") if "bias" in n["weights"] else None
         if n["op"] == "SeparableConv":
-            pt, pl, pb, pr = a["pads"]
-            ref = conv_np(ref, weight(n, "vertical"), None, (1, 1), (pt, 0, pb, 0))
-            ref = conv_np(ref, weight(n, "horizontal"), bias, (1, 1), (0, pl, 0, pr))
+            (pt, pl, pb, pr), (sh, sw) = a["pads"], a["strides"]
+            ref = conv_np(ref, weight(n, "vertical"), None, (sh, 1), (pt, 0, pb, 0))
+            ref = conv_np(ref, weight(n, "horizontal"), bias, (1, sw), (0, pl, 0, pr))
         else:
             ref = conv_np(ref, weight(n), bias, a["strides"], a["pads"], a["dilations"])
         if a.get("activation") == "relu":
@@ -191,27 +191,60 @@ def test_rank_one_pair_on_a_single_channel_input(tmp_path):
     np.testing.assert_allclose(edgesep.load(tmp_path / "m.esb").run(x), ref, atol=1e-4 * np.abs(ref).max())
 
 
-@pytest.mark.parametrize("pads,act", [((1, 1, 1, 1), "relu"), ((0, 2, 1, 0), "none"), ((2, 0, 0, 1), "clip")])
-def test_fused_node_equals_the_numpy_composition(pads, act):
-    """The SeparableConv node on the runtime (every kernel variant), against the two passes in numpy."""
+@pytest.mark.parametrize("pads,act,stride,kernel", [
+    ((1, 1, 1, 1), "relu", (1, 1), (3, 3)), ((0, 2, 1, 0), "none", (1, 1), (3, 3)), ((2, 0, 0, 1), "clip", (1, 1), (3, 3)),
+    ((1, 1, 1, 1), "relu", (2, 2), (3, 3)), ((0, 1, 1, 0), "none", (2, 2), (3, 3)), ((2, 2, 2, 2), "clip", (2, 2), (5, 5)),
+    ((0, 1, 0, 2), "none", (2, 2), (2, 4)), ((1, 1, 1, 1), "relu", (2, 1), (3, 3)), ((3, 3, 3, 3), "none", (1, 2), (7, 7)),
+    ((1, 0, 0, 1), "none", (3, 3), (5, 2))])
+def test_fused_node_equals_the_numpy_composition(pads, act, stride, kernel):
+    """The SeparableConv node on the runtime (every kernel variant, stride 1 to 3), against the two
+    passes in numpy."""
     from edgesep.compiler.separable import runtime_form
 
-    c, n, k = 6, 10, 4
-    wt, b = w(n, c, 3, 3), w(n)
-    attrs = {"kernel_shape": [3, 3], "strides": [1, 1], "pads": list(pads), "dilations": [1, 1], "group": 1,
+    c, n, k, (kh, kw), (sh, sw) = 6, 10, 4, kernel, stride
+    wt, b = w(n, c, kh, kw), w(n)
+    attrs = {"kernel_shape": [kh, kw], "strides": list(stride), "pads": list(pads), "dilations": [1, 1], "group": 1,
              "out_channels": n, "activation": act}
     if act == "clip":
         attrs.update(clip_min=-0.5, clip_max=0.5)
     conv = Node("Conv", "c", ["x"], "y", attrs, {"weight": wt, "bias": b})
-    oh, ow = 12 + pads[0] + pads[2] - 2, 17 + pads[1] + pads[3] - 2
+    oh, ow = (12 + pads[0] + pads[2] - kh) // sh + 1, (17 + pads[1] + pads[3] - kw) // sw + 1
     layer = Layer(conv, (1, c, 12, 17), (1, n, oh, ow))
     v, h, _ = split(wt, k)
     nodes = runtime_form(layer, v, h, None)
     assert [x.op for x in nodes] == ["SeparableConv"]
     x = np.random.default_rng(6).standard_normal((3, c, 12, 17)).astype(np.float32)
-    ref = conv_np(conv_np(x, v, None, (1, 1), (pads[0], 0, pads[2], 0)), h, b, (1, 1), (0, pads[1], 0, pads[3]))
+    ref = conv_np(conv_np(x, v, None, (sh, 1), (pads[0], 0, pads[2], 0)), h, b, (1, sw), (0, pads[1], 0, pads[3]))
+    assert ref.shape == (3, n, oh, ow)
     ref = {"relu": np.maximum(ref, 0), "none": ref, "clip": np.clip(ref, -0.5, 0.5)}[act]
     g = Graph([("x", [None, c, 12, 17])], ["y"], nodes)
     for isa in edgesep.available_isas():
         got = model_of(g, num_threads=2, isa=isa).run(x)
         np.testing.assert_allclose(got, ref, atol=1e-4 * np.abs(ref).max(), err_msg=isa)
+
+
+def test_phase_ordered_weights_round_trip_and_are_checked_against_the_stride(tmp_path):
+    """A strided pair's weights are stored phase by phase; the bundle reader rejects a node whose
+    stride does not match the order its weights were stored in."""
+    from edgesep.bundle import BundleError, pack_conv_mr6
+    from edgesep.compiler.lower import write_bundle
+    from edgesep.compiler.separable import runtime_form
+
+    v = w(7, 5, 5, 1)
+    for phases in (1, 2, 3):
+        packed = pack_conv_mr6(v, 1, phases)
+        assert packed.size == 12 * 5 * 5
+        np.testing.assert_array_equal(unpack_conv_mr6(packed, list(v.shape), 1, phases), v)
+    np.testing.assert_array_equal(pack_conv_mr6(v, 1, 2)[:12 * 5 * 3].reshape(2, 15, 6)[0, :3, 0], v[0, 0, ::2, 0])
+    conv = Node("Conv", "c", ["x"], "y", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1],
+                                           "dilations": [1, 1], "group": 1, "out_channels": 4}, {"weight": w(4, 3, 3, 3)})
+    vs, hs, _ = split(conv.weights["weight"], 2)
+    nodes = runtime_form(Layer(conv, (1, 3, 8, 8), (1, 4, 4, 4)), vs, hs, None)
+    path = tmp_path / "m.esb"
+    write_bundle(Graph([("x", [1, 3, 8, 8])], ["y"], nodes), path)
+    read_bundle(path)
+    data = path.read_bytes()
+    assert data.count(b'"strides":[2,2]') == 1
+    path.write_bytes(data.replace(b'"strides":[2,2]', b'"strides":[1,2]'))  # same length: the header stays valid
+    with pytest.raises(BundleError, match="'vertical' is stored in 2 tap phases, the node's stride is 1"):
+        read_bundle(path)

@@ -51,27 +51,44 @@ using ConvPackFn = void (*)(const ConvShape& s, const float* in, int p0, int p1,
 using ConvPackedGemmFn = void (*)(const ConvShape& s, const float* packed, const float* w, const float* bias,
                                   float* out, int p0, int p1, int m0, int m1, float lo, float hi);
 
-// The fused separable pair: kh x 1 conv C -> K, then 1 x kw conv K -> N, stride 1, dilation 1.
+// The fused separable pair: kh x 1 conv C -> K at vertical stride SH, then 1 x kw conv K -> N at
+// horizontal stride SW; dilation 1.
 struct SepShape {
   int C, H, W;          // input
   int K, N;             // rank (vertical outputs), output channels
   int KH, KW;           // kernel of the pair
   int PT, PL, PB, PR;   // padding (vertical pass: top/bottom; horizontal: left/right)
-  int OH() const { return H + PT + PB - KH + 1; }
-  int OW() const { return W + PL + PR - KW + 1; }
+  int SH = 1, SW = 1;   // stride (vertical pass: SH; horizontal: SW)
+  int OH() const { return (H + PT + PB - KH) / SH + 1; }
+  int OW() const { return (W + PL + PR - KW) / SW + 1; }
 };
+// The pair's weights (v: [K, C, KH, 1], h: [N, K, 1, KW]) are conv_mr6 panels with the taps in phase
+// order: at stride S, for each phase p < S the conv_mr6 packing of the taps t = p, p + S, ..., one
+// phase after another (stride 1: plain conv_mr6). Each phase is then one GEMM over shifted rows.
+inline int sep_phase_taps(int taps, int stride, int p) { return (taps - p + stride - 1) / stride; }
+// Where weight [m, c, t] of M rows x C channels x T taps at stride S lies in that layout.
+inline ptrdiff_t sep_weight_index(int M, int C, int T, int S, int m, int c, int t) {
+  const ptrdiff_t rows = (ptrdiff_t)(M + kGemmMR - 1) / kGemmMR * kGemmMR;
+  ptrdiff_t base = 0;
+  for (int p = 0; p < t % S; ++p) base += rows * C * sep_phase_taps(T, S, p);
+  const int tp = sep_phase_taps(T, S, t % S);
+  return base + ((ptrdiff_t)(m / kGemmMR) * C * tp + (ptrdiff_t)c * tp + t / S) * kGemmMR + m % kGemmMR;
+}
 // Scratch layout of one band (see sepconv_impl.h); sizes in floats.
 struct SepLayout {
-  int wz;              // padded row width, W + PL + PR
-  ptrdiff_t plane;     // one padded input plane of the band: (rows + KH - 1) * wz
-  ptrdiff_t band;      // all C planes + slack for the last tile's over-read
-  ptrdiff_t zrow, z;   // one intermediate row (K of them) and all of them
-  ptrdiff_t orow, o;   // one output row of the band (N of them) and all of them
+  int wz, wq;          // padded row width W + PL + PR; columns of one column phase, ceil(wz / SW)
+  int rp;              // rows of one row-phase plane: rows + (KH - 1) / SH
+  ptrdiff_t pp;        // one row-phase plane, rp x wz
+  ptrdiff_t chan;      // one input channel's SH planes
+  ptrdiff_t band;      // all C channels + slack for the last tile's over-read
+  ptrdiff_t zvrow, zv; // one row of the vertical pass's output (rows x wz), all K of them
+  ptrdiff_t zph, zrow, z;  // at SW > 1, zv dealt to column phases: one phase (rows x wq), SW of them, K rows
+  ptrdiff_t orow, o;   // one output channel's rows of the band (rows x wq), all N of them
 };
 SepLayout sepconv_layout(const SepShape& s, int nr, int rows);
 size_t sepconv_scratch_floats(const SepShape& s, int nr, int rows);
-// Output rows [oy0, oy0 + rows) of the pair on one image. v: conv_mr6 [K, C, KH, 1]; h: conv_mr6
-// [N, K, 1, KW]; bias: N or null; output clamped to [lo, hi].
+// Output rows [oy0, oy0 + rows) of the pair on one image. v, h: the phase-ordered conv_mr6 above;
+// bias: N or null; output clamped to [lo, hi].
 using SepConvFn = void (*)(const SepShape& s, const float* in, const float* v, const float* h, const float* bias,
                            float* out, int oy0, int rows, float lo, float hi, float* scratch);
 

@@ -245,17 +245,21 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   auto op = std::make_unique<SepConvOp>();
   const Shape& x = in[0];
   const auto k = a.ints("kernel_shape", {});
+  const auto st = a.ints("strides", {1, 1});
   const auto pads = a.ints("pads", {0, 0, 0, 0});
-  if (k.size() != 2 || pads.size() != 4) throw PlanError("kernel_shape needs 2 values and pads 4");
+  if (k.size() != 2 || st.size() != 2 || pads.size() != 4)
+    throw PlanError("kernel_shape and strides need 2 values and pads 4");
   for (int64_t p : pads)
     if (p < 0) throw PlanError("negative pads");
   SepShape& s = op->s;
   s.C = (int)x[1], s.H = (int)x[2], s.W = (int)x[3];
   s.K = (int)a.num("rank", 0), s.N = (int)a.num("out_channels", 0);
-  s.KH = (int)k[0], s.KW = (int)k[1];
+  s.KH = (int)need_positive(k, 0, "kernel_shape"), s.KW = (int)need_positive(k, 1, "kernel_shape");
+  s.SH = (int)need_positive(st, 0, "strides"), s.SW = (int)need_positive(st, 1, "strides");
   s.PT = (int)pads[0], s.PL = (int)pads[1], s.PB = (int)pads[2], s.PR = (int)pads[3];
-  if (s.K < 1 || s.N < 1 || s.KH < 1 || s.KW < 1) throw PlanError("rank, out_channels and kernel_shape must be positive");
-  if (s.OH() < 1 || s.OW() < 1) throw PlanError("kernel larger than the padded input " + shape_str(x));
+  if (s.K < 1 || s.N < 1) throw PlanError("rank and out_channels must be positive");
+  if (x[2] + pads[0] + pads[2] < s.KH || x[3] + pads[1] + pads[3] < s.KW)
+    throw PlanError("kernel larger than the padded input " + shape_str(x));
   auto panels = [](int64_t rows) { return (rows + kGemmMR - 1) / kGemmMR * kGemmMR; };
   op->v = need_weight(w, "vertical", "conv_mr6", panels(s.K) * s.C * s.KH).data;
   op->h = need_weight(w, "horizontal", "conv_mr6", panels(s.N) * s.K * s.KW).data;
@@ -266,9 +270,10 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   op->act = parse_activation(a, w, s.N);
   op->B = x[0];
   // Bands of at least 4 rows: a band re-reads KH - 1 input rows of the next, which one-row bands pay
-  // 3x for.
+  // 3x for. Per output row, a band holds SH input rows, one intermediate row and 1 / SW output row.
   const int64_t wz = s.W + s.PL + s.PR, OH = s.OH();
-  op->rows = band_rows(OH, wz, (int64_t)s.C * (s.KH - 1), s.C + s.K + s.N, 4, op->B, c.threads);
+  op->rows = band_rows(OH, wz, (int64_t)s.C * (s.KH - 1), (int64_t)s.C * s.SH + s.K + (s.N + s.SW - 1) / s.SW, 4,
+                       op->B, c.threads);
   op->bands = (OH + op->rows - 1) / op->rows;
   op->scratch_floats = sepconv_scratch_floats(s, c.k->gemm_nr, (int)op->rows);
   op->out_shape = {x[0], s.N, OH, s.OW()};

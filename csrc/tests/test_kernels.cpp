@@ -55,6 +55,15 @@ std::vector<float> pack_mr6(const std::vector<float>& w, int N, int K) {
   return p;
 }
 
+// Packs a separable pass's W[M][C][T] (T taps along the pass, stride S) in its phase-ordered conv_mr6.
+std::vector<float> pack_sep(const std::vector<float>& w, int M, int C, int T, int S) {
+  std::vector<float> p((size_t)(M + kGemmMR - 1) / kGemmMR * kGemmMR * C * T, 0.f);
+  for (int m = 0; m < M; ++m)
+    for (int c = 0; c < C; ++c)
+      for (int t = 0; t < T; ++t) p[sep_weight_index(M, C, T, S, m, c, t)] = w[((size_t)m * C + c) * T + t];
+  return p;
+}
+
 std::string describe(const ConvShape& s) {
   char b[200];
   std::snprintf(b, sizeof b, "C%d H%d W%d N%d k%dx%d s%dx%d d%dx%d p%d,%d -> %dx%d", s.C, s.H, s.W, s.N, s.KH, s.KW, s.SH,
@@ -308,7 +317,7 @@ void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_b
   for (auto& x : v) x = rng.normal();
   for (auto& x : h) x = rng.normal();
   for (auto& x : bias) x = rng.normal();
-  const auto pv = pack_mr6(v, s.K, s.C * s.KH), ph = pack_mr6(h, s.N, s.K * s.KW);
+  const auto pv = pack_sep(v, s.K, s.C, s.KH, s.SH), ph = pack_sep(h, s.N, s.K, s.KW, s.SW);
   const float* b = with_bias ? bias.data() : nullptr;
   const size_t n_out = (size_t)s.N * s.OH() * s.OW();
   std::vector<float> want(n_out), got(n_out, NAN), mag(n_out);
@@ -318,8 +327,7 @@ void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_b
     for (auto& e : x) e = std::fabs(e);
     return x;
   };
-  const auto ai = abs_of(in), av = abs_of(pack_mr6(v, s.K, s.C * s.KH)), ah = abs_of(pack_mr6(h, s.N, s.K * s.KW)),
-             ab = abs_of(bias);
+  const auto ai = abs_of(in), av = abs_of(pv), ah = abs_of(ph), ab = abs_of(bias);
   ref::sepconv(s, ai.data(), av.data(), ah.data(), b ? ab.data() : nullptr, mag.data(), 0, s.OH(), -INFINITY, INFINITY,
                nullptr);
   // Bands as the runtime's tasks cut them: [0, cut) and [cut, OH).
@@ -329,8 +337,8 @@ void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_b
   t.sepconv(s, in.data(), pv.data(), ph.data(), b, got.data(), 0, cut, lo, hi, scratch.data());
   if (cut < s.OH()) t.sepconv(s, in.data(), pv.data(), ph.data(), b, got.data(), cut, s.OH() - cut, lo, hi, scratch.data());
   char where[160];
-  std::snprintf(where, sizeof where, "sepconv C%d H%d W%d K%d N%d k%dx%d p%d,%d,%d,%d", s.C, s.H, s.W, s.K, s.N, s.KH,
-                s.KW, s.PT, s.PL, s.PB, s.PR);
+  std::snprintf(where, sizeof where, "sepconv C%d H%d W%d K%d N%d k%dx%d s%dx%d p%d,%d,%d,%d", s.C, s.H, s.W, s.K, s.N,
+                s.KH, s.KW, s.SH, s.SW, s.PT, s.PL, s.PB, s.PR);
   expect_close(t.isa, where, got.data(), want.data(), mag.data(), n_out, s.C * s.KH + s.K * s.KW + 2);
 }
 
@@ -397,24 +405,31 @@ int main() {
       test_conv(t, s, rng, i % 2 == 0, i % 3 ? -INFINITY : 0.f, INFINITY);
       test_dwconv(t, s, rng, i % 3 ? -INFINITY : 0.f, i % 5 ? INFINITY : 6.f);
     }
-    // Separable pair: widths around the tile, depth over the KC block, bands of one row.
-    const int sep[][11] = {
-        // C  H   W   K   N  KH KW PT PL PB PR
-        {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0},       {3, 8, 8, 2, 5, 3, 3, 1, 1, 1, 1},
-        {16, 14, 14, 4, 16, 3, 3, 1, 1, 1, 1},   {5, 7, 40, 7, 13, 3, 3, 1, 1, 1, 1},
-        {100, 5, 9, 6, 7, 3, 3, 1, 1, 1, 1},     {4, 9, 33, 9, 6, 5, 5, 2, 2, 2, 2},
-        {3, 11, 6, 5, 9, 7, 2, 3, 0, 2, 1},      {2, 6, 17, 3, 4, 2, 3, 0, 1, 1, 0},
+    // Separable pair: widths around the tile, depth over the KC block, bands of one row, strides 2
+    // and 3 with odd and even kernels and widths (phases of unequal tap counts, a phase with none).
+    const int sep[][13] = {
+        // C  H   W   K   N  KH KW PT PL PB PR SH SW
+        {1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1},       {3, 8, 8, 2, 5, 3, 3, 1, 1, 1, 1, 1, 1},
+        {16, 14, 14, 4, 16, 3, 3, 1, 1, 1, 1, 1, 1},   {5, 7, 40, 7, 13, 3, 3, 1, 1, 1, 1, 1, 1},
+        {100, 5, 9, 6, 7, 3, 3, 1, 1, 1, 1, 1, 1},     {4, 9, 33, 9, 6, 5, 5, 2, 2, 2, 2, 1, 1},
+        {3, 11, 6, 5, 9, 7, 2, 3, 0, 2, 1, 1, 1},      {2, 6, 17, 3, 4, 2, 3, 0, 1, 1, 0, 1, 1},
+        {16, 14, 14, 4, 16, 3, 3, 1, 1, 1, 1, 2, 2},   {5, 15, 41, 7, 13, 3, 3, 1, 1, 1, 1, 2, 2},
+        {8, 16, 66, 8, 12, 3, 3, 0, 0, 1, 1, 2, 2},    {100, 9, 9, 6, 7, 3, 3, 1, 1, 1, 1, 2, 2},
+        {4, 17, 35, 9, 6, 5, 5, 2, 2, 2, 2, 2, 2},     {3, 21, 19, 5, 9, 7, 7, 3, 3, 3, 3, 2, 2},
+        {2, 12, 17, 3, 4, 2, 4, 0, 1, 0, 2, 2, 2},     {6, 13, 30, 5, 7, 3, 3, 1, 1, 1, 1, 2, 1},
+        {6, 13, 30, 5, 7, 3, 5, 1, 2, 1, 2, 1, 2},     {3, 10, 10, 4, 5, 1, 3, 0, 1, 0, 1, 3, 3},
+        {3, 20, 23, 4, 5, 5, 2, 2, 0, 2, 0, 3, 3},
     };
     for (const auto& c : sep) {
-      SepShape s{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10]};
+      SepShape s{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]};
       test_sepconv(t, s, rng, true, -INFINITY, INFINITY);
       test_sepconv(t, s, rng, false, 0.f, 6.f);
     }
-    for (int i = 0; i < 60; ++i) {
+    for (int i = 0; i < 90; ++i) {
       SepShape s{rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(1, 40), rng.uniform(1, 14), rng.uniform(1, 14),
                  rng.uniform(1, 5), rng.uniform(1, 5), rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2),
-                 rng.uniform(0, 2)};
-      if (s.OH() < 1 || s.OW() < 1) continue;
+                 rng.uniform(0, 2), rng.uniform(1, 3), rng.uniform(1, 3)};
+      if (s.H + s.PT + s.PB < s.KH || s.W + s.PL + s.PR < s.KW) continue;
       test_sepconv(t, s, rng, i % 2 == 0, i % 3 ? -INFINITY : 0.f, INFINITY);
     }
     for (int K : {1, 3, 4, 7, 8, 15, 16, 17, 31, 32, 33, 64, 100, 1000})

@@ -47,9 +47,22 @@ def conv_mr6_count(shape: list[int], groups: int) -> int:
     return groups * math.ceil(ng / GEMM_MR) * GEMM_MR * cg * kh * kw
 
 
-def pack_conv_mr6(w: np.ndarray, groups: int) -> np.ndarray:
+def _phase_taps(shape: list[int], phases: int) -> list[np.ndarray]:
+    """The tap indices of each phase along a 1-D kernel's tap axis (kh or kw, the other being 1)."""
+    taps = max(shape[2], shape[3])
+    if phases > 1 and min(shape[2], shape[3]) != 1:
+        raise ValueError(f"phase order needs a 1-D kernel, not {shape[2]}x{shape[3]}")
+    return [np.arange(p, taps, phases) for p in range(phases)]
+
+
+def pack_conv_mr6(w: np.ndarray, groups: int, phases: int = 1) -> np.ndarray:
     """Packs conv weights [N, C/groups, kh, kw] for the GEMM kernels: per group, panels of GEMM_MR
-    output channels (zero-padded), each panel stored depth-major: panel[k][r] = W[p*MR + r, k]."""
+    output channels (zero-padded), each panel stored depth-major: panel[k][r] = W[p*MR + r, k].
+    phases > 1 (a separable pass at that stride; kh or kw is 1): the conv_mr6 packings of the taps
+    p, p + phases, ... for each phase p, one after another (csrc/kernels/kernels.h, sep_weight_index)."""
+    if phases > 1:
+        axis = 2 if w.shape[3] == 1 else 3
+        return np.concatenate([pack_conv_mr6(np.take(w, t, axis=axis), groups) for t in _phase_taps(w.shape, phases)])
     n, cg, kh, kw = w.shape
     ng, k = n // groups, cg * kh * kw
     panels = math.ceil(ng / GEMM_MR)
@@ -58,9 +71,21 @@ def pack_conv_mr6(w: np.ndarray, groups: int) -> np.ndarray:
     return np.ascontiguousarray(out.reshape(groups, panels, GEMM_MR, k).transpose(0, 1, 3, 2)).reshape(-1)
 
 
-def unpack_conv_mr6(packed: np.ndarray, shape: list[int], groups: int) -> np.ndarray:
+def unpack_conv_mr6(packed: np.ndarray, shape: list[int], groups: int, phases: int = 1) -> np.ndarray:
     """Inverse of pack_conv_mr6."""
     n, cg, kh, kw = shape
+    if phases > 1:
+        axis = 2 if kw == 1 else 3
+        w, at = np.zeros(shape, np.float32), 0
+        for t in _phase_taps(shape, phases):
+            sub = list(shape)
+            sub[axis] = len(t)
+            size = conv_mr6_count(sub, groups)
+            idx = [slice(None)] * 4
+            idx[axis] = t
+            w[tuple(idx)] = unpack_conv_mr6(packed[at:at + size], sub, groups)
+            at += size
+        return w
     ng, k = n // groups, cg * kh * kw
     panels = math.ceil(ng / GEMM_MR)
     w = np.asarray(packed).reshape(groups, panels, k, GEMM_MR).transpose(0, 1, 3, 2).reshape(groups, panels * GEMM_MR, k)
@@ -73,6 +98,9 @@ def _layout_count(entry: dict) -> int:
         groups = entry.get("groups")
         if not isinstance(groups, int) or groups < 1 or len(shape) != 4 or shape[0] % groups:
             raise ValueError("conv_mr6 needs a 4-D shape and a 'groups' that divides its first dim")
+        phases = entry.get("phases", 1)
+        if not isinstance(phases, int) or phases < 1 or (phases > 1 and (groups != 1 or min(shape[2:]) != 1)):
+            raise ValueError("conv_mr6 'phases' must be a positive int, above 1 only for a 1-D kernel of one group")
         return conv_mr6_count(shape, groups)
     if entry["layout"] == "bcsr":  # a part of a block-sparse weight (values, row_ptr, columns), stored plain
         block = entry.get("block")
@@ -265,6 +293,12 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
                 if wname in weights and tensors[weights[wname]].get("block") != block:
                     _fail(where, f"weight {wname!r} is encoded in blocks {tensors[weights[wname]].get('block')}, "
                                  f"the node says {block}")
+        if op == "SeparableConv":
+            strides = n.get("attrs", {}).get("strides", [1, 1])
+            for wname, stride in zip(("vertical", "horizontal"), strides):
+                if wname in weights and tensors[weights[wname]].get("phases", 1) != stride:
+                    _fail(where, f"weight {wname!r} is stored in {tensors[weights[wname]].get('phases', 1)} tap "
+                                 f"phases, the node's stride is {stride}")
         if op == "Conv" and "weight" in weights:
             t = tensors[weights["weight"]]
             groups = n.get("attrs", {}).get("group", 1)

@@ -29,10 +29,13 @@ _BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATT
 OPS: dict[str, OpSpec] = {
     "Conv": OpSpec(1, 1, {"weight": "conv_mr6|plain", "bias": "plain", "slope": "plain"},
                    {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS}),
-    # The fused separable pair (kh x 1 to `rank` channels, then 1 x kw), stride 1, dilation 1.
+    # The fused separable pair (kh x 1 to `rank` channels at stride strides[0], then 1 x kw at strides[1]),
+    # dilation 1. Weights conv_mr6 with the taps in phase order where the stride is above 1 (the tensor's
+    # "phases" = that stride; bundle.pack_conv_mr6).
     "SeparableConv": OpSpec(1, 1, {"vertical": "conv_mr6", "horizontal": "conv_mr6", "bias": "plain",
                                    "slope": "plain"},
-                            {"kernel_shape": list, "pads": list, "rank": int, "out_channels": int, **_ACT_ATTRS}),
+                            {"kernel_shape": list, "strides": list, "pads": list, "rank": int, "out_channels": int,
+                             **_ACT_ATTRS}),
     "Fc": OpSpec(1, 1, {"weight": "plain", "bias": "plain", "slope": "plain"}, {"out_features": int, **_ACT_ATTRS}),
     # Fc over a BCSR weight (compiler/sparse_fc.py): values [blocks, br, bc], row_ptr [out_features/br + 1],
     # columns [blocks] (uint16 where in_features <= 65536, else int32), each tensor of layout bcsr with

@@ -84,9 +84,12 @@ __attribute__((noinline)) void gemm_ukernel(int n0, int n1, int n2, const float*
 // out[0:M rows] over flat pixels [0, q) = W x B (+ bias, clamped), depth = n0 x n1 x n2 rows addressed
 // as gemm_ukernel does; in blocks of about 128 depth rows (whole n0 units) so that a B tile, read in
 // place (it spans more cache lines than a packed one), is reused from L1 across the M panels.
+// accumulate: add to out instead of starting from the bias; finish: clamp (a product summed over
+// several calls starts with the first and clamps in the last).
 template <class V, int NV>
 inline void band_gemm(int M, int n0, int n1, int n2, const float* w, const float* b, ptrdiff_t ld0, ptrdiff_t ld1,
-                      ptrdiff_t ld2, float* c, ptrdiff_t ldc, int q, const float* bias, float lo, float hi) {
+                      ptrdiff_t ld2, float* c, ptrdiff_t ldc, int q, const float* bias, float lo, float hi,
+                      bool accumulate = false, bool finish = true) {
   constexpr int NR = NV * V::N;
   const int unit = n1 * n2, depth = n0 * unit, ob = 128 / unit > 0 ? 128 / unit : 1;
   for (int o0 = 0; o0 < n0; o0 += ob) {
@@ -97,7 +100,7 @@ inline void band_gemm(int M, int n0, int n1, int n2, const float* w, const float
         const int mr = M - m < kGemmMR ? M - m : kGemmMR;
         const float* a = w + (ptrdiff_t)(m / kGemmMR) * depth * kGemmMR + (ptrdiff_t)o0 * unit * kGemmMR;
         gemm_ukernel<V, NV>(on, n1, n2, a, b + o0 * ld0 + j, ld0, ld1, ld2, c + (ptrdiff_t)m * ldc + j, ldc, mr, nr,
-                            bias ? bias + m : nullptr, o0 == 0, o0 + on >= n0, lo, hi);
+                            bias ? bias + m : nullptr, !accumulate && o0 == 0, finish && o0 + on >= n0, lo, hi);
       }
     }
   }

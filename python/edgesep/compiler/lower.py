@@ -27,7 +27,9 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
         return w.add(name, arr, layout="bcsr", block=[int(d) for d in n.attrs["block"]])
     arr = np.ascontiguousarray(arr, np.float32)
     if n.op == "SeparableConv" and key in ("vertical", "horizontal"):
-        return w.add(name, pack_conv_mr6(arr, 1), shape=list(arr.shape), layout="conv_mr6", groups=1)
+        phases = n.attrs.get("strides", [1, 1])[key == "horizontal"]
+        return w.add(name, pack_conv_mr6(arr, 1, phases), shape=list(arr.shape), layout="conv_mr6", groups=1,
+                     **({"phases": phases} if phases > 1 else {}))
     if n.op == "Conv" and key == "weight":
         groups = n.attrs.get("group", 1)
         if not is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):

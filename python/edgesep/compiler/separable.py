@@ -163,12 +163,12 @@ def pair(layer: Layer, v: np.ndarray, h: np.ndarray, hb: np.ndarray | None) -> l
 
 
 def runtime_form(layer: Layer, v: np.ndarray, h: np.ndarray, hb: np.ndarray | None) -> list[Node]:
-    """What the graph gets: one fused SeparableConv node (stride 1, dilation 1: the runtime's fused
+    """What the graph gets: one fused SeparableConv node (any stride, dilation 1: the runtime's fused
     kernel keeps the intermediate in cache), else the two convs of `pair`."""
     n = layer.node
-    if n.attrs["strides"] != [1, 1] or n.attrs.get("dilations", [1, 1]) != [1, 1]:
+    if n.attrs.get("dilations", [1, 1]) != [1, 1]:
         return pair(layer, v, h, hb)
-    attrs = {k: val for k, val in n.attrs.items() if k not in ("strides", "dilations", "group")}
+    attrs = {k: val for k, val in n.attrs.items() if k not in ("dilations", "group")}
     attrs["rank"] = int(v.shape[0])
     weights = {k: val for k, val in n.weights.items() if k != "weight"}
     weights.update({"vertical": v, "horizontal": h})
