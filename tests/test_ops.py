@@ -51,6 +51,12 @@ CASES = {
     "maxpool_pad_dilated": (model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], strides=[1, 2],
                                                     pads=[1, 1, 0, 1], dilations=[2, 1])], [2, 9, 9], {}, opset=12),
                             [2, 9, 9]),
+    # 2x2 at stride 2 (the fast path): odd sizes drop the last row and column; ceil_mode keeps them.
+    "pools_2x2": (model([helper.make_node("MaxPool", ["x"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
+                         helper.make_node("AveragePool", ["x"], ["b"], kernel_shape=[2, 2], strides=[2, 2]),
+                         helper.make_node("Add", ["a", "b"], ["y"])], [3, 9, 13], {}), [3, 9, 13]),
+    "maxpool_2x2_ceil": (model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                                                 ceil_mode=1)], [3, 9, 13], {}), [3, 9, 13]),
     "avgpool_include_pad": (model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2],
                                                     pads=[1, 1, 1, 1], count_include_pad=1)], [3, 9, 8], {}), [3, 9, 8]),
     "avgpool_exclude_pad": (model([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 2], strides=[2, 1],

@@ -22,11 +22,32 @@ class PoolOp : public Op {
     if (t1 < t0) t1 = t0;
   }
 
+  bool pairs = false;  // 2x2 windows at stride 2, all inside the input (VGG's pool): plane_pairs()
+
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     ctx.pool->run_range(planes, [&](int64_t t0, int64_t t1, int) {
+      if (pairs) {
+        for (int64_t t = t0; t < t1; ++t) plane_pairs(in[0] + t * H * W, out + t * OH * OW);
+        return;
+      }
       std::vector<float> acc(2 * W);
       for (int64_t t = t0; t < t1; ++t) plane(ctx.k, in[0] + t * H * W, out + t * OH * OW, acc.data());
     }, parallel());
+  }
+
+  // One pass per output row over the two input rows it reads, which the compiler vectorises (the
+  // general path below costs ~5x more per value on 2x2 windows: a call per row and per window).
+  void plane_pairs(const float* __restrict x, float* __restrict o) const {
+    for (int64_t oy = 0; oy < OH; ++oy, o += OW) {
+      const float* __restrict r0 = x + 2 * oy * W;
+      const float* __restrict r1 = r0 + W;
+      if (is_max) {
+        for (int64_t ox = 0; ox < OW; ++ox)
+          o[ox] = std::max(std::max(r0[2 * ox], r0[2 * ox + 1]), std::max(r1[2 * ox], r1[2 * ox + 1]));
+      } else {
+        for (int64_t ox = 0; ox < OW; ++ox) o[ox] = ((r0[2 * ox] + r1[2 * ox]) + (r0[2 * ox + 1] + r1[2 * ox + 1])) * 0.25f;
+      }
+    }
   }
 
   // Per output row: reduce the window's input rows into one row, then the window's columns into
@@ -131,6 +152,8 @@ std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>&
   op->OH = pooled(op->H, op->KH, op->SH, op->DH, op->PT, op->PB, ceil_mode);
   op->OW = pooled(op->W, op->KW, op->SW, op->DW, op->PL, op->PR, ceil_mode);
   op->out_shape = {in[0][0], in[0][1], op->OH, op->OW};
+  op->pairs = op->KH == 2 && op->KW == 2 && op->SH == 2 && op->SW == 2 && op->DH == 1 && op->DW == 1 && op->PT == 0 &&
+              op->PL == 0 && 2 * op->OH <= op->H && 2 * op->OW <= op->W;
   op->macs = op->planes * op->OH * op->OW * op->KH * op->KW;
   return op;
 }
