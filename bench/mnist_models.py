@@ -33,7 +33,7 @@ def vgg_mnist_onnx() -> Path:
     """The VGG-style CNN of the separable study (conv 32-32 / 64-64 / 128-128, FC 1152-256-10)."""
     import torch.nn as nn
 
-    return _trained("vgg_mnist_v1", lambda: nn.Sequential(
+    return _trained("vgg_mnist_v2", lambda: nn.Sequential(
         *_vgg_block(1, 32), *_vgg_block(32, 64), *_vgg_block(64, 128), nn.Flatten(), nn.Linear(128 * 9, 256),
         nn.ReLU(), nn.Dropout(0.3), nn.Linear(256, 10)))
 
@@ -43,7 +43,7 @@ def vgg_mnist_fc_onnx() -> Path:
     FC 3136-256-10 (803k of its 871k weights)."""
     import torch.nn as nn
 
-    return _trained("vgg_mnist_fc3136_v1", lambda: nn.Sequential(
+    return _trained("vgg_mnist_fc3136_v2", lambda: nn.Sequential(
         *_vgg_block(1, 32), *_vgg_block(32, 64), nn.Flatten(), nn.Linear(64 * 49, 256), nn.ReLU(),
         nn.Dropout(0.3), nn.Linear(256, 10)))
 

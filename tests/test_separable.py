@@ -248,3 +248,16 @@ def test_phase_ordered_weights_round_trip_and_are_checked_against_the_stride(tmp
     path.write_bytes(data.replace(b'"strides":[2,2]', b'"strides":[1,2]'))  # same length: the header stays valid
     with pytest.raises(BundleError, match="'vertical' is stored in 2 tap phases, the node's stride is 1"):
         read_bundle(path)
+
+
+def test_a_budget_is_checked_on_calibration_inputs_the_refits_did_not_see():
+    """Every fifth input is held out (whole batches where the model fixes one; the last batch when
+    there are fewer than five); one batch cannot be split."""
+    from edgesep.compiler import _hold_out
+
+    fit, check = _hold_out(12, None)
+    assert check.tolist() == [4, 9] and sorted(fit.tolist() + check.tolist()) == list(range(12))
+    fit, check = _hold_out(33, 11)
+    assert check.tolist() == list(range(22, 33)) and fit.tolist() == list(range(22))
+    with pytest.raises(CompileError, match="at least 22"):
+        _hold_out(11, 11)

@@ -48,16 +48,20 @@ def mnist_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 def fit(net: nn.Module, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, epochs: int,
         lr: float) -> None:
     """Adam on shuffled batches of 64, with random shifts of up to 2 px (4000 images are few for a
-    CNN); prints the held-out accuracy after each epoch."""
+    CNN), the rate decayed to zero over the epochs (a cosine; at a constant rate the last epoch's
+    held-out accuracy swings by a point or two); prints the held-out accuracy after each epoch."""
     opt = torch.optim.Adam(net.parameters(), lr)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    shifts = np.random.default_rng(0)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     for epoch in range(epochs):
         net.train()
         for idx in torch.randperm(len(xt)).split(64):
-            xb = torch.roll(xt[idx], shifts=tuple(np.random.randint(-2, 3, 2)), dims=(2, 3))
+            xb = torch.roll(xt[idx], shifts=tuple(int(s) for s in shifts.integers(-2, 3, 2)), dims=(2, 3))
             opt.zero_grad()
             nn.functional.cross_entropy(net(xb), yt[idx]).backward()
             opt.step()
+        decay.step()
         net.eval()
         with torch.no_grad():
             acc = (net(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean()

@@ -81,7 +81,9 @@ def compression_tables(report: dict) -> str:
         parts.append(sparse_table(report))
     cal = report.get("calibration")
     if cal:
-        line = f"calibration ({cal['samples']} inputs): output error {cal['output_error']:.4f}"
+        held = cal.get("checked_samples", cal["samples"]) < cal["samples"]
+        line = (f"calibration ({cal['samples']} inputs" + (f"; fitted to {cal['fit_samples']}, checked on the other "
+                f"{cal['checked_samples']}" if held else "") + f"): output error {cal['output_error']:.4f}")
         if "accuracy_before" in cal:
             line += f", top-1 accuracy {cal['accuracy_before']:.2%} -> {cal['accuracy_after']:.2%}"
         parts.append(line)
