@@ -125,7 +125,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="sparsify fully-connected layers: S (prune to sparsity S, e.g. 0.9; add ',block=4x1' or "
                         "',block=1x4' to prune in blocks), dict=R (dictionary x sparse codes at R of the MACs), "
                         "or auto (budget on --calib)")
-    c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input)")
+    c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input; best "
+                                                    "not the training data; auto checks its budget on every fifth, "
+                                                    "held out of the refits)")
     c.add_argument("--labels", metavar="Y.npy", help="integer labels of the calibration inputs")
     c.add_argument("--max-output-error", type=float, metavar="E",
                    help="auto: largest relative L2 error of the model output on --calib")
