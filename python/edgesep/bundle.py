@@ -47,12 +47,12 @@ def conv_mr6_count(shape: list[int], groups: int) -> int:
     return groups * math.ceil(ng / GEMM_MR) * GEMM_MR * cg * kh * kw
 
 
-def _phase_taps(shape: list[int], phases: int) -> list[np.ndarray]:
-    """The tap indices of each phase along a 1-D kernel's tap axis (kh or kw, the other being 1)."""
-    taps = max(shape[2], shape[3])
-    if phases > 1 and min(shape[2], shape[3]) != 1:
+def _phase_taps(shape: list[int], phases: int) -> tuple[int, list[np.ndarray]]:
+    """The tap axis of a 1-D kernel [n, c, kh, kw] (kh or kw, the other being 1) and each phase's taps on it."""
+    if min(shape[2], shape[3]) != 1:
         raise ValueError(f"phase order needs a 1-D kernel, not {shape[2]}x{shape[3]}")
-    return [np.arange(p, taps, phases) for p in range(phases)]
+    axis = 2 if shape[3] == 1 else 3
+    return axis, [np.arange(p, shape[axis], phases) for p in range(phases)]
 
 
 def pack_conv_mr6(w: np.ndarray, groups: int, phases: int = 1) -> np.ndarray:
@@ -61,8 +61,8 @@ def pack_conv_mr6(w: np.ndarray, groups: int, phases: int = 1) -> np.ndarray:
     phases > 1 (a separable pass at that stride; kh or kw is 1): the conv_mr6 packings of the taps
     p, p + phases, ... for each phase p, one after another (csrc/kernels/kernels.h, sep_weight_index)."""
     if phases > 1:
-        axis = 2 if w.shape[3] == 1 else 3
-        return np.concatenate([pack_conv_mr6(np.take(w, t, axis=axis), groups) for t in _phase_taps(w.shape, phases)])
+        axis, taps = _phase_taps(w.shape, phases)
+        return np.concatenate([pack_conv_mr6(np.take(w, t, axis=axis), groups) for t in taps])
     n, cg, kh, kw = w.shape
     ng, k = n // groups, cg * kh * kw
     panels = math.ceil(ng / GEMM_MR)
@@ -73,19 +73,17 @@ def pack_conv_mr6(w: np.ndarray, groups: int, phases: int = 1) -> np.ndarray:
 
 def unpack_conv_mr6(packed: np.ndarray, shape: list[int], groups: int, phases: int = 1) -> np.ndarray:
     """Inverse of pack_conv_mr6."""
-    n, cg, kh, kw = shape
     if phases > 1:
-        axis = 2 if kw == 1 else 3
+        axis, taps = _phase_taps(shape, phases)
         w, at = np.zeros(shape, np.float32), 0
-        for t in _phase_taps(shape, phases):
+        for t in taps:
             sub = list(shape)
             sub[axis] = len(t)
             size = conv_mr6_count(sub, groups)
-            idx = [slice(None)] * 4
-            idx[axis] = t
-            w[tuple(idx)] = unpack_conv_mr6(packed[at:at + size], sub, groups)
+            w[(slice(None),) * axis + (t,)] = unpack_conv_mr6(packed[at:at + size], sub, groups)
             at += size
         return w
+    n, cg, kh, kw = shape
     ng, k = n // groups, cg * kh * kw
     panels = math.ceil(ng / GEMM_MR)
     w = np.asarray(packed).reshape(groups, panels, k, GEMM_MR).transpose(0, 1, 3, 2).reshape(groups, panels * GEMM_MR, k)

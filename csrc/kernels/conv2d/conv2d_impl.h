@@ -106,16 +106,16 @@ inline void band_gemm(int M, int n0, int n1, int n2, const float* w, const float
   }
 }
 
-// Copies input rows [y0, y0 + rows) of C planes (H x W) into planes of `rows` x wz at dst (plane
-// floats apart), each row as pl zeros | the input row | zeros; rows outside the input are zeros.
-// (Templated on V only so that each ISA's translation unit keeps its own copy.)
+// Copies input rows y0, y0 + step, ... (`rows` of them) of C planes (H x W) into planes of `rows` x wz
+// at dst (plane floats apart), each row as pl zeros | the input row | zeros; rows outside the input are
+// zeros. (Templated on V only so that each ISA's translation unit keeps its own copy.)
 template <class V>
 inline void copy_band(const float* in, int C, int H, int W, int y0, int rows, int pl, int wz, ptrdiff_t plane,
-                      float* dst) {
+                      float* dst, int step = 1) {
   for (int c = 0; c < C; ++c)
     for (int r = 0; r < rows; ++r) {
       float* d = dst + (ptrdiff_t)c * plane + (ptrdiff_t)r * wz;
-      const int iy = y0 + r;
+      const int iy = y0 + r * step;
       if (iy < 0 || iy >= H) {
         std::memset(d, 0, sizeof(float) * wz);
         continue;

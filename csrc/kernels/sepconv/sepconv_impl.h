@@ -23,23 +23,6 @@
 
 namespace edgesep::detail {
 
-// The band's row-phase planes (see above) from padded row y0 = oy0 * SH; zeros outside the input.
-inline void copy_phases(const SepShape& s, const SepLayout& g, const float* in, int y0, float* band) {
-  for (int c = 0; c < s.C; ++c)
-    for (int py = 0; py < s.SH; ++py)
-      for (int i = 0; i < g.rp; ++i) {
-        float* d = band + c * g.chan + py * g.pp + (ptrdiff_t)i * g.wz;
-        const int iy = y0 + py + s.SH * i - s.PT;
-        if (iy < 0 || iy >= s.H) {
-          std::memset(d, 0, sizeof(float) * g.wz);
-          continue;
-        }
-        std::memset(d, 0, sizeof(float) * s.PL);
-        std::memcpy(d + s.PL, in + ((ptrdiff_t)c * s.H + iy) * s.W, sizeof(float) * s.W);
-        std::memset(d + s.PL + s.W, 0, sizeof(float) * s.PR);
-      }
-}
-
 // zv's rows (rows x wz each) dealt to SW column phases of wq (see above). A row's columns past wz
 // (where wz is not a multiple of SW) take the next row's first values: only dropped outputs read them.
 inline void deal_columns(const SepShape& s, const SepLayout& g, const float* zv, int rows, float* z) {
@@ -70,7 +53,9 @@ void sepconv_band(const SepShape& s, const float* in, const float* vw, const flo
   float* band = scratch;
   float* zv = band + g.band;
   float* o = zv + g.zv + g.z;
-  copy_phases(s, g, in, oy0 * s.SH, band);
+  // Row phase py: padded rows oy0 * SH + py + SH * i (see above); each channel's SH planes chan apart.
+  for (int py = 0; py < s.SH; ++py)
+    copy_band<V>(in, s.C, s.H, s.W, oy0 * s.SH + py - s.PT, g.rp, s.PL, g.wz, g.chan, band + py * g.pp, s.SH);
   std::memset(band + (ptrdiff_t)s.C * g.chan, 0, sizeof(float) * (g.band - (ptrdiff_t)s.C * g.chan));
   const ptrdiff_t kpanels = (s.K + kGemmMR - 1) / kGemmMR * kGemmMR, npanels = (s.N + kGemmMR - 1) / kGemmMR * kGemmMR;
   const int last_py = (s.KH < s.SH ? s.KH : s.SH) - 1, last_px = (s.KW < s.SW ? s.KW : s.SW) - 1;
@@ -93,11 +78,10 @@ void sepconv_band(const SepShape& s, const float* in, const float* vw, const flo
       for (int px = 0; px < s.SW; ++px)
         std::memset(z + (ptrdiff_t)k * g.zrow + px * g.zph + q, 0, sizeof(float) * (g.zph - q));
   }
-  const ptrdiff_t zph = s.SW > 1 ? g.zph : 0;
   w = hw;
-  for (int px = 0; px <= last_px; ++px) {
+  for (int px = 0; px <= last_px; ++px) {  // (at SW = 1, px is 0 and g.zph 0)
     const int taps = sep_phase_taps(s.KW, s.SW, px);
-    band_gemm<V, NV>(s.N, s.K, 1, taps, w, z + px * zph, g.zrow, 0, 1, o, g.orow, q, bias, lo, hi, px > 0,
+    band_gemm<V, NV>(s.N, s.K, 1, taps, w, z + px * g.zph, g.zrow, 0, 1, o, g.orow, q, bias, lo, hi, px > 0,
                      px == last_px);
     w += npanels * s.K * taps;
   }

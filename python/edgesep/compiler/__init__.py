@@ -75,29 +75,31 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     sep = Spec.parse(separable) if separable else None
     sparse = SparseSpec.parse(sparse_fc) if sparse_fc else None
     reference = metric = budget = None  # calibration outputs of the uncompressed model, the budgeted metric
-    fit = check = None  # indices of the calibration inputs the passes fit to, and those the budget is checked on
+    fit = check = calib  # the calibration inputs the passes fit to, and those the budget is checked on
     if calib is not None and (sep or sparse):
-        searched = (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched)
-        fit, check = _hold_out(len(calib), graph.inputs[0][1][0]) if searched else (np.arange(len(calib)),) * 2
-        reference = run(model_of(graph, num_threads=num_threads), calib[check])[0]
-        metric, budget = _budget(calib[check], reference, max_output_error, max_accuracy_drop, num_threads)
+        if (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched):
+            fit_idx, check_idx = _hold_out(len(calib), graph.inputs[0][1][0])
+            fit, check = calib[fit_idx], calib[check_idx]
+            labels = None if labels is None else labels[check_idx]
+        reference = run(model_of(graph, num_threads=num_threads), check)[0]
+        metric, budget = _budget(check, reference, max_output_error, max_accuracy_drop, num_threads)
     if sep:
         # With both passes budgeted, the separable pass may spend half; the sparse pass the rest.
         share = budget / 2 if budget is not None and sparse and sparse.searched else budget
-        report["separable"] = separable_pass(graph, sep, num_threads, None if fit is None else calib[fit], metric,
-                                             share, _progress(progress, "separable"), min_speedup)
+        report["separable"] = separable_pass(graph, sep, num_threads, fit, metric, share,
+                                             _progress(progress, "separable"), min_speedup)
         report["separable_spec"] = separable
     if sparse:
-        report["sparse_fc"] = sparse_fc_pass(graph, sparse, num_threads, None if fit is None else calib[fit], metric,
-                                             budget, _progress(progress, "sparse-fc"), min_speedup)
+        report["sparse_fc"] = sparse_fc_pass(graph, sparse, num_threads, fit, metric, budget,
+                                             _progress(progress, "sparse-fc"), min_speedup)
         report["sparse_fc_spec"] = sparse_fc
     if (sep or sparse) and calib is not None:
-        out = run(model_of(graph, num_threads=num_threads), calib[check])[0]
+        out = run(model_of(graph, num_threads=num_threads), check)[0]
         report["calibration"] = {"samples": int(len(calib)), "fit_samples": int(len(fit)),
                                  "checked_samples": int(len(check)), "output_error": _rel_error(out, reference)}
-        if labels is not None:
-            report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels[check]).mean()),
-                                          "accuracy_after": float((out.argmax(1) == labels[check]).mean())})
+        if labels is not None:  # (the checked inputs' labels)
+            report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
+                                          "accuracy_after": float((out.argmax(1) == labels).mean())})
     report["nodes"] = len(graph.nodes)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     source = {"file": src.name, "sha256": hashlib.sha256(raw).hexdigest(), "producer": model.producer_name,
