@@ -68,10 +68,10 @@ def rel_err(got: np.ndarray, want: np.ndarray) -> float:
 
 @pytest.fixture
 def compiled(tmp_path: Path):
-    """compiled(onnx_path) -> bundle path (compiled into the test's tmp dir)."""
-    def make(onnx_path: Path, name: str = "model") -> Path:
-        out = tmp_path / f"{name}.esb"
-        compile_onnx(onnx_path, out)
+    """compiled(onnx_path[, layout]) -> bundle path (compiled into the test's tmp dir)."""
+    def make(onnx_path: Path, name: str = "model", layout: str = "nhwc") -> Path:
+        out = tmp_path / f"{name}-{layout}.esb"
+        compile_onnx(onnx_path, out, layout=layout)
         return out
     return make
 

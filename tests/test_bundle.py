@@ -26,6 +26,11 @@ def bundle(tmp_path) -> Path:
     return tmp_path / "m.esb"
 
 
+def node(h: dict, op: str = "Conv") -> dict:
+    """The first node of the header's graph running `op`."""
+    return next(n for n in h["graph"]["nodes"] if n["op"] == op)
+
+
 def split(path: Path) -> tuple[dict, bytes]:
     raw = path.read_bytes()
     _, _, _, hlen, doff = _PREAMBLE.unpack_from(raw, 0)
@@ -101,11 +106,12 @@ def test_corrupt_weights_fail_the_checksum(bundle):
     (lambda h: h["tensors"][0].update(shape=[5, -3, 3, 3]), "invalid shape"),
     (lambda h: h["graph"]["nodes"][0].update(op="Frobnicate"), "unknown op 'Frobnicate'"),
     (lambda h: h["graph"]["nodes"][0]["attrs"].update(colour=1), "unknown attribute 'colour'"),
-    (lambda h: h["graph"]["nodes"][1]["attrs"].update(strides="2"), "must be list"),
-    (lambda h: h["graph"]["nodes"][1]["attrs"].update(activation="gelu"), "unknown activation"),
-    (lambda h: h["graph"]["nodes"][1]["weights"].update(weight=9), "does not exist"),
+    (lambda h: node(h)["attrs"].update(strides="2"), "must be list"),
+    (lambda h: node(h)["attrs"].update(activation="gelu"), "unknown activation"),
+    (lambda h: node(h)["attrs"].update(layout="nchwc"), "unknown layout 'nchwc'"),
+    (lambda h: node(h)["weights"].update(weight=9), "does not exist"),
     (lambda h: h["graph"]["nodes"][0].update(inputs=[h["graph"]["nodes"][1]["output"]]), "before it is defined"),
-    (lambda h: h["graph"]["nodes"][1].update(output="x"), "defined twice"),
+    (lambda h: node(h).update(output="x"), "defined twice"),
     (lambda h: h["graph"]["outputs"].append({"name": "nowhere"}), "not a defined value"),
     (lambda h: h["graph"]["inputs"][0].update(shape=[None, 0, 6, 3]), "invalid shape"),
     (lambda h: h.pop("graph"), "'graph' must be an object"),
@@ -128,12 +134,13 @@ def test_cycle_between_nodes(bundle):
     (lambda n: n["attrs"].update(out_channels=6), r"node '.*' \(Conv\): weight shape .* expected \[6, 3, 3, 3\]"),
     (lambda n: n["attrs"].update(pads=[9, 9, 9]), r"node '.*' \(Conv\): .*pads 4"),
     (lambda n: n["attrs"].update(strides=[0, 1]), r"node '.*' \(Conv\): strides must be positive"),
-    (lambda n: n["attrs"].update(group=2), r"node 1 \(.*\): conv weight must be stored as conv_mr6"),
+    (lambda n: n["attrs"].update(group=2), r"node \d+ \(.*\): conv weight must be stored as conv_nhwc16"),
+    (lambda n: n["attrs"].update(layout="nchw"), r"node \d+ \(.*\): conv weight must be stored as conv_mr6"),
 ])
 def test_attributes_inconsistent_with_shapes(bundle, mutate, message):
     """Caught when the bundle is read or when the C++ plan is built at load, with the node named."""
     def m(h):
-        mutate(h["graph"]["nodes"][1])
+        mutate(node(h))
     with pytest.raises(BundleError, match=message):
         edgesep.load(rewrite(bundle, m))
 

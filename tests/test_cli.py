@@ -9,6 +9,7 @@ import onnx
 import pytest
 from test_ops import CASES
 
+from edgesep.bundle import FORMAT_VERSION
 from edgesep.cli import main
 
 
@@ -73,6 +74,6 @@ def test_compile_sparse_fc_reports_per_layer_and_inspect_shows_it(tmp_path, caps
     assert "sparse-fc (0.9):" in out and "magnitude 0.9" in out and "output err" in out and "SparseFc+relu" in out
     assert main(["inspect", str(esb)]) == 0
     out = capsys.readouterr().out
-    assert "bundle v2" in out and "magnitude 0.9" in out and "calibration (200 inputs)" in out
+    assert f"bundle v{FORMAT_VERSION}" in out and "magnitude 0.9" in out and "calibration (200 inputs)" in out
     assert main(["compile", str(path), "-o", str(esb), "--sparse-fc", "0.9,block=3x3"]) == 1
     assert "block=1x1, block=1x4 or block=4x1" in capsys.readouterr().err

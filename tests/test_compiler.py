@@ -9,6 +9,12 @@ from test_ops import CASES, model, w
 
 import edgesep
 from edgesep.compiler import CompileError, compile_onnx
+from edgesep.compiler.layout import is_layout_change
+
+
+def nodes(m) -> list[dict]:
+    """The bundle's nodes less the layout changes (compiler/layout.py)."""
+    return [n for n in m.header["graph"]["nodes"] if not is_layout_change(n)]
 
 
 def compile_case(tmp_path, proto):
@@ -22,32 +28,32 @@ def test_batchnorm_folds_into_conv_and_lowers_when_alone(tmp_path):
     report, m = compile_case(tmp_path, CASES["batchnorm_after_conv_and_alone"][0])
     assert report["cleanup"]["batchnorm_folded"] == 1
     # The leading BN has no conv before it: it becomes a per-channel Mul + Add.
-    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Mul", "Add", "Conv"]
+    assert [n["op"] for n in nodes(m)] == ["Mul", "Add", "Conv"]
 
 
 def test_scale_and_shift_fold_into_conv(tmp_path):
     report, m = compile_case(tmp_path, CASES["scale_and_bias_fold"][0])
     assert report["cleanup"]["affine_folded"] == 2
-    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Conv"]
+    assert [n["op"] for n in nodes(m)] == ["Conv"]
 
 
 def test_activations_fuse_into_producers(tmp_path):
     report, m = compile_case(tmp_path, CASES["activations"][0])
-    acts = [(n["op"], n["attrs"].get("activation")) for n in m.header["graph"]["nodes"]]
+    acts = [(n["op"], n["attrs"].get("activation")) for n in nodes(m)]
     assert acts == [("Conv", "leaky_relu"), ("Conv", "hard_sigmoid"), ("Conv", "hard_swish"), ("Conv", "sigmoid"),
                     ("Conv", "tanh"), ("Conv", "clip"), ("Activation", "prelu")]
 
 
 def test_activation_not_fused_when_preactivation_is_an_output(tmp_path):
     _, m = compile_case(tmp_path, CASES["two_outputs"][0])
-    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Conv", "Activation"]
+    assert [n["op"] for n in nodes(m)] == ["Conv", "Activation"]
     assert [o.name for o in m.outputs] == ["y", "z"]
 
 
 def test_dynamic_batch_and_shape_arithmetic_fold(tmp_path):
     _, m = compile_case(tmp_path, CASES["reshape_shape_arithmetic"][0])
     assert m.inputs[0].shape == (None, 3, 4, 2)
-    assert [n["op"] for n in m.header["graph"]["nodes"]] == ["Reshape"]
+    assert [n["op"] for n in nodes(m)] == ["Reshape"]
     assert m.header["graph"]["nodes"][0]["attrs"]["shape"] == [0, -1]
 
 
@@ -94,14 +100,27 @@ def test_non_float_input_and_garbage_file_are_refused(tmp_path):
         compile_onnx(junk, tmp_path / "m.esb")
 
 
-def test_conv_weights_are_stored_prepacked(tmp_path):
-    from edgesep.bundle import read_bundle, unpack_conv_mr6
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_conv_weights_are_stored_prepacked(tmp_path, layout):
+    from edgesep.bundle import read_bundle
 
-    W = w(10, 2, 3, 3)  # 5 output channels per group: each group's panel is zero-padded to 6
-    proto = model([helper.make_node("Conv", ["x", "W"], ["y"], group=2)], [4, 5, 5], {"W": W})
-    compile_case(tmp_path, proto)
+    W = w(10, 2, 3, 3)  # 5 output channels per group: each group's panel is zero-padded (to 16 / to 6)
+    D = w(10, 1, 3, 3)  # depthwise
+    proto = model([helper.make_node("Conv", ["x", "W"], ["h"], group=2),
+                   helper.make_node("Conv", ["h", "D"], ["y"], group=10)], [4, 5, 5], {"W": W, "D": D})
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    compile_onnx(path, tmp_path / "m.esb", layout=layout)
     b = read_bundle(tmp_path / "m.esb")
-    t = b.tensors[0]
-    assert t["layout"] == "conv_mr6" and t["groups"] == 2 and t["shape"] == [10, 2, 3, 3]
-    assert t["nbytes"] == 4 * 2 * 6 * 18
-    np.testing.assert_array_equal(unpack_conv_mr6(b.tensor(0), t["shape"], 2), W)
+    t, d = b.tensors[0], b.tensors[1]
+    assert t["groups"] == 2 and t["shape"] == [10, 2, 3, 3] and d["shape"] == [10, 1, 3, 3]
+    if layout == "nhwc":
+        assert t["layout"] == "conv_nhwc16" and t["nbytes"] == 4 * 2 * 16 * 18 and d["layout"] == "khwc"
+        np.testing.assert_array_equal(b.tensor(0).reshape(2, 9, 2, 16)[1, 4, :, :5], W[5:, :, 1, 1].T)
+        np.testing.assert_array_equal(b.tensor(1).reshape(3, 3, 10)[2, 0], D[:, 0, 2, 0])
+    else:
+        assert t["layout"] == "conv_mr6" and t["nbytes"] == 4 * 2 * 6 * 18 and d["layout"] == "plain"
+    np.testing.assert_array_equal(b.weight(0), W)
+    np.testing.assert_array_equal(b.weight(1), D)
+    x = np.random.default_rng(0).standard_normal((2, 4, 5, 5)).astype(np.float32)
+    assert edgesep.load(tmp_path / "m.esb").run(x).shape == (2, 10, 1, 1)

@@ -24,11 +24,17 @@ def check(bundle, onnx_path, feeds: dict, isas=("",), threads=(1, 2)) -> None:
                 assert rel_err(g, w) <= PARITY_RTOL, (isa, t, rel_err(g, w))
 
 
-def test_demo_model_all_isas(compiled):
+# The activation layouts: NHWC (the conv core, the default) and NCHW (the first core, which bundles of
+# format 1 and 2 run on), each on every kernel variant.
+LAYOUTS = ["nhwc", "nchw"]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_demo_model_all_isas(compiled, layout):
     from edgesep.demo import _data
 
     onnx_path, images, _ = _data()
-    check(compiled(onnx_path), onnx_path, {"image": images[:7]}, isas=ISAS)
+    check(compiled(onnx_path, layout=layout), onnx_path, {"image": images[:7]}, isas=ISAS)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1"])
@@ -47,10 +53,11 @@ def test_vgg11(compiled):
     check(compiled(path), path, {"input": x}, threads=(2,))
 
 
+@pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("key,shape", [("onet", (3, 48, 48, 3)), ("rnet", (5, 24, 24, 3))])
-def test_mtcnn_keras_exports(compiled, key, shape):
+def test_mtcnn_keras_exports(compiled, key, shape, layout):
     path = pypi_model(key)
-    bundle = compiled(path)
+    bundle = compiled(path, layout=layout)
     name = edgesep.load(bundle).inputs[0].name
     x = np.random.default_rng(2).uniform(-1, 1, shape).astype(np.float32)
     check(bundle, path, {name: x}, isas=ISAS)
@@ -66,9 +73,10 @@ def test_mtcnn_pnet_fixed_spatial_dims(tmp_path):
     check(bundle, path, {"input_1": x})
 
 
-def test_meter_digits_recognizer(compiled):
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_meter_digits_recognizer(compiled, layout):
     path = pypi_model("meter_digits")
-    bundle = compiled(path)
+    bundle = compiled(path, layout=layout)
     model = edgesep.load(bundle)
     assert model.inputs[0].shape == (11, 3, 32, 20)  # exported with a fixed batch of 11
     x = np.random.default_rng(4).uniform(0, 1, (11, 3, 32, 20)).astype(np.float32)

@@ -128,6 +128,40 @@ using ActivationFn = void (*)(ActCode code, float* x, int64_t n, float a, float 
 // Pooling's row reductions: acc[i] = max(acc[i], x[i]) (is_max) or acc[i] + x[i], for i < n.
 using PoolRowFn = void (*)(float* acc, const float* x, int64_t n, bool is_max);
 
+// ---- The NHWC conv core (conv core v2) ----
+// Activations of a conv chain are NHWC: a pixel's channels are contiguous. A conv is an indirect GEMM:
+// an output pixel's inputs are found through a table of input-pixel offsets per tap (no im2col copy),
+// and a register tile of MR pixels x 16 (or 32) output channels is vectorised over the channels, one
+// input value broadcast per FMA row. Weights are packed at compile time in panels of kPanelNC output
+// channels (layout conv_nhwc16, the same for every ISA): per group, panel j = [taps][C][kPanelNC],
+// output channel j * kPanelNC + i at lane i, zero past the group's channels.
+constexpr int kPanelNC = 16;
+
+struct IgemmShape {
+  int C;          // input channels of the group: the depth of one tap
+  int taps;       // KH * KW
+  int N;          // output channels of the group
+  int ldo;        // floats between output pixels (all groups' channels)
+};
+
+// Output pixels [p0, p1) x the group's output channels [n0, n1) (n0 a multiple of kPanelNC):
+// out[p * ldo + n] = clamp(bias[n] + sum[p * ldo + n] + sum_t sum_c x_pt[c] * W[n][c][t], lo, hi), where
+// x_pt = in + ind[p * taps + t], or `zero` (at least C zeros) where ind < 0 (padding). bias and sum may be
+// null; in, out, sum point at the group's first channel.
+using IgemmFn = void (*)(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero,
+                         const float* w, const float* bias, const float* sum, float* out, int p0, int p1, int n0,
+                         int n1, float lo, float hi);
+
+// The offset table of a conv (one group's geometry s) on one NHWC image of `ldi` floats per pixel:
+// ind[p * taps + t] = (iy * W + ix) * ldi for output pixel p's tap t, or -1 where it reads the padding.
+// False (and nothing written) if an offset would not fit in int32.
+bool igemm_offsets(const ConvShape& s, int64_t ldi, int32_t* ind);
+
+// Depthwise conv on one NHWC image, all s.C channels (s.N == s.C), output rows [oy0, oy1):
+// w is [KH][KW][C] (layout khwc), bias C values or null.
+using DwNhwcFn = void (*)(const ConvShape& s, const float* in, const float* w, const float* bias, float* out,
+                          int oy0, int oy1, float lo, float hi);
+
 struct KernelTable {
   const char* isa;   // "ref", "sse41", "avx2", "avx512", "neon"
   int gemm_nr;       // GEMM register tile width in output pixels
@@ -141,6 +175,9 @@ struct KernelTable {
   SpmmFn spmm;
   ActivationFn activation;
   PoolRowFn pool_row;
+  IgemmFn igemm;
+  int igemm_mr;      // pixels per register tile of igemm (the op's pixel chunks are multiples of it)
+  DwNhwcFn dwconv_nhwc;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -184,6 +221,10 @@ void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, f
           float hi);
 void activation(ActCode code, float* x, int64_t n, float a, float b);
 void pool_row(float* acc, const float* x, int64_t n, bool is_max);
+void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
+           const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi);
+void dwconv_nhwc(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int oy1,
+                 float lo, float hi);
 }  // namespace ref
 
 // The variants compiled into this build that this CPU can run, reference first, best last.

@@ -13,9 +13,25 @@ const KernelTable* table_neon();
 
 namespace {
 const KernelTable* table_ref() {
-  static const KernelTable t{"ref",       1,          ref::conv_gemm, ref::conv_pack, ref::conv_packed_gemm,
-                             ref::conv_direct, ref::dwconv, ref::fc,   ref::sepconv, ref::spmm,
-                             ref::activation,  ref::pool_row};
+  static const KernelTable t = [] {
+    KernelTable k{};
+    k.isa = "ref";
+    k.gemm_nr = 1;
+    k.conv_gemm = ref::conv_gemm;
+    k.conv_pack = ref::conv_pack;
+    k.conv_packed_gemm = ref::conv_packed_gemm;
+    k.conv_direct = ref::conv_direct;
+    k.dwconv = ref::dwconv;
+    k.fc = ref::fc;
+    k.sepconv = ref::sepconv;
+    k.spmm = ref::spmm;
+    k.activation = ref::activation;
+    k.pool_row = ref::pool_row;
+    k.igemm = ref::igemm;
+    k.igemm_mr = 1;
+    k.dwconv_nhwc = ref::dwconv_nhwc;
+    return k;
+  }();
   return &t;
 }
 

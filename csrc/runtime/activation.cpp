@@ -45,6 +45,19 @@ void Activation::apply_rows(const KernelTable* k, float* x, int64_t rows, int64_
   for (int64_t r = 0; r < rows; ++r) apply(k, x + r * stride, len, channel0 + r);
 }
 
+void Activation::apply_pixels(const KernelTable* k, float* x, int64_t pixels, int64_t len, int64_t stride,
+                              int64_t channel0) const {
+  if (kind == ActKind::None) return;
+  if (kind != ActKind::PRelu || slope_count == 1) {  // the same function for every channel
+    if (stride == len) return apply(k, x, pixels * len, 0);
+    for (int64_t p = 0; p < pixels; ++p) apply(k, x + p * stride, len, 0);
+    return;
+  }
+  const float* a = slope + channel0;
+  for (int64_t p = 0; p < pixels; ++p, x += stride)
+    for (int64_t i = 0; i < len; ++i) x[i] = x[i] < 0.f ? a[i] * x[i] : x[i];
+}
+
 Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels) {
   Activation act;
   const std::string k = a.str("activation", "none");

@@ -25,6 +25,9 @@ struct Activation {
   // The same over `rows` runs of `len` values, `stride` apart, run r of channel channel0 + r: one call
   // of the kernel where the runs are contiguous and the activation is the same for every channel.
   void apply_rows(const KernelTable* k, float* x, int64_t rows, int64_t len, int64_t stride, int64_t channel0) const;
+  // The same over `pixels` runs of `len` channels, `stride` apart, each run channels channel0 .. (NHWC).
+  void apply_pixels(const KernelTable* k, float* x, int64_t pixels, int64_t len, int64_t stride,
+                    int64_t channel0) const;
 };
 
 // Reads attributes "activation" (+ "clip_min"/"clip_max", "alpha"/"beta") and weight "slope".

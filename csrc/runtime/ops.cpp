@@ -49,7 +49,7 @@ std::unique_ptr<Op> make_op(const std::string& type, const std::vector<Shape>& i
   if (type == "Fc") return make_fc(in, a, w, ctx);
   if (type == "SparseFc") return make_sparse_fc(in, a, w, ctx);
   if (type == "MaxPool" || type == "AveragePool") return make_pool(type, in, a);
-  if (type == "GlobalAveragePool" || type == "GlobalMaxPool") return make_global_pool(type, in);
+  if (type == "GlobalAveragePool" || type == "GlobalMaxPool") return make_global_pool(type, in, a);
   if (type == "Activation") return make_activation(in, a, w);
   if (type == "Add" || type == "Sub" || type == "Mul" || type == "Div" || type == "Max" || type == "Min")
     return make_binary(type, in, a, w);

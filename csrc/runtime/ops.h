@@ -21,11 +21,18 @@ void expect_rank(const Shape& s, size_t rank, const char* what);
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
 
 std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
+// Conv on NHWC activations (ops_conv_nhwc.cpp): s is one group's geometry, in[0] is [B, H, W, C].
+// depthwise_rule: a conv with one channel in and out per group runs depthwise (weights khwc), as a
+// Conv node's does (ops.is_depthwise); the separable pair's halves never do.
+std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape& s, int64_t G, const Attrs& a,
+                                   const Weights& w, const BuildCtx& c, bool depthwise_rule);
+std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepShape& s, const Attrs& a,
+                                      const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_sparse_fc(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a);
-std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in);
+std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a);
 std::unique_ptr<Op> make_activation(const std::vector<Shape>& in, const Attrs& a, const Weights& w);
 std::unique_ptr<Op> make_binary(const std::string& type, const std::vector<Shape>& in, const Attrs& a,
                                 const Weights& w);

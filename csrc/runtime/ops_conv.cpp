@@ -148,10 +148,13 @@ int64_t need_positive(const std::vector<int64_t>& v, size_t i, const char* what)
 }  // namespace
 
 std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
-  expect_inputs(in, 1, 1);
+  if (in.empty()) throw PlanError("Conv needs an input");
   expect_rank(in[0], 4, "Conv input");
-  auto op = std::make_unique<ConvOp>();
+  const std::string layout = a.str("layout", "nchw");
+  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
+  const bool nhwc = layout == "nhwc";
   const Shape& x = in[0];
+  const int64_t C = nhwc ? x[3] : x[1], H = nhwc ? x[1] : x[2], W = nhwc ? x[2] : x[3];
   const auto k = a.ints("kernel_shape", {});
   const auto st = a.ints("strides", {1, 1});
   const auto di = a.ints("dilations", {1, 1});
@@ -161,13 +164,13 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
     throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
   for (int64_t p : pads)
     if (p < 0) throw PlanError("negative pads");
-  if (G < 1 || x[1] % G != 0 || N < 1 || N % G != 0)
-    throw PlanError("group " + std::to_string(G) + " does not divide channels " + std::to_string(x[1]) + " -> " +
+  if (G < 1 || C % G != 0 || N < 1 || N % G != 0)
+    throw PlanError("group " + std::to_string(G) + " does not divide channels " + std::to_string(C) + " -> " +
                     std::to_string(N));
-  ConvShape& s = op->s;
-  s.C = (int)(x[1] / G);
-  s.H = (int)x[2];
-  s.W = (int)x[3];
+  ConvShape s{};
+  s.C = (int)(C / G);
+  s.H = (int)H;
+  s.W = (int)W;
   s.N = (int)(N / G);
   s.KH = (int)need_positive(k, 0, "kernel_shape");
   s.KW = (int)need_positive(k, 1, "kernel_shape");
@@ -178,21 +181,25 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
   s.PT = (int)pads[0];
   s.PL = (int)pads[1];
   const int64_t eh = (int64_t)(s.KH - 1) * s.DH + 1, ew = (int64_t)(s.KW - 1) * s.DW + 1;
-  const int64_t oh = (x[2] + pads[0] + pads[2] - eh) / s.SH + 1, ow = (x[3] + pads[1] + pads[3] - ew) / s.SW + 1;
-  if (x[2] + pads[0] + pads[2] < eh || x[3] + pads[1] + pads[3] < ew)
+  if (H + pads[0] + pads[2] < eh || W + pads[1] + pads[3] < ew)
     throw PlanError("kernel larger than the padded input " + shape_str(x));
-  s.OH = (int)oh;
-  s.OW = (int)ow;
-  op->B = x[0];
-  op->G = G;
-  op->depthwise = G == x[1] && N == x[1];
-  op->out_shape = {x[0], N, oh, ow};
-  const int64_t K = s.K();
+  s.OH = (int)((H + pads[0] + pads[2] - eh) / s.SH + 1);
+  s.OW = (int)((W + pads[1] + pads[3] - ew) / s.SW + 1);
   auto it = w.find("weight");
   const Shape want{N, s.C, s.KH, s.KW};
   if (it != w.end() && it->second.shape != want)
     throw PlanError("weight shape " + shape_str(it->second.shape) + " does not match the attributes: expected " +
                     shape_str(want));
+  if (nhwc) return make_conv_nhwc(in, s, G, a, w, c, true);
+  expect_inputs(in, 1, 1);
+  auto op = std::make_unique<ConvOp>();
+  op->s = s;
+  const int64_t oh = s.OH, ow = s.OW;
+  op->B = x[0];
+  op->G = G;
+  op->depthwise = G == x[1] && N == x[1];
+  op->out_shape = {x[0], N, oh, ow};
+  const int64_t K = s.K();
   if (op->depthwise) {
     op->w = need_weight(w, "weight", "plain", N * s.KH * s.KW).data;
     op->scratch_floats = dwconv_scratch_floats(s);
@@ -242,8 +249,11 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
 std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
   expect_inputs(in, 1, 1);
   expect_rank(in[0], 4, "SeparableConv input");
+  const std::string layout = a.str("layout", "nchw");
+  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
+  const bool nhwc = layout == "nhwc";
   auto op = std::make_unique<SepConvOp>();
-  const Shape& x = in[0];
+  const Shape x = nhwc ? Shape{in[0][0], in[0][3], in[0][1], in[0][2]} : in[0];
   const auto k = a.ints("kernel_shape", {});
   const auto st = a.ints("strides", {1, 1});
   const auto pads = a.ints("pads", {0, 0, 0, 0});
@@ -260,6 +270,10 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   if (s.K < 1 || s.N < 1) throw PlanError("rank and out_channels must be positive");
   if (x[2] + pads[0] + pads[2] < s.KH || x[3] + pads[1] + pads[3] < s.KW)
     throw PlanError("kernel larger than the padded input " + shape_str(x));
+  if (w.count("vertical") && w.count("horizontal") &&
+      (w.at("vertical").shape != Shape{s.K, s.C, s.KH, 1} || w.at("horizontal").shape != Shape{s.N, s.K, 1, s.KW}))
+    throw PlanError("vertical / horizontal weight shapes do not match rank, channels and kernel_shape");
+  if (nhwc) return make_sepconv_nhwc(in, s, a, w, c);
   auto panels = [](int64_t rows) { return (rows + kGemmMR - 1) / kGemmMR * kGemmMR; };
   op->v = need_weight(w, "vertical", "conv_mr6", panels(s.K) * s.C * s.KH).data;
   op->h = need_weight(w, "horizontal", "conv_mr6", panels(s.N) * s.K * s.KW).data;

@@ -115,6 +115,76 @@ class GlobalPoolOp : public Op {
   }
 };
 
+// MaxPool / AveragePool on NHWC activations: per output pixel, the window's valid taps are summed
+// (or maxed) a whole pixel's channels at a time (contiguous runs the compiler vectorises).
+class PoolNhwcOp : public Op {
+ public:
+  bool is_max = true, include_pad = false;
+  int64_t B = 0, C = 0, H = 0, W = 0, OH = 0, OW = 0;
+  int64_t KH = 1, KW = 1, SH = 1, SW = 1, DH = 1, DW = 1, PT = 0, PL = 0, PB = 0, PR = 0;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    ctx.pool->run_range(B * OH, [&](int64_t r0, int64_t r1, int) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t b = r / OH, oy = r % OH, y0 = oy * SH - PT;
+        const float* x = in[0] + b * H * W * C;
+        int64_t ky0, ky1;
+        PoolOp::taps(y0, DH, KH, H, ky0, ky1);
+        for (int64_t ox = 0; ox < OW; ++ox) {
+          const int64_t x0 = ox * SW - PL;
+          int64_t kx0, kx1;
+          PoolOp::taps(x0, DW, KW, W, kx0, kx1);
+          float* __restrict o = out + ((r * OW) + ox) * C;
+          std::fill(o, o + C, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
+          for (int64_t ky = ky0; ky < ky1; ++ky)
+            for (int64_t kx = kx0; kx < kx1; ++kx) {
+              const float* __restrict v = x + ((y0 + ky * DH) * W + x0 + kx * DW) * C;
+              if (is_max)
+                for (int64_t c = 0; c < C; ++c) o[c] = std::max(o[c], v[c]);
+              else
+                for (int64_t c = 0; c < C; ++c) o[c] += v[c];
+            }
+          if (!is_max) {
+            const int64_t n = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0)
+                                          : (ky1 - ky0) * (kx1 - kx0);
+            const float inv = n > 0 ? 1.f / (float)n : 0.f;
+            for (int64_t c = 0; c < C; ++c) o[c] *= inv;
+          }
+        }
+      }
+    }, parallel());
+  }
+};
+
+// GlobalAveragePool / GlobalMaxPool on NHWC activations: [B, H, W, C] -> [B, 1, 1, C], in blocks of
+// channels (sums in double, as the NCHW op).
+class GlobalPoolNhwcOp : public Op {
+ public:
+  static constexpr int64_t kBlock = 64;
+  bool is_max = false;
+  int64_t B = 0, C = 0, size = 0;
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t blocks = (C + kBlock - 1) / kBlock;
+    ctx.pool->run_range(B * blocks, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / blocks, c0 = (t % blocks) * kBlock, n = std::min(kBlock, C - c0);
+        const float* x = in[0] + b * size * C + c0;
+        float* o = out + b * C + c0;
+        if (is_max) {
+          std::copy(x, x + n, o);
+          for (int64_t i = 1; i < size; ++i)
+            for (int64_t c = 0; c < n; ++c) o[c] = std::max(o[c], x[i * C + c]);
+        } else {
+          double acc[kBlock] = {};
+          for (int64_t i = 0; i < size; ++i)
+            for (int64_t c = 0; c < n; ++c) acc[c] += x[i * C + c];
+          for (int64_t c = 0; c < n; ++c) o[c] = (float)(acc[c] / size);
+        }
+      }
+    }, parallel());
+  }
+};
+
 int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pa, int64_t pb, bool ceil_mode) {
   const int64_t span = in + pa + pb - ((k - 1) * d + 1);
   if (span < 0) throw PlanError("pooling window larger than the padded input");
@@ -126,9 +196,31 @@ int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pa, int64_t 
 
 }  // namespace
 
+namespace {
+bool nhwc_layout(const Attrs& a) {
+  const std::string layout = a.str("layout", "nchw");
+  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
+  return layout == "nhwc";
+}
+}  // namespace
+
 std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a) {
   expect_inputs(in, 1, 1);
   expect_rank(in[0], 4, type.c_str());
+  if (nhwc_layout(a)) {
+    // The NCHW op's geometry checks, on the logical shape, then the NHWC op with the same window.
+    const Shape& x = in[0];
+    auto geo = make_pool(type, {{x[0], x[3], x[1], x[2]}}, Attrs{a.nums, {}});
+    const auto& g = static_cast<const PoolOp&>(*geo);
+    auto op = std::make_unique<PoolNhwcOp>();
+    op->is_max = g.is_max, op->include_pad = g.include_pad;
+    op->B = x[0], op->C = x[3], op->H = g.H, op->W = g.W, op->OH = g.OH, op->OW = g.OW;
+    op->KH = g.KH, op->KW = g.KW, op->SH = g.SH, op->SW = g.SW, op->DH = g.DH, op->DW = g.DW;
+    op->PT = g.PT, op->PL = g.PL, op->PB = g.PB, op->PR = g.PR;
+    op->out_shape = {x[0], g.OH, g.OW, x[3]};
+    op->macs = g.macs;
+    return op;
+  }
   auto op = std::make_unique<PoolOp>();
   op->is_max = type == "MaxPool";
   const auto k = a.ints("kernel_shape", {});
@@ -158,8 +250,17 @@ std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>&
   return op;
 }
 
-std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in) {
+std::unique_ptr<Op> make_global_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a) {
   expect_inputs(in, 1, 1);
+  if (nhwc_layout(a)) {
+    expect_rank(in[0], 4, type.c_str());
+    auto op = std::make_unique<GlobalPoolNhwcOp>();
+    op->is_max = type == "GlobalMaxPool";
+    op->B = in[0][0], op->C = in[0][3], op->size = in[0][1] * in[0][2];
+    op->out_shape = {in[0][0], 1, 1, in[0][3]};
+    op->macs = numel(in[0]);
+    return op;
+  }
   if (in[0].size() < 3) throw PlanError(type + " input must have rank >= 3, got " + shape_str(in[0]));
   auto op = std::make_unique<GlobalPoolOp>();
   op->is_max = type == "GlobalMaxPool";

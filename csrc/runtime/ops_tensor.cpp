@@ -144,6 +144,29 @@ class TransposeOp : public Op {
   }
 };
 
+// A transpose that swaps two blocks of dims (per image [rows][cols] -> [cols][rows]): NCHW <-> NHWC,
+// where the layout changes. In tiles of 32 x 32, so both sides stream whole cache lines.
+class Transpose2dOp : public Op {
+ public:
+  static constexpr int64_t kTile = 32;
+  int64_t images = 0, rows = 0, cols = 0;
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t rtiles = (rows + kTile - 1) / kTile;
+    ctx.pool->run_range(images * rtiles, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t b = t / rtiles, r0 = (t % rtiles) * kTile, r1 = std::min(rows, r0 + kTile);
+        const float* x = in[0] + b * rows * cols;
+        float* y = out + b * rows * cols;
+        for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+          const int64_t c1 = std::min(cols, c0 + kTile);
+          for (int64_t c = c0; c < c1; ++c)
+            for (int64_t r = r0; r < r1; ++r) y[c * rows + r] = x[r * cols + c];
+        }
+      }
+    }, parallel());
+  }
+};
+
 class PadOp : public Op {
  public:
   Shape in_shape;
@@ -359,6 +382,15 @@ std::unique_ptr<Op> make_transpose(const std::vector<Shape>& in, const Attrs& a)
   if (perm.size() != r) throw PlanError("perm length does not match the input rank");
   std::vector<int64_t> st(r, 1);
   for (size_t d = r - 1; d-- > 0;) st[d] = st[d + 1] * s[d + 1];
+  if (r == 4 && (perm == std::vector<int64_t>{0, 2, 3, 1} || perm == std::vector<int64_t>{0, 3, 1, 2})) {
+    auto op = std::make_unique<Transpose2dOp>();
+    const bool to_nhwc = perm[1] == 2;
+    op->images = s[0];
+    op->rows = to_nhwc ? s[1] : s[1] * s[2];
+    op->cols = to_nhwc ? s[2] * s[3] : s[3];
+    op->out_shape = {s[0], s[perm[1]], s[perm[2]], s[perm[3]]};
+    return op;
+  }
   std::vector<bool> seen(r, false);
   auto op = std::make_unique<TransposeOp>();
   for (int64_t p : perm) {

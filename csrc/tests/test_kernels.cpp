@@ -3,6 +3,7 @@
 // channel counts; depth blocks and row blocks of the GEMM; partial pixel ranges). Built by
 // -DEDGESEP_TESTS=ON and run by ctest, on the host and under qemu for ARM.
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstdio>
@@ -170,6 +171,106 @@ void test_dwconv(const KernelTable& t, const ConvShape& s, Rng& rng, float lo, f
   auto wf = [&](int, int, int ky, int kx) { return w[ky * s.KW + kx]; };
   const auto mag = magnitude(one, wf, in, &bias, 1);
   expect_close(t.isa, "dwconv " + describe(s), got.data(), want.data(), mag.data(), want.size(), s.KH * s.KW + 1);
+}
+
+// Packs one group's W[N][C][KH*KW] as layout conv_nhwc16: panels of kPanelNC channels, [taps][C][16].
+std::vector<float> pack_nhwc16(const float* w, int N, int C, int taps) {
+  const int panels = (N + kPanelNC - 1) / kPanelNC;
+  std::vector<float> p((size_t)panels * taps * C * kPanelNC, 0.f);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int t = 0; t < taps; ++t)
+        p[(((size_t)(n / kPanelNC) * taps + t) * C + c) * kPanelNC + n % kPanelNC] = w[((size_t)n * C + c) * taps + t];
+  return p;
+}
+
+// The NHWC conv of G groups (s: one group's geometry) on one image, with a residual sum: every group
+// split into two pixel ranges x two channel ranges as the runtime's tasks split them. `oracle`: also
+// check the reference itself (and the offset table) against the NCHW reference conv.
+void test_igemm(const KernelTable& t, const ConvShape& s, int G, Rng& rng, bool with_bias, bool with_sum, float lo,
+                float hi, bool oracle) {
+  const int taps = s.KH * s.KW, P = s.P(), ldi = G * s.C, ldo = G * s.N;
+  std::vector<float> in((size_t)s.H * s.W * ldi), w((size_t)G * s.N * s.C * taps), bias(ldo), sum((size_t)P * ldo);
+  for (auto* v : {&in, &w, &bias, &sum})
+    for (auto& x : *v) x = rng.normal();
+  std::vector<int32_t> ind((size_t)P * taps);
+  if (!igemm_offsets(s, ldi, ind.data())) return;
+  std::vector<float> zero(s.C, 0.f), want((size_t)P * ldo), got((size_t)P * ldo, NAN), mag((size_t)P * ldo);
+  const float* b = with_bias ? bias.data() : nullptr;
+  const float* sm = with_sum ? sum.data() : nullptr;
+  const int cut = P > 1 ? rng.uniform(1, P - 1) : P;
+  const int ncut = std::min(s.N, rng.uniform(0, (s.N + kPanelNC - 1) / kPanelNC) * kPanelNC);
+  for (int g = 0; g < G; ++g) {
+    const float* wg = w.data() + (size_t)g * s.N * s.C * taps;
+    const auto packed = pack_nhwc16(wg, s.N, s.C, taps);
+    const float* x = in.data() + g * s.C;
+    const float* bg = b ? b + g * s.N : nullptr;
+    const float* sg = sm ? sm + g * s.N : nullptr;
+    const IgemmShape is{s.C, taps, s.N, ldo};
+    ref::igemm(is, x, ind.data(), zero.data(), packed.data(), bg, sg, want.data() + g * s.N, 0, P, 0, s.N, lo, hi);
+    for (int pr = 0; pr < 2; ++pr)
+      for (int nr = 0; nr < 2; ++nr) {
+        const int p0 = pr ? cut : 0, p1 = pr ? P : cut, n0 = nr ? ncut : 0, n1 = nr ? s.N : ncut;
+        if (p0 < p1 && n0 < n1)
+          t.igemm(is, x, ind.data(), zero.data(), packed.data(), bg, sg, got.data() + g * s.N, p0, p1, n0, n1, lo, hi);
+      }
+    for (int p = 0; p < P; ++p)
+      for (int n = 0; n < s.N; ++n) {
+        const int oy = p / s.OW, ox = p % s.OW;
+        double a = (bg ? std::fabs(bg[n]) : 0.0) + (sg ? std::fabs(sg[(size_t)p * ldo + n]) : 0.0);
+        for (int c = 0; c < s.C; ++c)
+          for (int ky = 0; ky < s.KH; ++ky)
+            for (int kx = 0; kx < s.KW; ++kx) {
+              const int iy = oy * s.SH - s.PT + ky * s.DH, ix = ox * s.SW - s.PL + kx * s.DW;
+              if (iy >= 0 && iy < s.H && ix >= 0 && ix < s.W)
+                a += std::fabs(wg[((size_t)n * s.C + c) * taps + ky * s.KW + kx] * x[((size_t)iy * s.W + ix) * ldi + c]);
+            }
+        mag[(size_t)p * ldo + g * s.N + n] = (float)a;
+      }
+    if (oracle && !with_sum) {
+      // The NHWC reference (with its offset table and packing) against the NCHW one, group g.
+      std::vector<float> nchw((size_t)s.C * s.H * s.W), out((size_t)s.N * P), w6 = pack_mr6(std::vector<float>(wg, wg + (size_t)s.N * s.C * taps), s.N, s.C * taps);
+      for (int c = 0; c < s.C; ++c)
+        for (int i = 0; i < s.H * s.W; ++i) nchw[(size_t)c * s.H * s.W + i] = x[(size_t)i * ldi + c];
+      ref::conv_gemm(s, nchw.data(), w6.data(), bg, out.data(), 0, P, 0, s.N, lo, hi, nullptr);
+      std::vector<float> want_t((size_t)s.N * P), mag_t((size_t)s.N * P);
+      for (int p = 0; p < P; ++p)
+        for (int n = 0; n < s.N; ++n) {
+          want_t[(size_t)n * P + p] = want[(size_t)p * ldo + g * s.N + n];
+          mag_t[(size_t)n * P + p] = mag[(size_t)p * ldo + g * s.N + n];
+        }
+      expect_close("ref", "igemm vs NCHW conv " + describe(s), want_t.data(), out.data(), mag_t.data(), out.size(), s.K() + 1);
+    }
+  }
+  char where[48];
+  std::snprintf(where, sizeof where, " G%d%s", G, with_sum ? " +sum" : "");
+  expect_close(t.isa, "igemm " + describe(s) + where, got.data(), want.data(), mag.data(), want.size(), s.K() + 2);
+}
+
+void test_dwnhwc(const KernelTable& t, const ConvShape& s, Rng& rng, bool with_bias, float lo, float hi) {
+  const int taps = s.KH * s.KW, C = s.C;
+  std::vector<float> in((size_t)s.H * s.W * C), w((size_t)taps * C), bias(C), mag((size_t)s.P() * C);
+  for (auto* v : {&in, &w, &bias})
+    for (auto& x : *v) x = rng.normal();
+  const float* b = with_bias ? bias.data() : nullptr;
+  std::vector<float> want((size_t)s.P() * C), got((size_t)s.P() * C, NAN);
+  ref::dwconv_nhwc(s, in.data(), w.data(), b, want.data(), 0, s.OH, lo, hi);
+  const int cut = rng.uniform(0, s.OH);
+  t.dwconv_nhwc(s, in.data(), w.data(), b, got.data(), 0, cut, lo, hi);
+  t.dwconv_nhwc(s, in.data(), w.data(), b, got.data(), cut, s.OH, lo, hi);
+  for (int p = 0; p < s.P(); ++p)
+    for (int c = 0; c < C; ++c) {
+      const int oy = p / s.OW, ox = p % s.OW;
+      double a = b ? std::fabs(b[c]) : 0.0;
+      for (int ky = 0; ky < s.KH; ++ky)
+        for (int kx = 0; kx < s.KW; ++kx) {
+          const int iy = oy * s.SH - s.PT + ky * s.DH, ix = ox * s.SW - s.PL + kx * s.DW;
+          if (iy >= 0 && iy < s.H && ix >= 0 && ix < s.W)
+            a += std::fabs(w[(size_t)(ky * s.KW + kx) * C + c] * in[((size_t)iy * s.W + ix) * C + c]);
+        }
+      mag[(size_t)p * C + c] = (float)a;
+    }
+  expect_close(t.isa, "dwconv_nhwc " + describe(s), got.data(), want.data(), mag.data(), want.size(), taps + 1);
 }
 
 void test_fc(const KernelTable& t, int K, int N, int batch, Rng& rng, bool with_bias) {
@@ -405,6 +506,47 @@ int main() {
       test_conv(t, s, rng, i % 2 == 0, i % 3 ? -INFINITY : 0.f, INFINITY);
       test_dwconv(t, s, rng, i % 3 ? -INFINITY : 0.f, i % 5 ? INFINITY : 6.f);
     }
+    // NHWC conv core: channel counts 1..33 around the 16-channel panel and the 4-channel lane step,
+    // widths around every ISA's pixel tile, strides 1-3, dilation, groups, long 1-D kernels.
+    const int nhwc[][13] = {
+        // C  H   W   N   KH KW SH SW DH DW PT PL G
+        {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1},      {3, 5, 31, 7, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+        {16, 4, 9, 16, 1, 1, 1, 1, 1, 1, 0, 0, 1},    {17, 3, 13, 33, 1, 1, 1, 1, 1, 1, 0, 0, 1},
+        {4, 9, 16, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},    {40, 6, 7, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {3, 12, 12, 64, 7, 7, 2, 2, 1, 1, 3, 3, 1},   {3, 10, 13, 15, 3, 3, 2, 2, 2, 2, 2, 1, 1},
+        {8, 12, 9, 8, 1, 3, 1, 2, 1, 1, 0, 1, 2},     {6, 12, 9, 17, 3, 1, 3, 1, 1, 1, 1, 0, 3},
+        {1, 300, 1, 20, 64, 1, 4, 1, 1, 1, 31, 0, 1}, {5, 64, 1, 9, 16, 1, 1, 1, 1, 1, 8, 0, 1},
+        {2, 1, 100, 5, 1, 33, 1, 2, 1, 1, 0, 16, 1},  {33, 7, 7, 48, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {64, 5, 5, 80, 3, 3, 2, 2, 1, 1, 1, 1, 1},    {7, 9, 11, 10, 2, 2, 2, 2, 1, 1, 0, 0, 4},
+    };
+    for (const auto& c : nhwc) {
+      ConvShape s{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], 0, 0};
+      if (!make_shape(s, c[10], c[11])) continue;
+      test_igemm(t, s, c[12], rng, true, false, -INFINITY, INFINITY, &t == tables[0]);
+      test_igemm(t, s, c[12], rng, false, true, 0.f, INFINITY, false);
+      test_igemm(t, s, c[12], rng, true, true, -1.f, 1.f, false);
+    }
+    for (int i = 0; i < 120; ++i) {
+      ConvShape s{};
+      s.C = rng.uniform(1, 33), s.N = rng.uniform(1, 40), s.H = rng.uniform(1, 16), s.W = rng.uniform(1, 24);
+      s.KH = rng.uniform(1, 5), s.KW = rng.uniform(1, 5), s.SH = rng.uniform(1, 3), s.SW = rng.uniform(1, 3);
+      s.DH = rng.uniform(1, 2), s.DW = rng.uniform(1, 2), s.PT = rng.uniform(0, 2), s.PL = rng.uniform(0, 2);
+      if (!make_shape(s, rng.uniform(0, 2), rng.uniform(0, 2))) continue;
+      test_igemm(t, s, rng.uniform(1, 2), rng, i % 2 == 0, i % 3 == 0, i % 4 ? -INFINITY : 0.f, INFINITY,
+                 &t == tables[0] && i % 4 == 0);
+      ConvShape d = s;
+      d.N = d.C;
+      test_dwnhwc(t, d, rng, i % 2 == 1, i % 3 ? -INFINITY : 0.f, i % 5 ? INFINITY : 6.f);
+    }
+    // Depthwise: channel counts around every vector width (the 4-wide and scalar tails), rows with
+    // and without interior pixels, strides and dilations, 5x5.
+    for (int C : {1, 3, 4, 7, 8, 15, 16, 17, 24, 33, 64, 72})
+      for (const auto& k : {std::array<int, 6>{3, 1, 1, 1, 14, 14}, {3, 2, 1, 1, 15, 15}, {5, 2, 1, 2, 9, 12},
+                            {3, 1, 2, 2, 7, 7}, {5, 1, 1, 2, 4, 3}, {3, 3, 1, 1, 20, 5}}) {
+        ConvShape s{C, k[4], k[5], C, k[0], k[0], k[1], k[1], k[2], k[2], k[3], k[3], 0, 0};
+        if (!make_shape(s, k[3], k[3])) continue;
+        test_dwnhwc(t, s, rng, C % 2 == 0, C % 3 ? -INFINITY : 0.f, C % 5 ? INFINITY : 6.f);
+      }
     // Separable pair: widths around the tile, depth over the KC block, bands of one row, strides 2
     // and 3 with odd and even kernels and widths (phases of unequal tap counts, a phase with none).
     const int sep[][13] = {

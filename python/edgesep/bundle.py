@@ -27,13 +27,16 @@ import numpy as np
 from .ops import ACTIVATIONS, OPS, is_depthwise
 
 MAGIC = b"EDGESEP\0"
-FORMAT_VERSION = 2  # 2 added the integer dtypes (sparse indices); version 1 files read unchanged
-READ_VERSIONS = (1, 2)
+# 2 added the integer dtypes (sparse indices); 3 the NHWC activation layout (the `layout` attribute of
+# convs and pools, weight layouts conv_nhwc16 and khwc). Older files read unchanged (they are all NCHW).
+FORMAT_VERSION = 3
+READ_VERSIONS = (1, 2, 3)
 DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint16": np.dtype("<u2")}
 ALIGN = 64
 _PREAMBLE = struct.Struct("<8sIIQQ")
 GEMM_MR = 6  # rows per weight panel of layout conv_mr6; equals kGemmMR in csrc/kernels/kernels.h
-LAYOUTS = ("plain", "conv_mr6", "bcsr")
+PANEL_NC = 16  # output channels per weight panel of layout conv_nhwc16; equals kPanelNC there
+LAYOUTS = ("plain", "conv_mr6", "conv_nhwc16", "khwc", "bcsr")
 
 
 class BundleError(ValueError):
@@ -90,8 +93,44 @@ def unpack_conv_mr6(packed: np.ndarray, shape: list[int], groups: int, phases: i
     return np.ascontiguousarray(w[:, :ng]).reshape(shape)
 
 
+def conv_nhwc16_count(shape: list[int], groups: int) -> int:
+    """Floats in a conv weight of logical shape [N, C/groups, kh, kw] packed as conv_nhwc16."""
+    n, cg, kh, kw = shape
+    return groups * math.ceil(n // groups / PANEL_NC) * PANEL_NC * cg * kh * kw
+
+
+def pack_conv_nhwc16(w: np.ndarray, groups: int) -> np.ndarray:
+    """Packs conv weights [N, C/groups, kh, kw] for the NHWC conv core: per group, panels of PANEL_NC
+    output channels (zero-padded), each [kh*kw taps][C/groups][PANEL_NC]."""
+    n, cg, kh, kw = w.shape
+    ng, panels = n // groups, math.ceil(n // groups / PANEL_NC)
+    out = np.zeros((groups, panels * PANEL_NC, cg, kh * kw), np.float32)
+    out[:, :ng] = w.reshape(groups, ng, cg, kh * kw)
+    return np.ascontiguousarray(out.reshape(groups, panels, PANEL_NC, cg, kh * kw).transpose(0, 1, 4, 3, 2)).reshape(-1)
+
+
+def unpack_conv_nhwc16(packed: np.ndarray, shape: list[int], groups: int) -> np.ndarray:
+    """Inverse of pack_conv_nhwc16."""
+    n, cg, kh, kw = shape
+    ng, panels = n // groups, math.ceil(n // groups / PANEL_NC)
+    w = np.asarray(packed).reshape(groups, panels, kh * kw, cg, PANEL_NC).transpose(0, 1, 4, 3, 2)
+    return np.ascontiguousarray(w.reshape(groups, panels * PANEL_NC, cg, kh * kw)[:, :ng]).reshape(shape)
+
+
+def pack_khwc(w: np.ndarray) -> np.ndarray:
+    """A depthwise weight [C, 1, kh, kw] as the NHWC depthwise kernel reads it: [kh][kw][C]."""
+    return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0)).reshape(-1)
+
+
 def _layout_count(entry: dict) -> int:
     shape = entry["shape"]
+    if entry["layout"] == "conv_nhwc16":
+        groups = entry.get("groups")
+        if not isinstance(groups, int) or groups < 1 or len(shape) != 4 or shape[0] % groups:
+            raise ValueError("conv_nhwc16 needs a 4-D shape and a 'groups' that divides its first dim")
+        return conv_nhwc16_count(shape, groups)
+    if entry["layout"] == "khwc" and (len(shape) != 4 or shape[1] != 1):
+        raise ValueError("khwc needs a depthwise shape [C, 1, kh, kw]")
     if entry["layout"] == "conv_mr6":
         groups = entry.get("groups")
         if not isinstance(groups, int) or groups < 1 or len(shape) != 4 or shape[0] % groups:
@@ -172,6 +211,18 @@ class Bundle:
         a = np.frombuffer(self._map, dtype, e["nbytes"] // dtype.itemsize, self._data_offset + e["offset"])
         return a.reshape(e["shape"]) if e["layout"] in ("plain", "bcsr") else a
 
+    def weight(self, index: int) -> np.ndarray:
+        """Tensor `index` in its logical layout (packed conv weights unpacked to [N, C/groups, kh, kw])."""
+        e, a = self.tensors[index], self.tensor(index)
+        if e["layout"] == "conv_mr6":
+            return unpack_conv_mr6(a, e["shape"], e["groups"], e.get("phases", 1))
+        if e["layout"] == "conv_nhwc16":
+            return unpack_conv_nhwc16(a, e["shape"], e["groups"])
+        if e["layout"] == "khwc":
+            n, _, kh, kw = e["shape"]
+            return np.ascontiguousarray(a.reshape(kh, kw, n).transpose(2, 0, 1)).reshape(e["shape"])
+        return np.asarray(a)
+
     def close(self) -> None:
         try:
             self._map.close()
@@ -233,6 +284,8 @@ def _check_attrs(where: str, op: str, attrs: Any) -> None:
             _fail(where, f"attribute {k!r} must be {want.__name__}, got {v!r}")
     if attrs.get("activation", "none") not in ACTIVATIONS:
         _fail(where, f"unknown activation {attrs['activation']!r}")
+    if attrs.get("layout", "nchw") not in ("nchw", "nhwc"):
+        _fail(where, f"unknown layout {attrs['layout']!r} (known: nchw, nhwc)")
 
 
 def _check_graph(graph: Any, tensors: list[dict]) -> None:
@@ -291,17 +344,22 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
                 if wname in weights and tensors[weights[wname]].get("block") != block:
                     _fail(where, f"weight {wname!r} is encoded in blocks {tensors[weights[wname]].get('block')}, "
                                  f"the node says {block}")
+        nhwc = n.get("attrs", {}).get("layout", "nchw") == "nhwc"
         if op == "SeparableConv":
             strides = n.get("attrs", {}).get("strides", [1, 1])
             for wname, stride in zip(("vertical", "horizontal"), strides):
-                if wname in weights and tensors[weights[wname]].get("phases", 1) != stride:
+                if wname in weights and tensors[weights[wname]]["layout"] != ("conv_nhwc16" if nhwc else "conv_mr6"):
+                    _fail(where, f"weight {wname!r} must be stored as {'conv_nhwc16' if nhwc else 'conv_mr6'} "
+                                 f"for layout {'nhwc' if nhwc else 'nchw'}")
+                if wname in weights and not nhwc and tensors[weights[wname]].get("phases", 1) != stride:
                     _fail(where, f"weight {wname!r} is stored in {tensors[weights[wname]].get('phases', 1)} tap "
                                  f"phases, the node's stride is {stride}")
         if op == "Conv" and "weight" in weights:
             t = tensors[weights["weight"]]
             groups = n.get("attrs", {}).get("group", 1)
-            want = "plain" if is_depthwise(t["shape"][1] * groups, t["shape"][0], groups) else "conv_mr6"
-            if t["layout"] != want or (want == "conv_mr6" and t.get("groups") != groups):
+            dw = is_depthwise(t["shape"][1] * groups, t["shape"][0], groups)
+            want = ("khwc" if dw else "conv_nhwc16") if nhwc else ("plain" if dw else "conv_mr6")
+            if t["layout"] != want or (not dw and t.get("groups") != groups):
                 _fail(where, f"conv weight must be stored as {want} with this node's group")
         defined.add(out)
     for v in outputs:

@@ -26,7 +26,8 @@ def _compile(a: argparse.Namespace) -> None:
     labels = np.load(a.labels) if a.labels else None
     report = compile_onnx(a.model, out, shapes, separable=a.separable, sparse_fc=a.sparse_fc, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
-                          num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty())
+                          num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty(),
+                          layout=a.layout)
     c = report["cleanup"]
     print(f"{a.model} -> {out}: {report['onnx_nodes']} ONNX nodes, {report['nodes']} steps "
           f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
@@ -136,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--threads", type=int, help="threads for the timings that decide each layer (default 1)")
     c.add_argument("--min-speedup", type=float, default=1.0,
                    help="replace a layer only if its measured new form beats the dense layer by more (default 1.0)")
+    c.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc",
+                   help="activation layout: nhwc (the conv core's, default) or nchw (the first core's, for comparison)")
     c.set_defaults(fn=_compile)
     r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
     r.add_argument("bundle")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 ACTIVATIONS = ("none", "relu", "clip", "leaky_relu", "prelu", "sigmoid", "hard_sigmoid", "hard_swish", "tanh")
 _ACT_ATTRS = {"activation": str, "clip_min": float, "clip_max": float, "alpha": float, "beta": float}
 _WINDOW = {"kernel_shape": list, "strides": list, "dilations": list, "pads": list}
+_LAYOUT = {"layout": str}  # "nchw" (the default) or "nhwc": the activations' layout (compiler/layout.py)
 
 
 @dataclass(frozen=True)
@@ -27,15 +28,18 @@ class OpSpec:
 _BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATTRS})
 
 OPS: dict[str, OpSpec] = {
-    "Conv": OpSpec(1, 1, {"weight": "conv_mr6|plain", "bias": "plain", "slope": "plain"},
-                   {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS}),
+    # NCHW: weight conv_mr6 (depthwise: plain). NHWC: conv_nhwc16 (depthwise: khwc), and an optional
+    # second input added to the output before the activation (a fused residual Add).
+    "Conv": OpSpec(1, 2, {"weight": "conv_mr6|plain|conv_nhwc16|khwc", "bias": "plain", "slope": "plain"},
+                   {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS, **_LAYOUT}),
     # The fused separable pair (kh x 1 to `rank` channels at stride strides[0], then 1 x kw at strides[1]),
     # dilation 1. Weights conv_mr6 with the taps in phase order where the stride is above 1 (the tensor's
     # "phases" = that stride; bundle.pack_conv_mr6).
-    "SeparableConv": OpSpec(1, 1, {"vertical": "conv_mr6", "horizontal": "conv_mr6", "bias": "plain",
-                                   "slope": "plain"},
+    # NHWC: both weights conv_nhwc16, the pair run as two convs of the NHWC core.
+    "SeparableConv": OpSpec(1, 1, {"vertical": "conv_mr6|conv_nhwc16", "horizontal": "conv_mr6|conv_nhwc16",
+                                   "bias": "plain", "slope": "plain"},
                             {"kernel_shape": list, "strides": list, "pads": list, "rank": int, "out_channels": int,
-                             **_ACT_ATTRS}),
+                             **_ACT_ATTRS, **_LAYOUT}),
     "Fc": OpSpec(1, 1, {"weight": "plain", "bias": "plain", "slope": "plain"}, {"out_features": int, **_ACT_ATTRS}),
     # Fc over a BCSR weight (compiler/sparse_fc.py): values [blocks, br, bc], row_ptr [out_features/br + 1],
     # columns [blocks] (uint16 where in_features <= 65536, else int32), each tensor of layout bcsr with
@@ -43,10 +47,10 @@ OPS: dict[str, OpSpec] = {
     "SparseFc": OpSpec(1, 1, {"values": "bcsr", "row_ptr": "bcsr", "columns": "bcsr", "bias": "plain",
                               "slope": "plain"}, {"out_features": int, "block": list, **_ACT_ATTRS},
                        {"row_ptr": "int32", "columns": "uint16|int32"}),
-    "MaxPool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int}),
-    "AveragePool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int, "count_include_pad": int}),
-    "GlobalAveragePool": OpSpec(1, 1),
-    "GlobalMaxPool": OpSpec(1, 1),
+    "MaxPool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int, **_LAYOUT}),
+    "AveragePool": OpSpec(1, 1, {}, {**_WINDOW, "ceil_mode": int, "count_include_pad": int, **_LAYOUT}),
+    "GlobalAveragePool": OpSpec(1, 1, {}, dict(_LAYOUT)),
+    "GlobalMaxPool": OpSpec(1, 1, {}, dict(_LAYOUT)),
     "Activation": OpSpec(1, 1, {"slope": "plain"}, dict(_ACT_ATTRS)),
     "Add": _BINARY, "Sub": _BINARY, "Mul": _BINARY, "Div": _BINARY, "Max": _BINARY, "Min": _BINARY,
     "Concat": OpSpec(1, 1 << 16, {}, {"axis": int}),

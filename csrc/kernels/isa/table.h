@@ -5,7 +5,9 @@
 #include "../activation/activation_impl.h"
 #include "../conv2d/conv2d_impl.h"
 #include "../dwconv/dwconv_impl.h"
+#include "../dwnhwc/dwnhwc_impl.h"
 #include "../fc/fc_impl.h"
+#include "../igemm/igemm_impl.h"
 #include "../pool/pool_impl.h"
 #include "../sepconv/sepconv_impl.h"
 #include "../spmm/spmm_impl.h"
@@ -13,11 +15,25 @@
 
 namespace edgesep::detail {
 
-template <class V, int NV>
+template <class V, int NV, int MR, int NP>
 KernelTable make_table(const char* isa) {
-  return KernelTable{isa,       NV * V::N, conv_gemm<V, NV>, conv_pack<V, NV>, conv_packed_gemm<V, NV>,
-                     conv_direct<V, NV>, dwconv<V>, fc<V>, sepconv_band<V, NV>,
-                     spmm<V>,   activation<V>,    pool_row<V>};
+  KernelTable t{};
+  t.isa = isa;
+  t.gemm_nr = NV * V::N;
+  t.conv_gemm = conv_gemm<V, NV>;
+  t.conv_pack = conv_pack<V, NV>;
+  t.conv_packed_gemm = conv_packed_gemm<V, NV>;
+  t.conv_direct = conv_direct<V, NV>;
+  t.dwconv = dwconv<V>;
+  t.fc = fc<V>;
+  t.sepconv = sepconv_band<V, NV>;
+  t.spmm = spmm<V>;
+  t.activation = activation<V>;
+  t.pool_row = pool_row<V>;
+  t.igemm = igemm<V, MR, NP>;
+  t.igemm_mr = MR;
+  t.dwconv_nhwc = dwconv_nhwc<V>;
+  return t;
 }
 
 }  // namespace edgesep::detail

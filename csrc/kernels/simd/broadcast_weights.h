@@ -6,6 +6,8 @@ namespace edgesep {
 
 template <class Vec>
 struct BroadcastWeights {
+  // The NHWC conv broadcasts each input value from memory too (no load-4-and-multiply-by-lane).
+  static constexpr bool kLaneFma = false;
   struct ARow {
     const float* p;
   };

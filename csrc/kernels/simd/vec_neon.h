@@ -57,6 +57,10 @@ struct Vec {
   // aarch64: two vector loads and by-lane FMLAs (an in-order core such as the Cortex-A53 has one load
   // pipe, and six broadcast loads per step starved it); armv7 has no by-lane fused multiply-add.
 #if defined(__aarch64__)
+  // The NHWC conv loads four channels of a pixel at once and multiplies the weights by each lane.
+  static constexpr bool kLaneFma = true;
+  template <int L>
+  static T fma_lane(T acc, T w, T a4) { return vfmaq_laneq_f32(acc, w, a4, L); }
   struct ARow {
     float32x4_t lo, hi;  // weights 0..3 and 2..5
   };
@@ -69,6 +73,7 @@ struct Vec {
       return vfmaq_laneq_f32(acc, b, a.hi, R - 2);
   }
 #else
+  static constexpr bool kLaneFma = false;  // armv7 has no by-lane fused multiply-add
   struct ARow {
     const float* p;
   };
@@ -85,7 +90,11 @@ struct Vec {
 };
 #if defined(__aarch64__)
 constexpr int kGemmNV = 4;  // 6x16 tile: 24 accumulators + 4 of B + 2 of A in 32 q registers
+// NHWC conv: 4 pixels x 16 channels, 16 accumulators + 4 weight vectors + 4 input vectors (4 channels each).
+constexpr int kIgemmMR = 4, kIgemmNP = 1;
 #else
 constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 q registers
+// NHWC conv: 2 pixels x 16 channels, 8 accumulators + 4 weight vectors + a broadcast in 16 q registers.
+constexpr int kIgemmMR = 2, kIgemmNP = 1;
 #endif
 }  // namespace edgesep::neon

@@ -15,9 +15,10 @@ from .lower import write_bundle
 from .passes import drop_dead
 
 
-def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, isa: str | None = None) -> Model:
+def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, isa: str | None = None,
+             layout: str = "nhwc") -> Model:
     """The graph (with `outputs` as its outputs, if given) loaded on the runtime (kernel variant `isa`,
-    default the best)."""
+    default the best; activations in `layout`, as compiler.layout chooses)."""
     if outputs is not None:
         g = copy.copy(g)
         g.nodes = list(g.nodes)
@@ -25,7 +26,7 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, i
         drop_dead(g)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.esb"
-        write_bundle(g, path)
+        write_bundle(g, path, layout=layout)
         return load(path, num_threads=num_threads, isa=isa, verify=False)  # the mapping outlives the file's name
 
 
@@ -41,8 +42,8 @@ def run(model: Model, x: np.ndarray, batch: int = 64) -> list[np.ndarray]:
 
 
 def node_shapes(g: Graph) -> dict[str, tuple[tuple, tuple]]:
-    """Per node name: (first input's shape, output shape) at batch 1."""
-    return {r["name"]: (r["inputs"][0], r["output"]) for r in model_of(g).layers(1)}
+    """Per node name: (first input's shape, output shape) at batch 1, logical (NCHW)."""
+    return {r["name"]: (r["inputs"][0], r["output"]) for r in model_of(g, layout="nchw").layers(1)}
 
 
 def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: int = 15) -> float:

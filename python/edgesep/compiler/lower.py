@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BundleWriter, pack_conv_mr6
+from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc
 from ..ops import OPS, is_depthwise
 from .ir import CompileError, Graph, Node
+from .layout import LAYOUTS, to_nhwc
 
 
 def _json(v):
@@ -26,6 +27,12 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     if n.op == "SparseFc" and key in ("values", "row_ptr", "columns"):  # indices keep their integer dtype
         return w.add(name, arr, layout="bcsr", block=[int(d) for d in n.attrs["block"]])
     arr = np.ascontiguousarray(arr, np.float32)
+    nhwc = n.attrs.get("layout") == "nhwc"
+    if nhwc and (n.op, key) in (("Conv", "weight"), ("SeparableConv", "vertical"), ("SeparableConv", "horizontal")):
+        groups = n.attrs.get("group", 1)
+        if n.op == "Conv" and is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
+            return w.add(name, pack_khwc(arr), shape=list(arr.shape), layout="khwc")
+        return w.add(name, pack_conv_nhwc16(arr, groups), shape=list(arr.shape), layout="conv_nhwc16", groups=groups)
     if n.op == "SeparableConv" and key in ("vertical", "horizontal"):
         phases = n.attrs.get("strides", [1, 1])[key == "horizontal"]
         return w.add(name, pack_conv_mr6(arr, 1, phases), shape=list(arr.shape), layout="conv_mr6", groups=1,
@@ -37,8 +44,13 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     return w.add(name, arr)
 
 
-def write_bundle(g: Graph, path: str | Path, **meta) -> None:
-    """Writes graph `g` (after the passes) as a bundle; `meta` goes into the header."""
+def write_bundle(g: Graph, path: str | Path, layout: str = "nhwc", **meta) -> None:
+    """Writes graph `g` (after the passes) as a bundle with its activations in `layout` ("nhwc": the
+    conv core's, with NCHW only where an op needs it; "nchw": everywhere); `meta` goes into the header."""
+    if layout not in LAYOUTS:
+        raise CompileError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout == "nhwc":
+        g = to_nhwc(g)
     w = BundleWriter()
     nodes = []
     for n in g.nodes:

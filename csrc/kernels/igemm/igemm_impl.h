@@ -1,0 +1,130 @@
+// The NHWC conv as an indirect GEMM, templated on the ISA's vector type (kernels.h: IgemmFn).
+// A register tile of MR output pixels x NP panels of kPanelNC output channels holds its sums in
+// MR * NP * kPanelNC / V::N vector registers for the whole depth (taps x input channels): per tap, each
+// pixel's input is found through the offset table (or the zero row, for padding), and per input channel
+// one value per pixel is broadcast against the panels' weight vectors. Nothing is copied: 1x1 convs read
+// the input rows in place, k x k convs at any stride or dilation read the pixels the table names.
+// aarch64 loads four channels of a pixel at once and multiplies by lane (one load per four FMA rows).
+#pragma once
+#include <cstring>
+
+#include "../kernels.h"
+
+namespace edgesep::detail {
+
+template <class V, int MR, int NP>
+struct IgemmTile {
+  using T = typename V::T;
+  static constexpr int NV = NP * kPanelNC / V::N;  // accumulators per pixel
+  T acc[MR][NV];
+
+  // acc[r] += x_r[c] * w[0:NP*16] for one input channel c (x[r] = that channel's value in pixel r).
+  inline void step(const float* const* x, int c, const float* w, ptrdiff_t pstride) {
+    T wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = V::load(w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC);
+    for (int r = 0; r < MR; ++r) {
+      const T b = V::set1(x[r][c]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(b, wv[v], acc[r][v]);
+    }
+  }
+
+  // Lane L of a4[r] (channels c..c+3 of pixel r) times the weights of channel c + L (aarch64).
+  template <int L>
+  inline void lane_step(const T* a4, const float* w, ptrdiff_t pstride) {
+    T wv[NV];
+    for (int v = 0; v < NV; ++v) wv[v] = V::load(w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC);
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::template fma_lane<L>(acc[r][v], wv[v], a4[r]);
+  }
+
+  // The whole depth for pixels p .. p + mr - 1 (rows past mr read the zero row and are not stored).
+  inline void run(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
+                  ptrdiff_t pstride, int mr) {
+    const int C = s.C;
+    for (int t = 0; t < s.taps; ++t) {
+      const float* x[MR];
+      for (int r = 0; r < MR; ++r) {
+        const int32_t off = r < mr ? ind[(ptrdiff_t)r * s.taps + t] : -1;
+        x[r] = off < 0 ? zero : in + off;
+      }
+      const float* wt = w + (ptrdiff_t)t * C * kPanelNC;
+      int c = 0;
+      if constexpr (V::kLaneFma) {
+        for (; c + 4 <= C; c += 4) {
+          T a4[MR];
+          for (int r = 0; r < MR; ++r) a4[r] = V::load(x[r] + c);
+          const float* wc = wt + (ptrdiff_t)c * kPanelNC;
+          lane_step<0>(a4, wc, pstride);
+          lane_step<1>(a4, wc + kPanelNC, pstride);
+          lane_step<2>(a4, wc + 2 * kPanelNC, pstride);
+          lane_step<3>(a4, wc + 3 * kPanelNC, pstride);
+        }
+      }
+      for (; c < C; ++c) step(x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
+    }
+  }
+};
+
+// One tile: init from bias (+ sum), the depth, clamp, store the valid mr x nc part.
+template <class V, int MR, int NP>
+inline void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
+                       ptrdiff_t pstride, const float* bias, const float* sum, float* out, int mr, int nc, float lo,
+                       float hi) {
+  using Tile = IgemmTile<V, MR, NP>;
+  using T = typename V::T;
+  constexpr int NV = Tile::NV, NC = NP * kPanelNC;
+  Tile tile;
+  alignas(64) float buf[NC] = {};
+  const bool full = nc == NC;
+  T b[NV];
+  if (bias && !full) {
+    std::memset(buf, 0, sizeof buf);
+    std::memcpy(buf, bias, sizeof(float) * nc);
+  }
+  for (int v = 0; v < NV; ++v) b[v] = bias ? V::load((full ? bias : buf) + v * V::N) : V::zero();
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) tile.acc[r][v] = b[v];
+  if (sum)
+    for (int r = 0; r < mr; ++r) {
+      const float* sr = sum + (ptrdiff_t)r * s.ldo;
+      if (!full) {
+        std::memset(buf, 0, sizeof buf);
+        std::memcpy(buf, sr, sizeof(float) * nc);
+        sr = buf;
+      }
+      for (int v = 0; v < NV; ++v) tile.acc[r][v] = V::add(tile.acc[r][v], V::load(sr + v * V::N));
+    }
+  tile.run(s, in, ind, zero, w, pstride, mr);
+  const T vlo = V::set1(lo), vhi = V::set1(hi);
+  for (int r = 0; r < mr; ++r) {
+    float* o = out + (ptrdiff_t)r * s.ldo;
+    float* dst = full ? o : buf;
+    for (int v = 0; v < NV; ++v) V::store(dst + v * V::N, V::min(V::max(tile.acc[r][v], vlo), vhi));
+    if (!full) std::memcpy(o, buf, sizeof(float) * nc);
+  }
+}
+
+template <class V, int MR, int NP>
+void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
+           const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi) {
+  const ptrdiff_t pstride = (ptrdiff_t)s.taps * s.C * kPanelNC;  // floats per weight panel
+  for (int n = n0; n < n1;) {
+    const int left = n1 - n;
+    const bool two = NP == 2 && left > kPanelNC;
+    const int nc = two ? (left < 2 * kPanelNC ? left : 2 * kPanelNC) : (left < kPanelNC ? left : kPanelNC);
+    const float* wp = w + (ptrdiff_t)(n / kPanelNC) * pstride;
+    for (int p = p0; p < p1; p += MR) {
+      const int mr = p1 - p < MR ? p1 - p : MR;
+      const int32_t* ip = ind + (ptrdiff_t)p * s.taps;
+      const float* sp = sum ? sum + (ptrdiff_t)p * s.ldo + n : nullptr;
+      float* op = out + (ptrdiff_t)p * s.ldo + n;
+      if (two)
+        igemm_tile<V, MR, 2>(s, in, ip, zero, wp, pstride, bias ? bias + n : nullptr, sp, op, mr, nc, lo, hi);
+      else
+        igemm_tile<V, MR, 1>(s, in, ip, zero, wp, pstride, bias ? bias + n : nullptr, sp, op, mr, nc, lo, hi);
+    }
+    n += nc;
+  }
+}
+
+}  // namespace edgesep::detail

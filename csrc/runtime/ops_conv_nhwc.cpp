@@ -1,0 +1,153 @@
+// Conv on NHWC activations (layout "nhwc", conv core v2): the indirect-GEMM op for dense and grouped
+// convs of any kernel, stride, dilation and padding (weights conv_nhwc16), and the depthwise op
+// (weights khwc). Shapes here are physical: input [B, H, W, C], output [B, OH, OW, N].
+#include <algorithm>
+
+#include "ops.h"
+
+namespace edgesep {
+
+namespace {
+
+class IgemmConvOp : public Op {
+ public:
+  ConvShape s{};  // one group
+  int64_t B = 0, G = 1;
+  int64_t pchunk = 0, pchunks = 1, nchunk = 0, nchunks = 1;  // output pixels / channels per task
+  std::vector<int32_t> ind;                                   // offsets of each output pixel's taps
+  std::vector<float> zero;                                    // the padding's input row
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  int64_t w_group = 0;  // packed floats per group
+  bool sum = false;     // input 1 is added to the output before the activation (a fused residual Add)
+  Activation act;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t P = s.P(), ldi = G * s.C, ldo = G * s.N, in_image = (int64_t)s.H * s.W * ldi;
+    const IgemmShape is{s.C, s.KH * s.KW, s.N, (int)ldo};
+    const float lo = act.lo(), hi = act.hi();
+    ctx.pool->run((int)(B * G * pchunks * nchunks), [&](int t, int) {
+      const int64_t nc = t % nchunks, pc = t / nchunks % pchunks, bg = t / nchunks / pchunks;
+      const int64_t b = bg / G, g = bg % G;
+      const int p0 = (int)(pc * pchunk), p1 = (int)std::min<int64_t>(P, p0 + pchunk);
+      const int n0 = (int)(nc * nchunk), n1 = (int)std::min<int64_t>(s.N, n0 + nchunk);
+      float* o = out + b * P * ldo + g * s.N;
+      const float* sm = sum ? in[1] + b * P * ldo + g * s.N : nullptr;
+      ctx.k->igemm(is, in[0] + b * in_image + g * s.C, ind.data(), zero.data(), w + g * w_group,
+                   bias ? bias + g * s.N : nullptr, sm, o, p0, p1, n0, n1, lo, hi);
+      if (act.needs_pass()) act.apply_pixels(ctx.k, o + (int64_t)p0 * ldo + n0, p1 - p0, n1 - n0, ldo, g * s.N + n0);
+    }, parallel());
+  }
+};
+
+class DwNhwcOp : public Op {
+ public:
+  ConvShape s{};  // C = N = the channels
+  int64_t B = 0;
+  const float* w = nullptr;
+  const float* bias = nullptr;
+  Activation act;
+
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t in_image = (int64_t)s.H * s.W * s.C, out_row = (int64_t)s.OW * s.C;
+    ctx.pool->run_range(B * s.OH, [&](int64_t r0, int64_t r1, int) {
+      while (r0 < r1) {  // row ranges within one image
+        const int64_t b = r0 / s.OH, y0 = r0 % s.OH, y1 = std::min<int64_t>(s.OH, y0 + (r1 - r0));
+        float* o = out + b * s.OH * out_row;
+        ctx.k->dwconv_nhwc(s, in[0] + b * in_image, w, bias, o, (int)y0, (int)y1, act.lo(), act.hi());
+        if (act.needs_pass()) act.apply_pixels(ctx.k, o + y0 * out_row, (y1 - y0) * s.OW, s.C, s.C, 0);
+        r0 += y1 - y0;
+      }
+    }, parallel());
+  }
+};
+
+// The separable pair on NHWC: the vertical conv (kh x 1 to K channels) into a shared buffer, then the
+// horizontal one (1 x kw to N), both on the conv core.
+class SepNhwcOp : public Op {
+ public:
+  std::unique_ptr<Op> vertical, horizontal;
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    vertical->run(ctx, in, ctx.shared);
+    horizontal->run(ctx, {ctx.shared}, out);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepShape& s, const Attrs& a,
+                                      const Weights& w, const BuildCtx& c) {
+  expect_inputs(in, 1, 1);
+  // One group each: vertical C -> K over kh x 1 at stride (SH, 1), horizontal K -> N over 1 x kw at (1, SW).
+  const int OH = s.OH(), OW = s.OW();
+  const ConvShape v{s.C, s.H, s.W, s.K, s.KH, 1, s.SH, 1, 1, 1, s.PT, 0, OH, s.W};
+  const ConvShape h{s.K, OH, s.W, s.N, 1, s.KW, 1, s.SW, 1, 1, 0, s.PL, OH, OW};
+  for (const char* k : {"vertical", "horizontal"})
+    if (!w.count(k)) throw PlanError(std::string("missing weight '") + k + "'");
+  Weights wv{{"weight", w.at("vertical")}}, wh{{"weight", w.at("horizontal")}};
+  for (const char* k : {"bias", "slope"})
+    if (w.count(k)) wh.emplace(k, w.at(k));
+  auto op = std::make_unique<SepNhwcOp>();
+  op->vertical = make_conv_nhwc(in, v, 1, Attrs{}, wv, c, false);  // the activation (in a) is the horizontal's
+  op->horizontal = make_conv_nhwc({op->vertical->out_shape}, h, 1, a, wh, c, false);
+  op->out_shape = op->horizontal->out_shape;
+  op->shared_floats = (size_t)numel(op->vertical->out_shape);
+  op->scratch_floats = std::max(op->vertical->scratch_floats, op->horizontal->scratch_floats);
+  op->macs = op->vertical->macs + op->horizontal->macs;
+  op->params = op->vertical->params + op->horizontal->params;
+  return op;
+}
+
+std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape& s, int64_t G, const Attrs& a,
+                                   const Weights& w, const BuildCtx& c, bool depthwise_rule) {
+  const int64_t B = in[0][0], N = G * s.N, taps = (int64_t)s.KH * s.KW;
+  const Shape out{B, s.OH, s.OW, N};
+  std::unique_ptr<Op> result;
+  if (depthwise_rule && s.C == 1 && s.N == 1) {
+    expect_inputs(in, 1, 1);
+    auto op = std::make_unique<DwNhwcOp>();
+    op->s = s;
+    op->s.C = op->s.N = (int)N;
+    op->B = B;
+    op->w = need_weight(w, "weight", "khwc", N * taps).data;
+    op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
+    op->act = parse_activation(a, w, N);
+    result = std::move(op);
+  } else {
+    expect_inputs(in, 1, 2);
+    auto op = std::make_unique<IgemmConvOp>();
+    op->s = s;
+    op->B = B;
+    op->G = G;
+    op->sum = in.size() == 2;
+    if (op->sum && in[1] != out)
+      throw PlanError("the summed input " + shape_str(in[1]) + " does not match the output " + shape_str(out));
+    op->w_group = (s.N + kPanelNC - 1) / kPanelNC * kPanelNC * taps * s.C;
+    op->w = need_weight(w, "weight", "conv_nhwc16", G * op->w_group).data;
+    op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
+    op->act = parse_activation(a, w, N);
+    op->ind.resize((size_t)s.P() * taps);
+    if (!igemm_offsets(s, G * s.C, op->ind.data()))
+      throw PlanError("input " + shape_str(in[0]) + " too large for 32-bit pixel offsets");
+    op->zero.assign(s.C, 0.f);
+    // Pixel chunks whose input (about chunk x C floats) stays in L2 across the channel panels; with
+    // several threads, enough tasks for each to get four: smaller pixel chunks (down to two tiles),
+    // then channel ranges too.
+    const int64_t P = s.P(), mr = c.k->igemm_mr, BG = B * G, want = c.threads > 1 ? 4 * c.threads : 1;
+    int64_t pchunk = std::max<int64_t>(4 * mr, 32768 / std::max<int64_t>(1, G * s.C) / mr * mr);
+    if (c.threads > 1 && BG * ((P + pchunk - 1) / pchunk) < want)
+      pchunk = std::max<int64_t>(2 * mr, chunk_size(P, (want + BG - 1) / BG, mr));
+    op->pchunk = std::min(pchunk, chunk_size(P, 1, mr));
+    op->pchunks = (P + op->pchunk - 1) / op->pchunk;
+    const int64_t tasks = BG * op->pchunks;
+    op->nchunk = tasks < want ? chunk_size(s.N, (want + tasks - 1) / tasks, 2 * kPanelNC) : s.N;
+    op->nchunks = (s.N + op->nchunk - 1) / op->nchunk;
+    result = std::move(op);
+  }
+  result->out_shape = out;
+  result->macs = B * N * s.P() * s.C * taps;
+  result->params = N * s.C * taps + (w.count("bias") ? N : 0);
+  return result;
+}
+
+}  // namespace edgesep

@@ -1,0 +1,129 @@
+"""The activation layout, chosen at compile time: NHWC (a pixel's channels contiguous) for the conv
+core, NCHW where an op needs it.
+
+Convs (every kind), the separable pair and the pools run on NHWC; element-wise ops, Concat, Pad and
+activations follow their inputs (an NHWC tensor of logical shape [N, C, H, W] is a row-major
+[N, H, W, C] array, so they only need their axes, pads and constants permuted); Fc, Flatten, Reshape,
+Transpose and Softmax read NCHW. A Transpose node converts a value where a consumer needs the other
+layout (once per value and direction); graph inputs arrive and graph outputs leave as NCHW, so a bundle
+means the same to its caller either way. The runtime ops take the layout from the node's `layout`
+attribute, and their shapes are the physical ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node
+from .passes import drop_dead
+
+LAYOUTS = ("nhwc", "nchw")
+TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
+_AXIS_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}  # where a logical NCHW axis lies in the NHWC array
+_ANCHORS = ("Conv", "SeparableConv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+_BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
+_FOLLOWERS = (*_BINARY, "Concat", "Pad", "Activation")
+
+
+def is_layout_change(node: dict) -> bool:
+    """Whether a bundle's node (a header dict) is a Transpose this pass inserted."""
+    return node["op"] == "Transpose" and node["name"].endswith(("/to_nhwc", "/to_nchw"))
+
+
+def _out_rank(n: Node, ranks: list[int | None]) -> int | None:
+    if n.op in ("Fc", "SparseFc", "Flatten"):
+        return 2
+    if n.op == "Reshape":
+        return len(n.attrs.get("shape", [])) or None
+    if n.op in _BINARY:
+        const = n.weights.get("constant")
+        known = [r for r in ranks if r is not None] + ([const.ndim] if const is not None else [])
+        return max(known) if len(known) == len(ranks) + (const is not None) else None
+    return ranks[0] if ranks else None
+
+
+def _can_follow(n: Node, ranks: list[int | None]) -> bool:
+    """Whether a follower op can run on NHWC inputs (all its inputs 4-D; nothing tied to axis 1 that
+    the permutation cannot express)."""
+    if any(r != 4 for r in ranks):
+        return False
+    if n.op in _BINARY:
+        const = n.weights.get("constant")
+        return const is None or const.ndim <= 4
+    if n.op == "Activation":
+        slope = n.weights.get("slope")
+        return slope is None or slope.size == 1  # a per-channel PReLU slope indexes axis 1
+    return True
+
+
+def _permuted(n: Node) -> Node:
+    """A follower node's NHWC form: axes, pads and constants permuted to the physical order."""
+    attrs, weights = dict(n.attrs), dict(n.weights)
+    if n.op == "Concat":
+        axis = attrs.get("axis", 1)
+        attrs["axis"] = _AXIS_NHWC[axis % 4]
+    elif n.op == "Pad":
+        p = list(attrs["pads"])
+        attrs["pads"] = [p[i] for i in TO_NHWC] + [p[4 + i] for i in TO_NHWC]
+    elif n.op in _BINARY and "constant" in weights:
+        c = weights["constant"]
+        weights["constant"] = np.ascontiguousarray(c.reshape((1,) * (4 - c.ndim) + c.shape).transpose(TO_NHWC))
+    return Node(n.op, n.name, list(n.inputs), n.output, attrs, weights)
+
+
+def to_nhwc(g: Graph) -> Graph:
+    """g with its conv chains on NHWC: a new graph (g's nodes are not changed)."""
+    rank: dict[str, int | None] = {name: len(shape) for name, shape in g.inputs}
+    layout: dict[str, str] = {}  # per value: the layout its producer writes
+    made: set[str] = set()  # names written so far: `v` holds value v as NCHW, `v@nhwc` as NHWC
+    alias: dict[tuple[str, str], str] = {}  # (value, layout) -> another value's array that holds it
+    nodes: list[Node] = []
+
+    def name_in(value: str, want: str) -> str:
+        have = layout.get(value, "nchw")
+        if have == want or rank.get(value) != 4:
+            want = have
+        if (value, want) in alias:
+            return alias[(value, want)]
+        name = f"{value}@nhwc" if want == "nhwc" else value
+        if name not in made:  # a Transpose from the layout the producer wrote
+            src = f"{value}@nhwc" if have == "nhwc" else value
+            nodes.append(Node("Transpose", f"{value}/to_{want}", [src], name,
+                              {"perm": TO_NHWC if want == "nhwc" else TO_NCHW}))
+            made.add(name)
+        return name
+
+    made.update(name for name, _ in g.inputs)
+
+    for n in g.nodes:
+        ranks = [rank.get(v) for v in n.inputs]
+        if n.op in _ANCHORS and ranks and ranks[0] == 4:
+            want = "nhwc"
+        elif n.op in _FOLLOWERS and _can_follow(n, ranks) and any(layout.get(v) == "nhwc" for v in n.inputs):
+            want = "nhwc"
+        else:
+            want = "nchw"
+        inputs = [name_in(v, want) for v in n.inputs]
+        if want == "nhwc":
+            m = _permuted(n) if n.op in _FOLLOWERS else Node(n.op, n.name, [], n.output, {**n.attrs, "layout": "nhwc"},
+                                                             n.weights)
+            m.inputs = inputs
+            m.output = f"{n.output}@nhwc"
+        else:
+            m = Node(n.op, n.name, inputs, n.output, n.attrs, n.weights)
+        made.add(m.output)
+        layout[n.output] = want
+        rank[n.output] = _out_rank(n, ranks)
+        nodes.append(m)
+        if n.op == "Transpose" and ranks == [4] and list(n.attrs.get("perm", [])) in (TO_NCHW, TO_NHWC):
+            # A model's own layout change: the other layout of its output is its input's array as it is
+            # (an NHWC graph input needs no transposing there and back).
+            src = n.inputs[0]
+            if n.attrs["perm"] == TO_NCHW and layout.get(src, "nchw") == "nchw":
+                alias[(n.output, "nhwc")] = name_in(src, "nchw")
+            elif n.attrs["perm"] == TO_NHWC and layout.get(src) == "nhwc":
+                alias[(n.output, "nchw")] = name_in(src, "nhwc")
+    for o in g.outputs:
+        name_in(o, "nchw")
+    out = Graph(g.inputs, g.outputs, nodes, g.shapes)
+    drop_dead(out)
+    return out
