@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--write", action="store_true")
     a = p.parse_args()
     import edgesep
-    from conftest import pypi_model
+    from zoo import pypi_model
     from edgesep.compiler import compile_onnx
 
     xtr, ytr, xte, yte = mnist_split()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ISAS, PARITY_RTOL, ort_run, pypi_model, rel_err
+from conftest import ISAS, PARITY_RTOL, ort_run, rel_err
 
 import edgesep
 import zoo
@@ -37,11 +37,11 @@ def test_demo_model_all_isas(compiled, layout):
     check(compiled(onnx_path, layout=layout), onnx_path, {"image": images[:7]}, isas=ISAS)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1"])
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "squeezenet1_1", "crepe_small"])
 def test_torch_architectures(compiled, name):
     path = zoo.onnx_path(name)
     bundle = compiled(path)
-    x = np.random.default_rng(0).standard_normal((2, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((2, *zoo.input_shape(name)[1:])).astype(np.float32)
     check(bundle, path, {"input": x})
     check(bundle, path, {"input": x[:1]}, isas=ISAS[1:], threads=(2,))
 
@@ -56,7 +56,7 @@ def test_vgg11(compiled):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("key,shape", [("onet", (3, 48, 48, 3)), ("rnet", (5, 24, 24, 3))])
 def test_mtcnn_keras_exports(compiled, key, shape, layout):
-    path = pypi_model(key)
+    path = zoo.pypi_model(key)
     bundle = compiled(path, layout=layout)
     name = edgesep.load(bundle).inputs[0].name
     x = np.random.default_rng(2).uniform(-1, 1, shape).astype(np.float32)
@@ -66,7 +66,7 @@ def test_mtcnn_keras_exports(compiled, key, shape, layout):
 def test_mtcnn_pnet_fixed_spatial_dims(tmp_path):
     from edgesep.compiler import compile_onnx
 
-    path = pypi_model("pnet")
+    path = zoo.pypi_model("pnet")
     bundle = tmp_path / "pnet.esb"
     compile_onnx(path, bundle, {"input_1": [None, 61, 83, 3]})
     x = np.random.default_rng(3).uniform(-1, 1, (2, 61, 83, 3)).astype(np.float32)
@@ -75,7 +75,7 @@ def test_mtcnn_pnet_fixed_spatial_dims(tmp_path):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_meter_digits_recognizer(compiled, layout):
-    path = pypi_model("meter_digits")
+    path = zoo.pypi_model("meter_digits")
     bundle = compiled(path, layout=layout)
     model = edgesep.load(bundle)
     assert model.inputs[0].shape == (11, 3, 32, 20)  # exported with a fixed batch of 11

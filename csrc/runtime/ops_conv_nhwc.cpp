@@ -21,10 +21,35 @@ class IgemmConvOp : public Op {
   int64_t w_group = 0;  // packed floats per group
   bool sum = false;     // input 1 is added to the output before the activation (a fused residual Add)
   Activation act;
+  // Few input channels (an RGB stem): the input is first copied, zero-padded, into ctx.shared (Hp x Wp
+  // pixels per image), where a window row's KW pixels are one contiguous run of KW * C values: the
+  // kernel then takes KH taps of depth KW * C (the same packed weights) instead of KH * KW taps of C,
+  // and a tap's pixel lookup is amortised over KW times more FMA rows.
+  bool rows = false;
+  int64_t Hp = 0, Wp = 0;
+  IgemmShape is{};
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    const int64_t P = s.P(), ldi = G * s.C, ldo = G * s.N, in_image = (int64_t)s.H * s.W * ldi;
-    const IgemmShape is{s.C, s.KH * s.KW, s.N, (int)ldo};
+    const int64_t P = s.P(), ldi = G * s.C, ldo = G * s.N;
+    const int64_t in_image = rows ? Hp * Wp * ldi : (int64_t)s.H * s.W * ldi;
+    const float* x = in[0];
+    if (rows) {
+      ctx.pool->run_range(B * Hp, [&](int64_t r0, int64_t r1, int) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t iy = r % Hp - s.PT, row = Wp * ldi, left = std::min<int64_t>(Wp, s.PL) * ldi;
+          float* d = ctx.shared + r * row;
+          if (iy < 0 || iy >= s.H) {
+            std::fill(d, d + row, 0.f);
+            continue;
+          }
+          const int64_t n = std::min<int64_t>(s.W, Wp - s.PL) * ldi;
+          std::fill(d, d + left, 0.f);
+          std::copy(x + ((r / Hp) * s.H + iy) * s.W * ldi, x + ((r / Hp) * s.H + iy) * s.W * ldi + n, d + left);
+          std::fill(d + left + n, d + row, 0.f);
+        }
+      }, B * Hp * Wp * ldi >= 1000000);
+      x = ctx.shared;
+    }
     const float lo = act.lo(), hi = act.hi();
     ctx.pool->run((int)(B * G * pchunks * nchunks), [&](int t, int) {
       const int64_t nc = t % nchunks, pc = t / nchunks % pchunks, bg = t / nchunks / pchunks;
@@ -33,7 +58,7 @@ class IgemmConvOp : public Op {
       const int n0 = (int)(nc * nchunk), n1 = (int)std::min<int64_t>(s.N, n0 + nchunk);
       float* o = out + b * P * ldo + g * s.N;
       const float* sm = sum ? in[1] + b * P * ldo + g * s.N : nullptr;
-      ctx.k->igemm(is, in[0] + b * in_image + g * s.C, ind.data(), zero.data(), w + g * w_group,
+      ctx.k->igemm(is, x + b * in_image + g * s.C, ind.data(), zero.data(), w + g * w_group,
                    bias ? bias + g * s.N : nullptr, sm, o, p0, p1, n0, n1, lo, hi);
       if (act.needs_pass()) act.apply_pixels(ctx.k, o + (int64_t)p0 * ldo + n0, p1 - p0, n1 - n0, ldo, g * s.N + n0);
     }, parallel());
@@ -67,9 +92,12 @@ class DwNhwcOp : public Op {
 class SepNhwcOp : public Op {
  public:
   std::unique_ptr<Op> vertical, horizontal;
+  size_t mid = 0;  // floats of the intermediate at the start of ctx.shared; the halves' own shared after it
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    vertical->run(ctx, in, ctx.shared);
-    horizontal->run(ctx, {ctx.shared}, out);
+    RunCtx inner = ctx;
+    inner.shared = ctx.shared + mid;
+    vertical->run(inner, in, ctx.shared);
+    horizontal->run(inner, {ctx.shared}, out);
   }
 };
 
@@ -91,7 +119,8 @@ std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepSha
   op->vertical = make_conv_nhwc(in, v, 1, Attrs{}, wv, c, false);  // the activation (in a) is the horizontal's
   op->horizontal = make_conv_nhwc({op->vertical->out_shape}, h, 1, a, wh, c, false);
   op->out_shape = op->horizontal->out_shape;
-  op->shared_floats = (size_t)numel(op->vertical->out_shape);
+  op->mid = (size_t)(numel(op->vertical->out_shape) + 15) / 16 * 16;
+  op->shared_floats = op->mid + std::max(op->vertical->shared_floats, op->horizontal->shared_floats);
   op->scratch_floats = std::max(op->vertical->scratch_floats, op->horizontal->scratch_floats);
   op->macs = op->vertical->macs + op->horizontal->macs;
   op->params = op->vertical->params + op->horizontal->params;
@@ -126,10 +155,20 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     op->w = need_weight(w, "weight", "conv_nhwc16", G * op->w_group).data;
     op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
     op->act = parse_activation(a, w, N);
-    op->ind.resize((size_t)s.P() * taps);
-    if (!igemm_offsets(s, G * s.C, op->ind.data()))
+    op->is = {s.C, (int)taps, s.N, (int)N};
+    ConvShape table = s;  // the geometry the offset table describes
+    op->rows = G == 1 && s.C < 16 && s.KW > 1 && s.DW == 1;
+    if (op->rows) {
+      op->Hp = (int64_t)(s.OH - 1) * s.SH + (int64_t)(s.KH - 1) * s.DH + 1;
+      op->Wp = (int64_t)(s.OW - 1) * s.SW + s.KW;
+      table.H = (int)op->Hp, table.W = (int)op->Wp, table.KW = 1, table.PT = table.PL = 0;
+      op->is = {s.C * s.KW, s.KH, s.N, (int)N};
+      op->shared_floats = (size_t)(B * op->Hp * op->Wp * s.C);
+    }
+    op->ind.resize((size_t)s.P() * op->is.taps);
+    if (!igemm_offsets(table, G * s.C, op->ind.data()))
       throw PlanError("input " + shape_str(in[0]) + " too large for 32-bit pixel offsets");
-    op->zero.assign(s.C, 0.f);
+    op->zero.assign(op->is.C, 0.f);
     // Pixel chunks whose input (about chunk x C floats) stays in L2 across the channel panels; with
     // several threads, enough tasks for each to get four: smaller pixel chunks (down to two tiles),
     // then channel ranges too.

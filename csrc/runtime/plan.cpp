@@ -100,7 +100,11 @@ int Plan::add_node(const std::string& name, const std::string& type, const std::
   for (int64_t d : op->out_shape)
     if (d <= 0) throw PlanError("node '" + name + "' (" + type + ") would produce an empty tensor " + shape_str(op->out_shape));
   const int step = (int)steps_.size();
-  for (int id : inputs) tensors_[id].last_use = step;
+  for (int id : inputs) {
+    tensors_[id].last_use = step;
+    const int from = tensors_[id].producer;
+    if (pool_.size() > 1 && from >= 0 && steps_[from].op->parallel()) op->split_input = true;
+  }
   Tensor t;
   t.shape = op->out_shape;
   t.producer = step;

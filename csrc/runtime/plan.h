@@ -68,9 +68,13 @@ class Op {
   int64_t macs = 0;
   int64_t params = 0;
   int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
+  bool split_input = false;  // an input was written by a parallel step (set by the plan)
   // Whether the work pays for waking the pool and a barrier (measured: ~10-20 us on 2 cores; a
-  // million MACs takes 20-40 us on one).
-  bool parallel() const { return work >= 1000000; }
+  // million MACs takes 20-40 us on one). Far less does where the input was written by several
+  // threads: the workers are still spinning (a hand-off of ~1-2 us), and a single thread would fetch
+  // the others' share from their cores' caches (the demo's first max-pool, 12.5K outputs: 3 us alone,
+  // 7 us after a parallel conv, 2 us in parallel).
+  bool parallel() const { return work >= 1000000 || (split_input && work >= 16384); }
 };
 
 // Makes the op `type`; infers out_shape from the input shapes; throws PlanError on bad input.

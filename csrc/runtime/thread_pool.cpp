@@ -4,7 +4,7 @@
 
 namespace edgesep {
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads) : shares_(threads > 0 ? threads : 1) {
   for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
 }
 
@@ -19,8 +19,10 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::drain(int thread) {
-  for (int task = next_.fetch_add(1); task < job_size_; task = next_.fetch_add(1)) {
-    (*job_)(task, thread);
+  const int n = (int)shares_.size();
+  for (int k = 0; k < n; ++k) {  // its own share first, then the others'
+    Share& s = shares_[(thread + k) % n];
+    for (int task = s.next.fetch_add(1); task < s.end; task = s.next.fetch_add(1)) (*job_)(task, thread);
   }
 }
 
@@ -33,8 +35,11 @@ void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parall
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
-    job_size_ = n;
-    next_.store(0);
+    const int shares = (int)shares_.size();
+    for (int i = 0; i < shares; ++i) {
+      shares_[i].next.store((int)((int64_t)n * i / shares));
+      shares_[i].end = (int)((int64_t)n * (i + 1) / shares);
+    }
     active_.store((int)workers_.size());
     generation_.fetch_add(1);
   }

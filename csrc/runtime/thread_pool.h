@@ -21,8 +21,11 @@ class ThreadPool {
   int size() const { return (int)workers_.size() + 1; }
 
   // Calls fn(task, thread) for every task in [0, n), thread in [0, size()); returns when all are done.
-  // Tasks are handed out dynamically, so uneven tasks balance. parallel=false runs them all inline
-  // (for work too small to pay for waking the workers). Not reentrant.
+  // Thread i first takes the i-th contiguous share of the tasks, in order, then takes what is left of
+  // the others' shares: a layer's tasks cover the same part of an image on the same thread as the
+  // layer before did (whose output is then in that core's cache, not the other's), and uneven tasks
+  // still balance. parallel=false runs them all inline (for work too small to pay for waking the
+  // workers). Not reentrant.
   void run(int n, const std::function<void(int, int)>& fn, bool parallel = true);
 
   // Calls fn(begin, end, thread) over contiguous slices of [0, n): about four per thread, so that
@@ -38,8 +41,11 @@ class ThreadPool {
   std::condition_variable wake_;
   std::condition_variable done_;
   const std::function<void(int, int)>* job_ = nullptr;
-  int job_size_ = 0;
-  std::atomic<int> next_{0};
+  struct alignas(64) Share {  // one thread's share of a job's tasks: [next, end), taken from the front
+    std::atomic<int> next{0};
+    int end = 0;
+  };
+  std::vector<Share> shares_;
   std::atomic<unsigned> generation_{0};
   std::atomic<int> active_{0};  // workers still inside the current job
   bool stop_ = false;
