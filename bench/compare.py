@@ -80,6 +80,11 @@ def serve(runtime: str, onnx_path: str, bundle: str, threads: int) -> None:
         run = lambda: sess.run(None, feed)  # noqa: E731
     print(json.dumps(list(x.shape)), flush=True)
     for line in sys.stdin:
+        # Warm-up runs for 30 ms, not timed: the other process's workers may still hold a core (onnxruntime's
+        # spin for tens of ms after a run and slowed ours 20x meanwhile), and ours may have gone to sleep.
+        t_end = time.perf_counter() + 0.03
+        while time.perf_counter() < t_end:
+            run()
         times = []
         for _ in range(int(line)):
             t0 = time.perf_counter()
@@ -90,8 +95,8 @@ def serve(runtime: str, onnx_path: str, bundle: str, threads: int) -> None:
 
 def latency(onnx_path: Path, bundle: Path, threads: int, runs: int) -> dict:
     """Median latency of both runtimes, each in its own process (two thread pools in one process fight
-    over the cores: onnxruntime's idle workers slowed ours 6x there), timed in alternating rounds of 6
-    runs whose first is a warm-up, with a pause between rounds for the other's workers to go to sleep."""
+    over the cores: onnxruntime's idle workers slowed ours 6x there), timed in alternating rounds of 5
+    runs after 30 ms of warm-up runs."""
     import numpy as np
 
     procs = {rt: subprocess.Popen([sys.executable, __file__, "--child", "serve", rt, str(onnx_path), str(bundle),
@@ -101,10 +106,9 @@ def latency(onnx_path: Path, bundle: Path, threads: int, runs: int) -> dict:
     times: dict[str, list[float]] = {rt: [] for rt in procs}
     for r in range(max(1, runs // 5)):
         for rt in (("edgesep", "ort") if r % 2 == 0 else ("ort", "edgesep")):
-            time.sleep(0.05)
-            procs[rt].stdin.write("6\n")
+            procs[rt].stdin.write("5\n")
             procs[rt].stdin.flush()
-            times[rt] += json.loads(procs[rt].stdout.readline())[1:]
+            times[rt] += json.loads(procs[rt].stdout.readline())
     for p in procs.values():
         p.stdin.close()
         p.wait()

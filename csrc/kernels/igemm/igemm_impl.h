@@ -104,27 +104,45 @@ inline void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind,
   }
 }
 
+// Output channels [n, n + nc) of pixels [p, p + mr): a tile of as many panels as nc needs.
+template <class V, int MR, int NP>
+inline void igemm_block(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
+                        const float* bias, const float* sum, float* out, int p, int mr, int n, int nc, float lo,
+                        float hi) {
+  const ptrdiff_t pstride = (ptrdiff_t)s.taps * s.C * kPanelNC;  // floats per weight panel
+  const int panels = (nc + kPanelNC - 1) / kPanelNC;
+  const float* wp = w + (ptrdiff_t)(n / kPanelNC) * pstride;
+  const float* bp = bias ? bias + n : nullptr;
+  const int32_t* ip = ind + (ptrdiff_t)p * s.taps;
+  const float* sp = sum ? sum + (ptrdiff_t)p * s.ldo + n : nullptr;
+  float* op = out + (ptrdiff_t)p * s.ldo + n;
+  if (NP >= 4 && panels == 4)
+    igemm_tile<V, MR, (NP >= 4 ? 4 : 1)>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
+  else if (NP >= 3 && panels == 3)
+    igemm_tile<V, MR, (NP >= 3 ? 3 : 1)>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
+  else if (NP >= 2 && panels == 2)
+    igemm_tile<V, MR, (NP >= 2 ? 2 : 1)>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
+  else
+    igemm_tile<V, MR, 1>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
+}
+
 template <class V, int MR, int NP>
 void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
            const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi) {
-  const ptrdiff_t pstride = (ptrdiff_t)s.taps * s.C * kPanelNC;  // floats per weight panel
-  for (int n = n0; n < n1;) {
-    const int left = n1 - n;
-    const bool two = NP == 2 && left > kPanelNC;
-    const int nc = two ? (left < 2 * kPanelNC ? left : 2 * kPanelNC) : (left < kPanelNC ? left : kPanelNC);
-    const float* wp = w + (ptrdiff_t)(n / kPanelNC) * pstride;
-    for (int p = p0; p < p1; p += MR) {
-      const int mr = p1 - p < MR ? p1 - p : MR;
-      const int32_t* ip = ind + (ptrdiff_t)p * s.taps;
-      const float* sp = sum ? sum + (ptrdiff_t)p * s.ldo + n : nullptr;
-      float* op = out + (ptrdiff_t)p * s.ldo + n;
-      if (two)
-        igemm_tile<V, MR, 2>(s, in, ip, zero, wp, pstride, bias ? bias + n : nullptr, sp, op, mr, nc, lo, hi);
-      else
-        igemm_tile<V, MR, 1>(s, in, ip, zero, wp, pstride, bias ? bias + n : nullptr, sp, op, mr, nc, lo, hi);
-    }
-    n += nc;
+  // Channel groups of up to NP panels (fewer for the tail).
+  auto group = [&](int n) { return n1 - n < NP * kPanelNC ? n1 - n : NP * kPanelNC; };
+  if ((ptrdiff_t)s.taps * s.C * (n1 - n0) <= 8192) {
+    // Weights that fit in L1 (short depth: a 1x1 conv of few channels): a pixel tile's every channel
+    // before the next tile, so each output row is written whole, once.
+    for (int p = p0; p < p1; p += MR)
+      for (int n = n0; n < n1; n += group(n))
+        igemm_block<V, MR, NP>(s, in, ind, zero, w, bias, sum, out, p, p1 - p < MR ? p1 - p : MR, n, group(n), lo, hi);
+    return;
   }
+  // Else a channel group's weights stay in cache while the pixels stream past them.
+  for (int n = n0; n < n1; n += group(n))
+    for (int p = p0; p < p1; p += MR)
+      igemm_block<V, MR, NP>(s, in, ind, zero, w, bias, sum, out, p, p1 - p < MR ? p1 - p : MR, n, group(n), lo, hi);
 }
 
 }  // namespace edgesep::detail

@@ -37,6 +37,6 @@ struct Vec : BroadcastWeights<Vec> {
   }
 };
 constexpr int kGemmNV = 2;  // 6x32 tile: 12 accumulators of 32 zmm registers
-// NHWC conv: 8 pixels x 32 channels, 16 accumulators; per input channel 2 weight loads and 8 broadcasts.
-constexpr int kIgemmMR = 8, kIgemmNP = 2;
+// NHWC conv: 6 pixels x 64 channels, 24 accumulators; per input channel 4 weight loads, 6 broadcasts.
+constexpr int kIgemmMR = 6, kIgemmNP = 4;
 }  // namespace edgesep::avx512
