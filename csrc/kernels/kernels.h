@@ -157,6 +157,23 @@ using IgemmFn = void (*)(const IgemmShape& s, const float* in, const int32_t* in
 // False (and nothing written) if an offset would not fit in int32.
 bool igemm_offsets(const ConvShape& s, int64_t ldi, int32_t* ind);
 
+// Winograd F(2x2, 3x3) for a 3x3 conv at stride 1 on NHWC (one group): the output in 2x2 tiles, tile t
+// of an image at rows 2 (t / TW), columns 2 (t % TW). For a block of tiles, input_transform writes
+// V[xi][i][c] = (B^T d B)[xi] of tile t0 + i's 4x4 input patch d (zeros outside the input), xi < 16 at
+// `ldv` floats apart; sixteen GEMMs (igemm, 1x1) give M[xi] = V[xi] x U[xi], U the weights transformed
+// at compile time (layout wino23_nhwc16: per xi, the conv_nhwc16 panels of a C -> N 1x1 conv); then
+// output_transform writes clamp(A^T M A + bias + sum) into the tiles' output pixels inside OH x OW.
+struct WinoShape {
+  int C, H, W, N;  // input channels, size; output channels
+  int PT, PL;      // padding top / left
+  int OH, OW;      // output size
+  int TW() const { return (OW + 1) / 2; }
+  int tiles() const { return (OH + 1) / 2 * TW(); }
+};
+using WinoInputFn = void (*)(const WinoShape& s, const float* in, int t0, int nt, float* V, ptrdiff_t ldv);
+using WinoOutputFn = void (*)(const WinoShape& s, const float* M, ptrdiff_t ldm, int t0, int nt, const float* bias,
+                              const float* sum, float* out, float lo, float hi);
+
 // Depthwise conv on one NHWC image, all s.C channels (s.N == s.C), output rows [oy0, oy1):
 // w is [KH][KW][C] (layout khwc), bias C values or null.
 using DwNhwcFn = void (*)(const ConvShape& s, const float* in, const float* w, const float* bias, float* out,
@@ -178,6 +195,8 @@ struct KernelTable {
   IgemmFn igemm;
   int igemm_mr;      // pixels per register tile of igemm (the op's pixel chunks are multiples of it)
   DwNhwcFn dwconv_nhwc;
+  WinoInputFn wino_input;
+  WinoOutputFn wino_output;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -225,6 +244,9 @@ void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float
            const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi);
 void dwconv_nhwc(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int oy1,
                  float lo, float hi);
+void wino_input(const WinoShape& s, const float* in, int t0, int nt, float* V, ptrdiff_t ldv);
+void wino_output(const WinoShape& s, const float* M, ptrdiff_t ldm, int t0, int nt, const float* bias,
+                 const float* sum, float* out, float lo, float hi);
 }  // namespace ref
 
 // The variants compiled into this build that this CPU can run, reference first, best last.

@@ -30,6 +30,8 @@ const KernelTable* table_ref() {
     k.igemm = ref::igemm;
     k.igemm_mr = 1;
     k.dwconv_nhwc = ref::dwconv_nhwc;
+    k.wino_input = ref::wino_input;
+    k.wino_output = ref::wino_output;
     return k;
   }();
   return &t;

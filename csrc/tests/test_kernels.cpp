@@ -247,6 +247,79 @@ void test_igemm(const KernelTable& t, const ConvShape& s, int G, Rng& rng, bool 
   expect_close(t.isa, "igemm " + describe(s) + where, got.data(), want.data(), mag.data(), want.size(), s.K() + 2);
 }
 
+// Winograd F(2x2, 3x3) on one NHWC image: the variant's transforms against the reference's (a few adds
+// each: tight), and the whole pipeline (transforms + sixteen 1x1 GEMMs, tiles in two blocks) against
+// the direct conv. Winograd sums other terms than the direct conv does (the transforms' products of
+// up to 4 x 4 values), so its bound is that of the direct sum scaled by the transforms' gain (16).
+void test_winograd(const KernelTable& t, int C, int H, int W, int N, int PT, int PL, int PB, int PR, Rng& rng,
+                   bool with_bias, bool with_sum, float lo, float hi) {
+  ConvShape s{C, H, W, N, 3, 3, 1, 1, 1, 1, PT, PL, 0, 0};
+  if (!make_shape(s, PB, PR)) return;
+  const WinoShape ws{C, H, W, N, PT, PL, s.OH, s.OW};
+  const int T = ws.tiles(), P = s.P(), panels = (N + kPanelNC - 1) / kPanelNC;
+  std::vector<float> in((size_t)H * W * C), w((size_t)N * C * 9), bias(N), sum((size_t)P * N);
+  for (auto* v : {&in, &w, &bias, &sum})
+    for (auto& x : *v) x = rng.normal();
+  const float* b = with_bias ? bias.data() : nullptr;
+  const float* sm = with_sum ? sum.data() : nullptr;
+  // U[xi] = G g G^T, each packed as a 1x1 conv's conv_nhwc16 panels.
+  const double G[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+  std::vector<float> u((size_t)16 * panels * kPanelNC * C, 0.f);
+  for (int n = 0; n < N; ++n)
+    for (int c = 0; c < C; ++c)
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) {
+          double v = 0;
+          for (int a = 0; a < 3; ++a)
+            for (int e = 0; e < 3; ++e) v += G[i][a] * w[((size_t)n * C + c) * 9 + a * 3 + e] * G[j][e];
+          u[(size_t)(i * 4 + j) * panels * kPanelNC * C + ((size_t)(n / kPanelNC) * C + c) * kPanelNC + n % kPanelNC] =
+              (float)v;
+        }
+  std::vector<float> V((size_t)16 * T * C), Vr((size_t)16 * T * C), M((size_t)16 * T * N), got((size_t)P * N, NAN),
+      got_r((size_t)P * N, NAN), zero(C, 0.f), ones((size_t)16 * T * std::max(C, N), 1.f);
+  std::vector<int32_t> rows(T);
+  for (int i = 0; i < T; ++i) rows[i] = i * C;
+  const int cut = rng.uniform(0, T);
+  char where[96];
+  std::snprintf(where, sizeof where, "C%d H%d W%d N%d pads %d,%d,%d,%d", C, H, W, N, PT, PL, PB, PR);
+  for (int part = 0; part < 2; ++part) {  // tiles [0, cut) and [cut, T) as two blocks
+    const int t0 = part ? cut : 0, nt = part ? T - cut : cut;
+    if (nt == 0) continue;
+    const ptrdiff_t ldv = (ptrdiff_t)nt * C, ldm = (ptrdiff_t)nt * N;
+    t.wino_input(ws, in.data(), t0, nt, V.data(), ldv);
+    ref::wino_input(ws, in.data(), t0, nt, Vr.data(), ldv);
+    expect_close(t.isa, std::string("wino_input ") + where, V.data(), Vr.data(), ones.data(), 16 * ldv, 4);
+    const IgemmShape gs{C, 1, N, N};
+    for (int xi = 0; xi < 16; ++xi)
+      t.igemm(gs, V.data() + xi * ldv, rows.data(), zero.data(), u.data() + (size_t)xi * panels * kPanelNC * C, nullptr,
+              nullptr, M.data() + xi * ldm, 0, nt, 0, N, -INFINITY, INFINITY);
+    t.wino_output(ws, M.data(), ldm, t0, nt, b, sm, got.data(), lo, hi);
+    ref::wino_output(ws, M.data(), ldm, t0, nt, b, sm, got_r.data(), lo, hi);
+  }
+  std::vector<float> mag_o((size_t)P * N);
+  for (size_t i = 0; i < mag_o.size(); ++i) mag_o[i] = std::fabs(got_r[i]) + 16.f;
+  expect_close(t.isa, std::string("wino_output ") + where, got.data(), got_r.data(), mag_o.data(), got.size(), 16);
+  // Against the direct conv (the NHWC reference through its offset table).
+  std::vector<int32_t> ind((size_t)P * 9);
+  igemm_offsets(s, C, ind.data());
+  const auto packed = pack_nhwc16(w.data(), N, C, 9);
+  std::vector<float> want((size_t)P * N), mag((size_t)P * N);
+  ref::igemm(IgemmShape{C, 9, N, N}, in.data(), ind.data(), zero.data(), packed.data(), b, sm, want.data(), 0, P, 0, N,
+             lo, hi);
+  for (int p = 0; p < P; ++p)
+    for (int n = 0; n < N; ++n) {
+      double a = (b ? std::fabs(b[n]) : 0.0) + (sm ? std::fabs(sm[(size_t)p * N + n]) : 0.0);
+      for (int k = 0; k < 9; ++k) {
+        const int32_t off = ind[(size_t)p * 9 + k];
+        if (off >= 0)
+          for (int c = 0; c < C; ++c) a += std::fabs(w[((size_t)n * C + c) * 9 + k] * in[off + c]);
+      }
+      mag[(size_t)p * N + n] = 16.f * (float)a;
+    }
+  expect_close(t.isa, std::string("winograd vs direct ") + where, got.data(), want.data(), mag.data(), got.size(),
+               16 * C + 16);
+}
+
 void test_dwnhwc(const KernelTable& t, const ConvShape& s, Rng& rng, bool with_bias, float lo, float hi) {
   const int taps = s.KH * s.KW, C = s.C;
   std::vector<float> in((size_t)s.H * s.W * C), w((size_t)taps * C), bias(C), mag((size_t)s.P() * C);
@@ -547,6 +620,17 @@ int main() {
         if (!make_shape(s, k[3], k[3])) continue;
         test_dwnhwc(t, s, rng, C % 2 == 0, C % 3 ? -INFINITY : 0.f, C % 5 ? INFINITY : 6.f);
       }
+    // Winograd F(2x2, 3x3): odd and even output sizes (partial tiles), channel tails, every padding.
+    for (const auto& c : {std::array<int, 8>{1, 1, 1, 1, 1, 1, 1, 1}, {3, 5, 7, 16, 1, 1, 1, 1}, {16, 8, 8, 32, 1, 1, 1, 1},
+                          {17, 9, 6, 33, 0, 0, 0, 0}, {5, 7, 11, 20, 1, 0, 0, 1}, {64, 14, 14, 64, 1, 1, 1, 1},
+                          {20, 4, 3, 7, 2, 2, 0, 2}, {8, 3, 3, 12, 0, 0, 0, 0}})
+      for (int k = 0; k < 2; ++k)
+        test_winograd(t, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], rng, k == 0, k == 1, k ? 0.f : -INFINITY,
+                      INFINITY);
+    for (int i = 0; i < 30; ++i)
+      test_winograd(t, rng.uniform(1, 24), rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(1, 40), rng.uniform(0, 2),
+                    rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2), rng, i % 2 == 0, i % 3 == 0,
+                    i % 4 ? -INFINITY : -1.f, i % 4 ? INFINITY : 1.f);
     // Separable pair: widths around the tile, depth over the KC block, bands of one row, strides 2
     // and 3 with odd and even kernels and widths (phases of unequal tap counts, a phase with none).
     const int sep[][13] = {

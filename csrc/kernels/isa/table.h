@@ -11,6 +11,7 @@
 #include "../pool/pool_impl.h"
 #include "../sepconv/sepconv_impl.h"
 #include "../spmm/spmm_impl.h"
+#include "../winograd/winograd_impl.h"
 #include "../kernels.h"
 
 namespace edgesep::detail {
@@ -33,6 +34,8 @@ KernelTable make_table(const char* isa) {
   t.igemm = igemm<V, MR, NP>;
   t.igemm_mr = MR;
   t.dwconv_nhwc = dwconv_nhwc<V>;
+  t.wino_input = wino_input<V>;
+  t.wino_output = wino_output<V>;
   return t;
 }
 

@@ -8,7 +8,6 @@
 namespace edgesep::sse41 {
 struct Vec : BroadcastWeights<Vec>, Sse128<Vec, false> {
   using V4 = Vec;  // for 4-wide work
-  static T sub(T a, T b) { return _mm_sub_ps(a, b); }
   static T mul(T a, T b) { return _mm_mul_ps(a, b); }
   static T div(T a, T b) { return _mm_div_ps(a, b); }
   static T floor(T a) { return _mm_floor_ps(a); }

@@ -5,24 +5,9 @@
 // V4, then single lanes) with two accumulator sets alternating over the blocks to hide FMA latency.
 #pragma once
 #include "../kernels.h"
+#include "../simd/lane1.h"
 
 namespace edgesep::detail {
-
-// One lane as a vector type, for the batch tail; a template on the owner so that each table's
-// translation unit instantiates its own copy (no inline code shared across ISA flags).
-template <class Owner>
-struct Lane1 {
-  using T = float;
-  static constexpr int N = 1;
-  static T zero() { return 0.f; }
-  static T set1(float x) { return x; }
-  static T load(const float* p) { return *p; }
-  static void store(float* p, T v) { *p = v; }
-  static T fma(T a, T b, T c) { return a * b + c; }
-  static T add(T a, T b) { return a + b; }
-  static T max(T a, T b) { return a > b ? a : b; }
-  static T min(T a, T b) { return a < b ? a : b; }
-};
 
 // Block row i at batch lanes [b0, b0 + W::N).
 template <class W, int BR, int BC, class I>

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc
+from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc, pack_wino23_nhwc16
 from ..ops import OPS, is_depthwise
 from .ir import CompileError, Graph, Node
 from .layout import LAYOUTS, to_nhwc
@@ -30,6 +30,8 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     nhwc = n.attrs.get("layout") == "nhwc"
     if nhwc and (n.op, key) in (("Conv", "weight"), ("SeparableConv", "vertical"), ("SeparableConv", "horizontal")):
         groups = n.attrs.get("group", 1)
+        if n.op == "Conv" and n.attrs.get("winograd"):
+            return w.add(name, pack_wino23_nhwc16(arr), shape=list(arr.shape), layout="wino23_nhwc16")
         if n.op == "Conv" and is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
             return w.add(name, pack_khwc(arr), shape=list(arr.shape), layout="khwc")
         return w.add(name, pack_conv_nhwc16(arr, groups), shape=list(arr.shape), layout="conv_nhwc16", groups=groups)
