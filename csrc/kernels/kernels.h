@@ -127,6 +127,9 @@ using ActivationFn = void (*)(ActCode code, float* x, int64_t n, float a, float 
 
 // Pooling's row reductions: acc[i] = max(acc[i], x[i]) (is_max) or acc[i] + x[i], for i < n.
 using PoolRowFn = void (*)(float* acc, const float* x, int64_t n, bool is_max);
+// Pooling on NHWC, one output pixel: out[c] = max over t < n of taps[t][c] (is_max), else scale * sum,
+// for c < C (taps: the window's input pixels inside the input, n >= 1).
+using PoolTapsFn = void (*)(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale);
 
 // ---- The NHWC conv core (conv core v2) ----
 // Activations of a conv chain are NHWC: a pixel's channels are contiguous. A conv is an indirect GEMM:
@@ -197,6 +200,7 @@ struct KernelTable {
   DwNhwcFn dwconv_nhwc;
   WinoInputFn wino_input;
   WinoOutputFn wino_output;
+  PoolTapsFn pool_taps;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -240,6 +244,7 @@ void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, f
           float hi);
 void activation(ActCode code, float* x, int64_t n, float a, float b);
 void pool_row(float* acc, const float* x, int64_t n, bool is_max);
+void pool_taps(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale);
 void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
            const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi);
 void dwconv_nhwc(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int oy1,

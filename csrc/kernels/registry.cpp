@@ -32,6 +32,7 @@ const KernelTable* table_ref() {
     k.dwconv_nhwc = ref::dwconv_nhwc;
     k.wino_input = ref::wino_input;
     k.wino_output = ref::wino_output;
+    k.pool_taps = ref::pool_taps;
     return k;
   }();
   return &t;

@@ -1,5 +1,6 @@
 #include "activation.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -53,9 +54,13 @@ void Activation::apply_pixels(const KernelTable* k, float* x, int64_t pixels, in
     for (int64_t p = 0; p < pixels; ++p) apply(k, x + p * stride, len, 0);
     return;
   }
-  const float* a = slope + channel0;
-  for (int64_t p = 0; p < pixels; ++p, x += stride)
-    for (int64_t i = 0; i < len; ++i) x[i] = x[i] < 0.f ? a[i] * x[i] : x[i];
+  // Branch-free, so that it vectorises (a per-value branch on the sign mispredicted half the time:
+  // 3.5 ns a value on MTCNN's O-Net, 40x the rest of its conv's epilogue).
+  const float* __restrict a = slope + channel0;
+  for (int64_t p = 0; p < pixels; ++p, x += stride) {
+    float* __restrict v = x;
+    for (int64_t i = 0; i < len; ++i) v[i] = std::max(v[i], 0.f) + a[i] * std::min(v[i], 0.f);
+  }
 }
 
 Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels) {

@@ -90,7 +90,8 @@ class DwNhwcOp : public Op {
 
 // A 3x3 conv at stride 1 by Winograd F(2x2, 3x3): per block of tb output tiles (2x2 pixels each), the
 // input transform, sixteen 1x1 GEMMs on the conv core (tb x C by C x N, 2.25x fewer multiplies than
-// the direct conv's), the output transform with bias, residual and clamp (kernels.h: WinoShape).
+// the direct conv's), the output transform with bias, residual and clamp (kernels.h: WinoShape), then
+// any other activation's pass over the tiles' pixels.
 class WinogradOp : public Op {
  public:
   WinoShape ws{};
@@ -116,8 +117,14 @@ class WinogradOp : public Op {
       for (int xi = 0; xi < 16; ++xi)
         ctx.k->igemm(gs, V + xi * tb * ws.C, rows.data(), zero.data(), u + xi * panel, nullptr, nullptr,
                      M + xi * tb * ws.N, 0, nt, 0, ws.N, -INFINITY, INFINITY);
-      ctx.k->wino_output(ws, M, tb * ws.N, t0, nt, bias, sum ? in[1] + b * out_image : nullptr, out + b * out_image,
-                         act.lo(), act.hi());
+      float* o = out + b * out_image;
+      ctx.k->wino_output(ws, M, tb * ws.N, t0, nt, bias, sum ? in[1] + b * out_image : nullptr, o, act.lo(), act.hi());
+      if (act.needs_pass())  // over each tile's two output rows (a tile's pixels are not contiguous)
+        for (int t = t0; t < t0 + nt; ++t)
+          for (int y = 2 * (t / ws.TW()); y < std::min(ws.OH, 2 * (t / ws.TW()) + 2); ++y) {
+            const int x = 2 * (t % ws.TW());
+            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ws.N, std::min(2, ws.OW - x), ws.N, ws.N, 0);
+          }
     }, parallel());
   }
 };
@@ -180,7 +187,6 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     op->u = need_weight(w, "weight", "wino23_nhwc16", 16 * ((N + kPanelNC - 1) / kPanelNC * kPanelNC) * s.C).data;
     op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
     op->act = parse_activation(a, w, N);
-    if (op->act.needs_pass()) throw PlanError("winograd takes no activation but a clamp (relu, clip)");
     // Blocks of up to 36 tiles (a multiple of every ISA's tile height), fewer where the threads need tasks.
     const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr, want = c.threads > 1 ? 4 * c.threads : 1;
     int64_t tb = std::min<int64_t>(36, T);

@@ -115,8 +115,8 @@ class GlobalPoolOp : public Op {
   }
 };
 
-// MaxPool / AveragePool on NHWC activations: per output pixel, the window's valid taps are summed
-// (or maxed) a whole pixel's channels at a time (contiguous runs the compiler vectorises).
+// MaxPool / AveragePool on NHWC activations: per output pixel, the kernel table's pool_taps reduces the
+// window's input pixels inside the input (a channel vector at a time, in registers).
 class PoolNhwcOp : public Op {
  public:
   bool is_max = true, include_pad = false;
@@ -125,6 +125,7 @@ class PoolNhwcOp : public Op {
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     ctx.pool->run_range(B * OH, [&](int64_t r0, int64_t r1, int) {
+      std::vector<const float*> taps((size_t)(KH * KW));
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / OH, oy = r % OH, y0 = oy * SH - PT;
         const float* x = in[0] + b * H * W * C;
@@ -134,22 +135,16 @@ class PoolNhwcOp : public Op {
           const int64_t x0 = ox * SW - PL;
           int64_t kx0, kx1;
           PoolOp::taps(x0, DW, KW, W, kx0, kx1);
-          float* __restrict o = out + ((r * OW) + ox) * C;
-          std::fill(o, o + C, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
+          int n = 0;
           for (int64_t ky = ky0; ky < ky1; ++ky)
-            for (int64_t kx = kx0; kx < kx1; ++kx) {
-              const float* __restrict v = x + ((y0 + ky * DH) * W + x0 + kx * DW) * C;
-              if (is_max)
-                for (int64_t c = 0; c < C; ++c) o[c] = std::max(o[c], v[c]);
-              else
-                for (int64_t c = 0; c < C; ++c) o[c] += v[c];
-            }
-          if (!is_max) {
-            const int64_t n = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0)
-                                          : (ky1 - ky0) * (kx1 - kx0);
-            const float inv = n > 0 ? 1.f / (float)n : 0.f;
-            for (int64_t c = 0; c < C; ++c) o[c] *= inv;
-          }
+            for (int64_t kx = kx0; kx < kx1; ++kx) taps[n++] = x + ((y0 + ky * DH) * W + x0 + kx * DW) * C;
+          float* o = out + (r * OW + ox) * C;
+          // count_include_pad counts the window clipped to the padded extent, as PyTorch does.
+          const int64_t count = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0) : n;
+          if (n == 0)
+            std::fill(o, o + C, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
+          else
+            ctx.k->pool_taps(o, taps.data(), n, C, is_max, count > 0 ? 1.f / (float)count : 0.f);
         }
       }
     }, parallel());

@@ -468,6 +468,27 @@ void test_activation(const KernelTable& t, Rng& rng) {
 }
 
 // Pooling's row reduction: exact (one max or one add per element, in the same order as the reference).
+void test_pool_taps(const KernelTable& t, Rng& rng) {
+  for (int C : {1, 3, 4, 5, 8, 15, 16, 17, 33, 64, 100})
+    for (int n : {1, 2, 4, 9})
+      for (bool is_max : {true, false}) {
+        std::vector<float> x((size_t)n * C), want(C), got(C, NAN), mag(C);
+        for (auto& v : x) v = rng.normal();
+        std::vector<const float*> taps;
+        for (int i = 0; i < n; ++i) taps.push_back(x.data() + (size_t)(n - 1 - i) * C);  // any order
+        ref::pool_taps(want.data(), taps.data(), n, C, is_max, 1.f / n);
+        t.pool_taps(got.data(), taps.data(), n, C, is_max, 1.f / n);
+        for (int c = 0; c < C; ++c) {
+          double a = 0;
+          for (int i = 0; i < n; ++i) a += std::fabs(x[(size_t)i * C + c]);
+          mag[c] = (float)a;
+        }
+        char where[64];
+        std::snprintf(where, sizeof where, "pool_taps C%d n%d %s", C, n, is_max ? "max" : "avg");
+        expect_close(t.isa, where, got.data(), want.data(), mag.data(), C, n + 1);
+      }
+}
+
 void test_pool_row(const KernelTable& t, Rng& rng) {
   for (bool is_max : {true, false})
     for (int n : {1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 64, 100}) {
@@ -664,6 +685,7 @@ int main() {
           test_fc(t, K, N, batch, rng, (K + N + batch) % 2 == 0);
     test_activation(t, rng);
     test_pool_row(t, rng);
+    test_pool_taps(t, rng);
     // Sparse x dense: every block shape, batches around each vector width, odd sizes, very wide rows
     // (32-bit column indices past 65536), densities from one block per row to every slot.
     const int blocks[][2] = {{1, 1}, {1, 4}, {4, 1}};

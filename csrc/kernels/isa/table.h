@@ -36,6 +36,7 @@ KernelTable make_table(const char* isa) {
   t.dwconv_nhwc = dwconv_nhwc<V>;
   t.wino_input = wino_input<V>;
   t.wino_output = wino_output<V>;
+  t.pool_taps = pool_taps<V>;
   return t;
 }
 

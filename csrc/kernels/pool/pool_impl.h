@@ -1,6 +1,8 @@
-// Pooling's row reduction (max or sum of two rows), templated on the ISA's vector type.
+// Pooling's row reduction (max or sum of two rows) and the NHWC pixel reduction (over a window's
+// pixels, a channel vector at a time in registers), templated on the ISA's vector type.
 #pragma once
 #include "../kernels.h"
+#include "../simd/lane1.h"
 
 namespace edgesep::detail {
 
@@ -23,6 +25,25 @@ void pool_row(float* acc, const float* x, int64_t n, bool is_max) {
     for (; i + L <= n; i += L) V::store(acc + i, V::add(V::load(acc + i), V::load(x + i)));
     for (; i < n; ++i) acc[i] += x[i];
   }
+}
+
+template <class U>
+inline void pool_taps_run(float* out, const float* const* taps, int n, int c, bool is_max, float scale) {
+  typename U::T acc = U::load(taps[0] + c);
+  if (is_max)
+    for (int t = 1; t < n; ++t) acc = U::max(acc, U::load(taps[t] + c));
+  else
+    for (int t = 1; t < n; ++t) acc = U::add(acc, U::load(taps[t] + c));
+  U::store(out + c, is_max ? acc : U::mul(acc, U::set1(scale)));
+}
+
+template <class V>
+void pool_taps(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale) {
+  using V4 = typename V::V4;
+  int64_t c = 0;
+  for (; c + V::N <= C; c += V::N) pool_taps_run<V>(out, taps, n, (int)c, is_max, scale);
+  for (; c + 4 <= C; c += 4) pool_taps_run<V4>(out, taps, n, (int)c, is_max, scale);
+  for (; c < C; ++c) pool_taps_run<Lane1<V>>(out, taps, n, (int)c, is_max, scale);
 }
 
 }  // namespace edgesep::detail

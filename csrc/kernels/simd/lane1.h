@@ -16,6 +16,7 @@ struct Lane1 {
   static T fma(T a, T b, T c) { return a * b + c; }
   static T add(T a, T b) { return a + b; }
   static T sub(T a, T b) { return a - b; }
+  static T mul(T a, T b) { return a * b; }
   static T max(T a, T b) { return a > b ? a : b; }
   static T min(T a, T b) { return a < b ? a : b; }
 };

@@ -29,6 +29,7 @@ struct Sse128 {
   }
   static T add(T a, T b) { return _mm_add_ps(a, b); }
   static T sub(T a, T b) { return _mm_sub_ps(a, b); }
+  static T mul(T a, T b) { return _mm_mul_ps(a, b); }
   static T max(T a, T b) { return _mm_max_ps(a, b); }
   static T min(T a, T b) { return _mm_min_ps(a, b); }
   static float hsum(T v) {

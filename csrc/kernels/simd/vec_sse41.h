@@ -8,7 +8,6 @@
 namespace edgesep::sse41 {
 struct Vec : BroadcastWeights<Vec>, Sse128<Vec, false> {
   using V4 = Vec;  // for 4-wide work
-  static T mul(T a, T b) { return _mm_mul_ps(a, b); }
   static T div(T a, T b) { return _mm_div_ps(a, b); }
   static T floor(T a) { return _mm_floor_ps(a); }
   // 2^n for integer-valued n in [-126, 127] (built in the exponent field).

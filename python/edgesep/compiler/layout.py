@@ -62,12 +62,11 @@ WINOGRAD_MIN_CHANNELS = 32
 
 
 def winograd_pays(n: Node) -> bool:
-    """Whether a Conv runs as Winograd F(2x2, 3x3): a 3x3 conv at stride 1, dilation 1, of one group,
-    whose activation is a clamp (the output transform applies it), at least WINOGRAD_MIN_CHANNELS wide."""
+    """Whether a Conv runs as Winograd F(2x2, 3x3): a 3x3 conv at stride 1, dilation 1, of one group, at
+    least WINOGRAD_MIN_CHANNELS wide."""
     w, a = n.weights.get("weight"), n.attrs
     return (w is not None and w.ndim == 4 and list(w.shape[2:]) == [3, 3] and a.get("group", 1) == 1
             and list(a.get("strides", [1, 1])) == [1, 1] and list(a.get("dilations", [1, 1])) == [1, 1]
-            and n.activation in ("none", "relu", "clip") and "slope" not in n.weights
             and min(w.shape[:2]) >= WINOGRAD_MIN_CHANNELS)
 
 
