@@ -165,3 +165,28 @@ def test_winograd_on_a_conv_it_cannot_run_is_refused(tmp_path):
         edgesep.load(rewrite(tmp_path / "m.esb", lambda h: conv(h)["attrs"].update(strides=[2, 2])))
     with pytest.raises(edgesep.BundleError, match="must be stored as conv_nhwc16"):
         edgesep.load(rewrite(tmp_path / "m.esb", lambda h: conv(h)["attrs"].update(winograd=0)))
+
+
+def test_residual_add_folds_into_the_conv_before_it(tmp_path):
+    """relu(conv(relu(conv(x))) + x): the Add (and its ReLU) become the second conv's summed input; an Add
+    that broadcasts stays an Add."""
+    from conftest import PARITY_RTOL, ort_run, rel_err
+
+    proto = model([helper.make_node("Conv", ["x", "W1"], ["a"], pads=[1, 1, 1, 1]),
+                   helper.make_node("Relu", ["a"], ["b"]),
+                   helper.make_node("Conv", ["b", "W2"], ["c"], pads=[1, 1, 1, 1]),
+                   helper.make_node("Add", ["c", "x"], ["d"]),
+                   helper.make_node("Relu", ["d"], ["e"]),
+                   helper.make_node("Conv", ["e", "W3"], ["f"]),
+                   helper.make_node("GlobalAveragePool", ["e"], ["g"]),
+                   helper.make_node("Add", ["f", "g"], ["y"])],
+                  [8, 6, 5], {"W1": w(8, 8, 3, 3), "W2": w(8, 8, 3, 3), "W3": w(8, 8, 1, 1)})
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    compile_onnx(path, tmp_path / "m.esb")
+    m = edgesep.load(tmp_path / "m.esb")
+    ops = [(n["op"], len(n["inputs"]), n["attrs"].get("activation", "none")) for n in nodes(m)]
+    assert ops == [("Conv", 1, "relu"), ("Conv", 2, "relu"), ("Conv", 1, "none"), ("GlobalAveragePool", 1, "none"),
+                   ("Add", 2, "none")]
+    x = np.random.default_rng(0).standard_normal((2, 8, 6, 5)).astype(np.float32)
+    assert rel_err(m.run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL

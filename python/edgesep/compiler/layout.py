@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..ops import is_depthwise
 from .ir import Graph, Node
 from .passes import drop_dead
 
@@ -143,4 +144,35 @@ def to_nhwc(g: Graph) -> Graph:
         name_in(o, "nchw")
     out = Graph(g.inputs, g.outputs, nodes, g.shapes)
     drop_dead(out)
+    fuse_residuals(out)
     return out
+
+
+def fuse_residuals(g: Graph) -> int:
+    """Folds a residual Add into the NHWC conv that produces one of its operands: the conv takes the
+    other operand as a second input and adds it before its activation (which becomes the Add's), so the
+    sum costs no pass of its own. Only where the conv has no activation of its own, feeds the Add alone,
+    is not depthwise, both operands have the same known shape (no broadcasting), and the other operand is
+    ready before the conv runs."""
+    order = {n.output: i for i, n in enumerate(g.nodes)}
+    fused = 0
+    for add in [n for n in g.nodes if n.op == "Add" and len(n.inputs) == 2 and not n.weights]:
+        shapes = [g.shapes.get(v.removesuffix("@nhwc")) for v in add.inputs]
+        if shapes[0] is None or shapes[0] != shapes[1] or len(shapes[0]) != 4:
+            continue
+        for k in sorted((0, 1), key=lambda k: -order.get(add.inputs[k], -1)):  # the later producer first
+            conv, other = g.producer(add.inputs[k]), add.inputs[1 - k]
+            if (conv is None or conv.op != "Conv" or conv.attrs.get("layout") != "nhwc" or len(conv.inputs) != 1
+                    or conv.activation != "none" or not g.only_feeds(conv, add)
+                    or order.get(other, -1) >= order[conv.output]):
+                continue
+            wt = conv.weights["weight"]
+            if is_depthwise(wt.shape[1] * conv.attrs.get("group", 1), wt.shape[0], conv.attrs.get("group", 1)):
+                continue
+            conv.inputs = conv.inputs + [other]
+            conv.attrs = {**conv.attrs, **{a: v for a, v in add.attrs.items() if a != "layout"}}
+            conv.weights = {**conv.weights, **add.weights}
+            g.absorb(conv, add)
+            fused += 1
+            break
+    return fused
