@@ -1,7 +1,7 @@
 """Side by side with onnxruntime on the same ONNX file and thread count, batch 1 (a model exported with a
 fixed batch runs at that batch): latency measured interleaved (rounds alternate the two runtimes, each
-in its own process, so a change in the machine's speed hits both), then load time (bundle or model open
-to first result) and peak RSS, each runtime in a fresh process.
+in its own process, the other stopped, so a change in the machine's speed hits both), then load time
+(bundle or model open to first result) and peak RSS, each runtime in a fresh process.
 
     python bench/compare.py                          # every model below, 1 and 2 threads
     python bench/compare.py --models resnet18 demo   # some of them
@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,8 +82,7 @@ def serve(runtime: str, onnx_path: str, bundle: str, threads: int) -> None:
         run = lambda: sess.run(None, feed)  # noqa: E731
     print(json.dumps(list(x.shape)), flush=True)
     for line in sys.stdin:
-        # Warm-up runs for 30 ms, not timed: the other process's workers may still hold a core (onnxruntime's
-        # spin for tens of ms after a run and slowed ours 20x meanwhile), and ours may have gone to sleep.
+        # Warm-up runs for 30 ms, not timed: the workers have slept while the other process ran.
         t_end = time.perf_counter() + 0.03
         while time.perf_counter() < t_end:
             run()
@@ -96,7 +97,7 @@ def serve(runtime: str, onnx_path: str, bundle: str, threads: int) -> None:
 def latency(onnx_path: Path, bundle: Path, threads: int, runs: int) -> dict:
     """Median latency of both runtimes, each in its own process (two thread pools in one process fight
     over the cores: onnxruntime's idle workers slowed ours 6x there), timed in alternating rounds of 5
-    runs after 30 ms of warm-up runs."""
+    runs after 30 ms of warm-up runs, the other process stopped meanwhile."""
     import numpy as np
 
     procs = {rt: subprocess.Popen([sys.executable, __file__, "--child", "serve", rt, str(onnx_path), str(bundle),
@@ -106,10 +107,15 @@ def latency(onnx_path: Path, bundle: Path, threads: int, runs: int) -> dict:
     times: dict[str, list[float]] = {rt: [] for rt in procs}
     for r in range(max(1, runs // 5)):
         for rt in (("edgesep", "ort") if r % 2 == 0 else ("ort", "edgesep")):
+            # The other process is stopped while this one runs: onnxruntime's idle workers spin for tens of
+            # ms after a run, and a process of ours beside them ran 2 ms where it ran 0.09 ms alone.
+            for other, p in procs.items():
+                os.kill(p.pid, signal.SIGCONT if other == rt else signal.SIGSTOP)
             procs[rt].stdin.write("5\n")
             procs[rt].stdin.flush()
             times[rt] += json.loads(procs[rt].stdout.readline())
     for p in procs.values():
+        os.kill(p.pid, signal.SIGCONT)
         p.stdin.close()
         p.wait()
     return {rt: 1e3 * float(np.median(v)) for rt, v in times.items()} | {"shape": shape}

@@ -69,12 +69,12 @@ class Op {
   int64_t params = 0;
   int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
   bool split_input = false;  // an input was written by a parallel step (set by the plan)
-  // Whether the work pays for waking the pool and a barrier (measured: ~10-20 us on 2 cores; a
-  // million MACs takes 20-40 us on one). Far less does where the input was written by several
-  // threads: the workers are still spinning (a hand-off of ~1-2 us), and a single thread would fetch
-  // the others' share from their cores' caches (the demo's first max-pool, 12.5K outputs: 3 us alone,
-  // 7 us after a parallel conv, 2 us in parallel).
-  bool parallel() const { return work >= 1000000 || (split_input && work >= 16384); }
+  // Whether the work pays for handing it to the pool: from 100K MACs (2 threads: the demo CNN 0.110 ms
+  // at a 1M threshold, 0.076 at 250K, 0.067 at 100K; the workers spin between steps, so a hand-off
+  // costs ~1-2 us, not a futex wake-up's 10-20), and from 16K elements where the input was written by
+  // several threads (a single thread would fetch the others' share from their cores' caches: the
+  // demo's first max-pool, 12.5K outputs, took 3 us alone, 7 us after a parallel conv, 2 us parallel).
+  bool parallel() const { return work >= 100000 || (split_input && work >= 16384); }
 };
 
 // Makes the op `type`; infers out_shape from the input shapes; throws PlanError on bad input.
