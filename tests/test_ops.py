@@ -1,6 +1,6 @@
 """Each op the importer maps, on small ONNX graphs written by hand, against onnxruntime: every
 attribute path (strides, dilations, asymmetric and auto padding, groups, ceil mode, count_include_pad,
-broadcasting, opset differences), at two batch sizes, on every kernel variant."""
+broadcasting, opset differences), at two batch sizes, on every kernel variant, in both activation layouts."""
 from __future__ import annotations
 
 import numpy as np
@@ -128,13 +128,14 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_op_matches_onnxruntime(case, tmp_path):
+def test_op_matches_onnxruntime(case, layout, tmp_path):
     proto, shape = CASES[case]
     path = tmp_path / "m.onnx"
     onnx.save(proto, path)
     bundle = tmp_path / "m.esb"
-    compile_onnx(path, bundle)
+    compile_onnx(path, bundle, layout=layout)
     for batch in (1, 3):
         x = RNG.standard_normal((batch, *shape)).astype(np.float32)
         want = ort_run(path, {"x": x})

@@ -1,7 +1,7 @@
 // Run-time dispatch: which kernel tables this build has and which of them this CPU runs.
 #include <cstring>
 
-#include "../runtime/cpu.h"
+#include "cpu.h"
 #include "kernels.h"
 
 namespace edgesep {

@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <mutex>
 
-#include "../runtime/cpu.h"
+#include "../kernels/cpu.h"
 #include "../runtime/plan.h"
 
 namespace py = pybind11;

@@ -7,82 +7,101 @@ namespace edgesep {
 
 namespace {
 
-class ConvOp : public Op {
+// The NCHW conv (bundles of format 1 and 2, and --layout nchw): one op class per strategy, sharing
+// the geometry, the packed weights and the epilogue.
+class NchwConvOp : public Op {
  public:
   ConvShape s{};  // one group
   int64_t B = 0, G = 1;
-  bool depthwise = false;
-  int64_t chunk = 0, nchunks = 0;    // output pixels per task (dense)
-  int64_t mchunk = 0, mchunks = 1;   // output channels per task (dense; a multiple of kGemmMR)
-  bool direct = false;               // stride 1: conv_direct over bands of output rows
-  int64_t rows = 0, bands = 0;       // output rows per band (direct)
-  bool shared_pack = false;          // pack B together into ctx.shared, then split the channels
-  int64_t kchunk = 0, kchunks = 1;   // depth rows per packing task (shared_pack)
   const float* w = nullptr;
   const float* bias = nullptr;
-  int64_t w_group = 0;  // floats of packed weights per group
+  int64_t w_group = 0;  // floats of packed weights per group (conv_mr6)
   Activation act;
+};
 
+// Depthwise: the dwconv kernel per channel plane.
+class DepthwiseOp : public NchwConvOp {
+ public:
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    const float* x = in[0];
+    const int64_t C = G, taps = (int64_t)s.KH * s.KW, in_plane = (int64_t)s.H * s.W, P = s.P();
+    ctx.pool->run_range(B * C, [&](int64_t t0, int64_t t1, int thread) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t c = t % C;
+        float* o = out + t * P;
+        ctx.k->dwconv(s, in[0] + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, act.lo(), act.hi(),
+                      ctx.scratch + thread * ctx.scratch_stride);
+        if (act.needs_pass()) act.apply(ctx.k, o, P, c);
+      }
+    }, parallel());
+  }
+};
+
+// Stride 1, kernels above 1x1: conv_direct over bands of output rows (x channel ranges).
+class DirectConvOp : public NchwConvOp {
+ public:
+  int64_t rows = 0, bands = 0;      // output rows per band
+  int64_t mchunk = 0, mchunks = 1;  // output channels per task (a multiple of kGemmMR)
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     const int64_t in_plane = (int64_t)s.H * s.W, P = s.P();
-    const float lo = act.lo(), hi = act.hi();
-    if (depthwise) {
-      const int64_t C = G, taps = (int64_t)s.KH * s.KW;
-      ctx.pool->run_range(B * C, [&](int64_t t0, int64_t t1, int thread) {
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t c = t % C;
-          float* o = out + t * P;
-          ctx.k->dwconv(s, x + t * in_plane, w + c * taps, bias ? bias[c] : 0.f, o, lo, hi,
-                        ctx.scratch + thread * ctx.scratch_stride);
-          if (act.needs_pass()) act.apply(ctx.k, o, P, c);
-        }
-      }, parallel());
-      return;
-    }
-    if (direct) {
-      ctx.pool->run((int)(B * G * bands * mchunks), [&](int t, int thread) {
-        const int64_t mc = t % mchunks, band = t / mchunks % bands, bg = t / mchunks / bands, g = bg % G;
-        const int oy0 = (int)(band * rows), r = (int)std::min<int64_t>(rows, s.OH - oy0);
-        const int m0 = (int)(mc * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
-        float* o = out + bg * s.N * P;
-        ctx.k->conv_direct(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, oy0, r, m0,
-                           m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
-        if (act.needs_pass())
-          act.apply_rows(ctx.k, o + m0 * P + (int64_t)oy0 * s.OW, m1 - m0, (int64_t)r * s.OW, P, g * s.N + m0);
-      }, parallel());
-      return;
-    }
-    if (shared_pack) {
-      const int K = s.K();
-      for (int64_t bg = 0; bg < B * G; ++bg)
-        for (int64_t pc = 0; pc < nchunks; ++pc) {
-          const int64_t g = bg % G;
-          const int p0 = (int)(pc * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
-          const float* xin = x + bg * s.C * in_plane;
-          float* o = out + bg * s.N * P;
-          ctx.pool->run((int)kchunks, [&](int t, int thread) {
-            const int k0 = (int)(t * kchunk), k1 = (int)std::min<int64_t>(K, k0 + kchunk);
-            ctx.k->conv_pack(s, xin, p0, p1, k0, k1, ctx.shared, ctx.scratch + thread * ctx.scratch_stride);
-          }, parallel());
-          ctx.pool->run((int)mchunks, [&](int t, int) {
-            const int m0 = (int)(t * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
-            ctx.k->conv_packed_gemm(s, ctx.shared, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
-                                    m1, lo, hi);
-            if (act.needs_pass()) act.apply_rows(ctx.k, o + m0 * P + p0, m1 - m0, p1 - p0, P, g * s.N + m0);
-          }, parallel());
-        }
-      return;
-    }
+    ctx.pool->run((int)(B * G * bands * mchunks), [&](int t, int thread) {
+      const int64_t mc = t % mchunks, band = t / mchunks % bands, bg = t / mchunks / bands, g = bg % G;
+      const int oy0 = (int)(band * rows), r = (int)std::min<int64_t>(rows, s.OH - oy0);
+      const int m0 = (int)(mc * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
+      float* o = out + bg * s.N * P;
+      ctx.k->conv_direct(s, in[0] + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, oy0, r,
+                         m0, m1, act.lo(), act.hi(), ctx.scratch + thread * ctx.scratch_stride);
+      if (act.needs_pass())
+        act.apply_rows(ctx.k, o + m0 * P + (int64_t)oy0 * s.OW, m1 - m0, (int64_t)r * s.OW, P, g * s.N + m0);
+    }, parallel());
+  }
+};
+
+// The packed GEMM, each task packing its own chunk of pixels (conv_gemm).
+class GemmConvOp : public NchwConvOp {
+ public:
+  int64_t chunk = 0, nchunks = 0;   // output pixels per task
+  int64_t mchunk = 0, mchunks = 1;  // output channels per task
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t in_plane = (int64_t)s.H * s.W, P = s.P();
     ctx.pool->run((int)(B * G * nchunks * mchunks), [&](int t, int thread) {
       const int64_t mc = t % mchunks, pc = t / mchunks % nchunks, bg = t / mchunks / nchunks, g = bg % G;
       const int p0 = (int)(pc * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
       const int m0 = (int)(mc * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
       float* o = out + bg * s.N * P;
-      ctx.k->conv_gemm(s, x + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
-                       m1, lo, hi, ctx.scratch + thread * ctx.scratch_stride);
+      ctx.k->conv_gemm(s, in[0] + bg * s.C * in_plane, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0,
+                       m1, act.lo(), act.hi(), ctx.scratch + thread * ctx.scratch_stride);
       if (act.needs_pass()) act.apply_rows(ctx.k, o + m0 * P + p0, m1 - m0, p1 - p0, P, g * s.N + m0);
     }, parallel());
+  }
+};
+
+// The packed GEMM where pixel chunks are too few for the threads (deep layers): the threads pack each
+// chunk's B together into ctx.shared, then split the output channels.
+class SharedPackConvOp : public NchwConvOp {
+ public:
+  int64_t chunk = 0, nchunks = 0;   // output pixels per packed block
+  int64_t mchunk = 0, mchunks = 1;  // output channels per multiply task
+  int64_t kchunk = 0, kchunks = 1;  // depth rows per packing task
+  void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
+    const int64_t in_plane = (int64_t)s.H * s.W, P = s.P();
+    const int K = s.K();
+    for (int64_t bg = 0; bg < B * G; ++bg)
+      for (int64_t pc = 0; pc < nchunks; ++pc) {
+        const int64_t g = bg % G;
+        const int p0 = (int)(pc * chunk), p1 = (int)std::min<int64_t>(P, p0 + chunk);
+        const float* xin = in[0] + bg * s.C * in_plane;
+        float* o = out + bg * s.N * P;
+        ctx.pool->run((int)kchunks, [&](int t, int thread) {
+          const int k0 = (int)(t * kchunk), k1 = (int)std::min<int64_t>(K, k0 + kchunk);
+          ctx.k->conv_pack(s, xin, p0, p1, k0, k1, ctx.shared, ctx.scratch + thread * ctx.scratch_stride);
+        }, parallel());
+        ctx.pool->run((int)mchunks, [&](int t, int) {
+          const int m0 = (int)(t * mchunk), m1 = (int)std::min<int64_t>(s.N, m0 + mchunk);
+          ctx.k->conv_packed_gemm(s, ctx.shared, w + g * w_group, bias ? bias + g * s.N : nullptr, o, p0, p1, m0, m1,
+                                  act.lo(), act.hi());
+          if (act.needs_pass()) act.apply_rows(ctx.k, o + m0 * P + p0, m1 - m0, p1 - p0, P, g * s.N + m0);
+        }, parallel());
+      }
   }
 };
 
@@ -192,56 +211,64 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
                     shape_str(want));
   if (nhwc) return make_conv_nhwc(in, s, G, a, w, c, true);
   expect_inputs(in, 1, 1);
-  auto op = std::make_unique<ConvOp>();
-  op->s = s;
-  const int64_t oh = s.OH, ow = s.OW;
-  op->B = x[0];
-  op->G = G;
-  op->depthwise = G == x[1] && N == x[1];
-  op->out_shape = {x[0], N, oh, ow};
-  const int64_t K = s.K();
-  if (op->depthwise) {
+  const int64_t K = s.K(), P = s.P(), nr = c.k->gemm_nr, BG = x[0] * G;
+  std::unique_ptr<NchwConvOp> op;
+  if (G == C && N == C) {
+    op = std::make_unique<DepthwiseOp>();
     op->w = need_weight(w, "weight", "plain", N * s.KH * s.KW).data;
     op->scratch_floats = dwconv_scratch_floats(s);
+  } else if (s.SH == 1 && s.SW == 1 && s.KH * s.KW > 1) {
+    // Bands of output rows whose padded input planes and outputs stay within ~512 KB (L2), of at
+    // least two register tiles of pixels; where that gives too few tasks for the threads, thinner
+    // bands (down to that floor), then channel ranges too.
+    auto d = std::make_unique<DirectConvOp>();
+    const int64_t wz = conv_direct_layout(s, (int)nr, 1).wz;
+    d->rows = band_rows(s.OH, wz, (int64_t)s.C * (s.KH - 1) * s.DH, s.C + s.N, (2 * nr + wz - 1) / wz, BG, c.threads);
+    d->bands = (s.OH + d->rows - 1) / d->rows;
+    const int64_t tasks = BG * d->bands;
+    const int64_t mparts = c.threads > 1 && tasks < 2 * c.threads ? (2 * c.threads + tasks - 1) / tasks : 1;
+    d->mchunk = chunk_size(s.N, mparts, kGemmMR);
+    d->mchunks = (s.N + d->mchunk - 1) / d->mchunk;
+    d->scratch_floats = conv_direct_floats(s, (int)nr, (int)d->rows, (int)d->mchunk);
+    op = std::move(d);
   } else {
-    op->w_group = (s.N + kGemmMR - 1) / kGemmMR * kGemmMR * K;
-    op->w = need_weight(w, "weight", "conv_mr6", G * op->w_group).data;
-    const int64_t P = s.P(), nr = c.k->gemm_nr, BG = op->B * G;
-    if (s.SH == 1 && s.SW == 1 && s.KH * s.KW > 1) {
-      // Bands of output rows whose padded input planes and outputs stay within ~512 KB (L2), of at
-      // least two register tiles of pixels; where that gives too few tasks for the threads, thinner
-      // bands (down to that floor), then channel ranges too.
-      op->direct = true;
-      const int64_t wz = conv_direct_layout(s, (int)nr, 1).wz;
-      op->rows = band_rows(s.OH, wz, (int64_t)s.C * (s.KH - 1) * s.DH, s.C + s.N, (2 * nr + wz - 1) / wz, BG, c.threads);
-      op->bands = (s.OH + op->rows - 1) / op->rows;
-      const int64_t tasks = BG * op->bands;
-      const int64_t mparts = c.threads > 1 && tasks < 2 * c.threads ? (2 * c.threads + tasks - 1) / tasks : 1;
-      op->mchunk = chunk_size(s.N, mparts, kGemmMR);
-      op->mchunks = (s.N + op->mchunk - 1) / op->mchunk;
-      op->scratch_floats = conv_direct_floats(s, (int)nr, (int)op->rows, (int)op->mchunk);
+    // Tasks split the pixels into chunks small enough for the packed block to stay in L2. Where that
+    // gives too few tasks to balance the threads (deep layers: few pixels, many channels), the threads
+    // instead pack each chunk's B together, then split the output channels: each streams only its
+    // share of the weights, and none packs what another already has.
+    const int64_t tasks = c.threads > 1 ? 4 * c.threads : 1, cap = std::max<int64_t>(nr, 256 / nr * nr);
+    if (c.threads > 1 && BG * ((P + cap - 1) / cap) < 2 * c.threads) {
+      auto sp = std::make_unique<SharedPackConvOp>();
+      sp->chunk = std::min(cap, chunk_size(P, 1, nr));
+      sp->nchunks = (P + sp->chunk - 1) / sp->chunk;
+      sp->mchunk = chunk_size(s.N, 2 * c.threads, kGemmMR);
+      sp->mchunks = (s.N + sp->mchunk - 1) / sp->mchunk;
+      sp->kchunk = chunk_size(K, 2 * c.threads, 1);
+      sp->kchunks = (K + sp->kchunk - 1) / sp->kchunk;
+      sp->scratch_floats = (sp->chunk + nr - 1) / nr * nr;
+      sp->shared_floats = conv_packed_floats(s, (int)nr, (int)sp->chunk);
+      op = std::move(sp);
     } else {
-      // Tasks split the pixels into chunks small enough for the packed block to stay in L2. Where that
-      // gives too few tasks to balance the threads (deep layers: few pixels, many channels), the threads
-      // instead pack each chunk's B together, then split the output channels: each streams only its
-      // share of the weights, and none packs what another already has.
-      const int64_t tasks = c.threads > 1 ? 4 * c.threads : 1, cap = std::max<int64_t>(nr, 256 / nr * nr);
-      op->shared_pack = c.threads > 1 && BG * ((P + cap - 1) / cap) < 2 * c.threads;
-      op->chunk = std::min(cap, chunk_size(P, op->shared_pack ? 1 : (tasks + BG - 1) / BG, nr));
-      op->nchunks = (P + op->chunk - 1) / op->chunk;
-      op->mchunk = op->shared_pack ? chunk_size(s.N, 2 * c.threads, kGemmMR) : s.N;
-      op->mchunks = (s.N + op->mchunk - 1) / op->mchunk;
-      op->kchunk = chunk_size(K, 2 * c.threads, 1);
-      op->kchunks = (K + op->kchunk - 1) / op->kchunk;
-      const int64_t row = (op->chunk + nr - 1) / nr * nr;
-      op->scratch_floats = op->shared_pack ? row : conv_scratch_floats(s, (int)nr, (int)op->chunk);
-      op->shared_floats = op->shared_pack ? conv_packed_floats(s, (int)nr, (int)op->chunk) : 0;
+      auto gm = std::make_unique<GemmConvOp>();
+      gm->chunk = std::min(cap, chunk_size(P, (tasks + BG - 1) / BG, nr));
+      gm->nchunks = (P + gm->chunk - 1) / gm->chunk;
+      gm->mchunk = s.N;
+      gm->scratch_floats = conv_scratch_floats(s, (int)nr, (int)gm->chunk);
+      op = std::move(gm);
     }
   }
+  if (!op->w) {
+    op->w_group = (s.N + kGemmMR - 1) / kGemmMR * kGemmMR * K;
+    op->w = need_weight(w, "weight", "conv_mr6", G * op->w_group).data;
+  }
+  op->s = s;
+  op->B = x[0];
+  op->G = G;
+  op->out_shape = {x[0], N, s.OH, s.OW};
   const Weight* b = opt_weight(w, "bias", "plain", N);
   op->bias = b ? b->data : nullptr;
   op->act = parse_activation(a, w, N);
-  op->macs = op->B * N * s.P() * K;
+  op->macs = op->B * N * P * K;
   op->params = N * K + (b ? N : 0);
   return op;
 }
