@@ -22,8 +22,10 @@ CORES = ["cortex-a53", "cortex-a72"]
 # into a function with busier ones (the sparse mat-vec into spmm_rows beside the batch path), the
 # FMLA count picks it out.
 KERNELS = [
-    (r"detail12gemm_ukernelI", None, "GEMM tile 6x16 (conv, separable pair)"),
-    (r"detail6dwconvI", None, "depthwise conv"),
+    (r"detail10igemm_tileINS_4neon3VecELi4ELi1E", None, "NHWC conv tile 4 pixels x 16 channels (conv core v2)"),
+    (r"detail11dwconv_nhwcINS_4neon3VecE", None, "NHWC depthwise, 4 pixels x 4 channels"),
+    (r"detail12gemm_ukernelI", None, "NCHW GEMM tile 6x16 (first core, separable pair)"),
+    (r"detail6dwconvI", None, "NCHW depthwise conv (first core)"),
     (r"detail6fc_oneI", None, "fully connected, one input (4 rows of dot products)"),
     (r"detail7fc_tileINS_4neon3VecELi4ELi4E", None, "fully connected, 4 rows x 4 inputs"),
     (r"detail9spmm_rowsINS_4neon3VecELi1ELi1EtEE", 4, "sparse mat-vec, 1x1 blocks (MACs = nonzeros)"),
