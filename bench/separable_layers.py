@@ -1,7 +1,9 @@
 """Per-layer speed of the separable pair (kx1 to K channels, then 1xk back to N), one thread, batch 1,
 C = N, 3x3, stride 1 and 2: our fused kernel against our dense conv, our unfused pair (two convs),
-onnxruntime's dense conv, and onnxruntime running the same two-conv graph (METHODS.md: anyone can
-hand onnxruntime the SVD split; that is the bar).
+onnxruntime's dense conv, and onnxruntime running the same two-conv graph (anyone can hand onnxruntime
+the SVD split; that is the bar). Our times are the layer's steps alone: a one-layer bundle also converts
+its NCHW input to NHWC and back, which a network does once at its edges, not per layer (step medians
+from Model.profile, the layout changes left out); onnxruntime's are its whole run of the graph.
 
     python bench/separable_layers.py [--write]     # --write: the table into docs/separable.md
 """
@@ -50,8 +52,14 @@ def main() -> None:
     from edgesep.compiler import compile_onnx
     from edgesep.compiler.execute import model_of
     from edgesep.compiler.ir import Graph, Node
+    from edgesep.compiler.layout import is_layout_change
     from edgesep.compiler.separable import Layer, runtime_form, split
     from edgesep.report import median_seconds
+
+    def steps_seconds(model, x) -> float:
+        """The model's steps but the layout changes, per-step medians summed."""
+        return sum(t for t, layer in zip(model.profile(x, a.runs), model.layers(1))
+                   if not is_layout_change({"op": layer["op"], "name": layer["name"]}))
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -65,7 +73,7 @@ def main() -> None:
                     compile_onnx(t / "dense.onnx", t / "dense.esb")
                     ours_dense = edgesep.load(t / "dense.esb", num_threads=1)
                     ort_dense = ort_session(t / "dense.onnx", 1)
-                    td = median_seconds(lambda: ours_dense.run(x), a.runs)
+                    td = steps_seconds(ours_dense, x)
                     tod = median_seconds(lambda: ort_dense.run(None, {"x": x}), a.runs)
                     oh = (h - 1) // st + 1
                     conv = Node("Conv", "c", ["x"], "y", {"kernel_shape": [3, 3], "strides": [st, st],
@@ -79,8 +87,8 @@ def main() -> None:
                         ours_pair = edgesep.load(t / "pair.esb", num_threads=1)
                         ours_fused = model_of(Graph([("x", [1, c, h, h])], ["y"], runtime_form(layer, v, hh, None)))
                         ort_pair = ort_session(t / "pair.onnx", 1)
-                        tf = median_seconds(lambda: ours_fused.run(x), a.runs)
-                        tp = median_seconds(lambda: ours_pair.run(x), a.runs)
+                        tf = steps_seconds(ours_fused, x)
+                        tp = steps_seconds(ours_pair, x)
                         top = median_seconds(lambda: ort_pair.run(None, {"x": x}), a.runs)
                         mac_ratio = layer.dense_macs() / layer.pair_macs(k)
                         row = (st, c, h, k, mac_ratio, td / tf, tp / tf, tod / tf, top / tf, 1e3 * tf)

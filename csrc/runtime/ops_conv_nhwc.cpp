@@ -129,17 +129,34 @@ class WinogradOp : public Op {
   }
 };
 
-// The separable pair on NHWC: the vertical conv (kh x 1 to K channels) into a shared buffer, then the
-// horizontal one (1 x kw to N), both on the conv core.
+// The separable pair on NHWC, band by band: for a band of output rows, the vertical conv (kh x 1 to K
+// channels) writes the band's intermediate rows into the thread's scratch, where the horizontal conv
+// (1 x kw to N) reads them while they are in cache. Both are the conv core's igemm, through offset tables
+// (the vertical one over the image, the horizontal one over a band).
 class SepNhwcOp : public Op {
  public:
-  std::unique_ptr<Op> vertical, horizontal;
-  size_t mid = 0;  // floats of the intermediate at the start of ctx.shared; the halves' own shared after it
+  ConvShape v{}, h{};            // vertical over the image; horizontal over one band of `rows` rows
+  int64_t B = 0, rows = 0, bands = 0;
+  std::vector<int32_t> vind, hind;
+  std::vector<float> zero;
+  const float* wv = nullptr;
+  const float* wh = nullptr;
+  const float* bias = nullptr;
+  Activation act;
+
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    RunCtx inner = ctx;
-    inner.shared = ctx.shared + mid;
-    vertical->run(inner, in, ctx.shared);
-    horizontal->run(inner, {ctx.shared}, out);
+    const int64_t in_image = (int64_t)v.H * v.W * v.C, out_image = (int64_t)h.OW * v.OH * h.N;
+    const IgemmShape vs{v.C, v.KH, v.N, v.N}, hs{h.C, h.KW, h.N, h.N};
+    ctx.pool->run((int)(B * bands), [&](int t, int thread) {
+      const int64_t b = t / bands, oy0 = t % bands * rows, r = std::min<int64_t>(rows, v.OH - oy0);
+      float* mid = ctx.scratch + thread * ctx.scratch_stride;
+      ctx.k->igemm(vs, in[0] + b * in_image, vind.data() + oy0 * v.W * v.KH, zero.data(), wv, nullptr, nullptr, mid,
+                   0, (int)(r * v.W), 0, v.N, -INFINITY, INFINITY);
+      float* o = out + b * out_image + oy0 * h.OW * h.N;
+      ctx.k->igemm(hs, mid, hind.data(), zero.data(), wh, bias, nullptr, o, 0, (int)(r * h.OW), 0, h.N, act.lo(),
+                   act.hi());
+      if (act.needs_pass()) act.apply_pixels(ctx.k, o, r * h.OW, h.N, h.N, 0);
+    }, parallel());
   }
 };
 
@@ -148,24 +165,33 @@ class SepNhwcOp : public Op {
 std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepShape& s, const Attrs& a,
                                       const Weights& w, const BuildCtx& c) {
   expect_inputs(in, 1, 1);
-  // One group each: vertical C -> K over kh x 1 at stride (SH, 1), horizontal K -> N over 1 x kw at (1, SW).
-  const int OH = s.OH(), OW = s.OW();
-  const ConvShape v{s.C, s.H, s.W, s.K, s.KH, 1, s.SH, 1, 1, 1, s.PT, 0, OH, s.W};
-  const ConvShape h{s.K, OH, s.W, s.N, 1, s.KW, 1, s.SW, 1, 1, 0, s.PL, OH, OW};
-  for (const char* k : {"vertical", "horizontal"})
-    if (!w.count(k)) throw PlanError(std::string("missing weight '") + k + "'");
-  Weights wv{{"weight", w.at("vertical")}}, wh{{"weight", w.at("horizontal")}};
-  for (const char* k : {"bias", "slope"})
-    if (w.count(k)) wh.emplace(k, w.at(k));
   auto op = std::make_unique<SepNhwcOp>();
-  op->vertical = make_conv_nhwc(in, v, 1, Attrs{}, wv, c, false);  // the activation (in a) is the horizontal's
-  op->horizontal = make_conv_nhwc({op->vertical->out_shape}, h, 1, a, wh, c, false);
-  op->out_shape = op->horizontal->out_shape;
-  op->mid = (size_t)(numel(op->vertical->out_shape) + 15) / 16 * 16;
-  op->shared_floats = op->mid + std::max(op->vertical->shared_floats, op->horizontal->shared_floats);
-  op->scratch_floats = std::max(op->vertical->scratch_floats, op->horizontal->scratch_floats);
-  op->macs = op->vertical->macs + op->horizontal->macs;
-  op->params = op->vertical->params + op->horizontal->params;
+  const int OH = s.OH(), OW = s.OW();
+  op->B = in[0][0];
+  // Bands whose intermediate (rows x W x K) stays within ~128 KB, fewer rows where the threads need tasks.
+  int64_t rows = std::max<int64_t>(1, std::min<int64_t>(OH, 32768 / ((int64_t)s.W * s.K)));
+  const int64_t want = c.threads > 1 ? 4 * c.threads : 1;
+  if (op->B * ((OH + rows - 1) / rows) < want) rows = std::max<int64_t>(1, chunk_size(OH, (want + op->B - 1) / op->B, 1));
+  op->rows = rows;
+  op->bands = (OH + rows - 1) / rows;
+  // One group each: vertical C -> K over kh x 1 at stride (SH, 1); horizontal K -> N over 1 x kw at (1, SW).
+  op->v = {s.C, s.H, s.W, s.K, s.KH, 1, s.SH, 1, 1, 1, s.PT, 0, OH, s.W};
+  op->h = {s.K, (int)rows, s.W, s.N, 1, s.KW, 1, s.SW, 1, 1, 0, s.PL, (int)rows, OW};
+  op->vind.resize((size_t)OH * s.W * s.KH);
+  op->hind.resize((size_t)rows * OW * s.KW);
+  if (!igemm_offsets(op->v, s.C, op->vind.data()) || !igemm_offsets(op->h, s.K, op->hind.data()))
+    throw PlanError("input " + shape_str(in[0]) + " too large for 32-bit pixel offsets");
+  op->zero.assign(std::max(s.C, s.K), 0.f);
+  auto panels = [](int64_t n) { return (n + kPanelNC - 1) / kPanelNC * kPanelNC; };
+  op->wv = need_weight(w, "vertical", "conv_nhwc16", panels(s.K) * s.C * s.KH).data;
+  op->wh = need_weight(w, "horizontal", "conv_nhwc16", panels(s.N) * s.K * s.KW).data;
+  const Weight* b = opt_weight(w, "bias", "plain", s.N);
+  op->bias = b ? b->data : nullptr;
+  op->act = parse_activation(a, w, s.N);
+  op->scratch_floats = (size_t)(rows * s.W * s.K);
+  op->out_shape = {op->B, OH, OW, s.N};
+  op->macs = op->B * ((int64_t)s.K * s.C * s.KH * OH * s.W + (int64_t)s.N * s.K * s.KW * OH * OW);
+  op->params = (int64_t)s.K * s.C * s.KH + (int64_t)s.N * s.K * s.KW + (b ? s.N : 0);
   return op;
 }
 
