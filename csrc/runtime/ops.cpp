@@ -35,6 +35,12 @@ void expect_rank(const Shape& s, size_t rank, const char* what) {
     throw PlanError(std::string(what) + " must have rank " + std::to_string(rank) + ", got " + shape_str(s));
 }
 
+bool nhwc_layout(const Attrs& a) {
+  const std::string layout = a.str("layout", "nchw");
+  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
+  return layout == "nhwc";
+}
+
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align) {
   if (parts < 1) parts = 1;
   int64_t c = (n + parts - 1) / parts;

@@ -17,6 +17,9 @@ const Weight* opt_weight(const Weights& w, const std::string& name, const std::s
 void expect_inputs(const std::vector<Shape>& in, size_t lo, size_t hi);
 void expect_rank(const Shape& s, size_t rank, const char* what);
 
+// Whether a node's activations are NHWC (attribute layout "nhwc"; "nchw", the default, otherwise).
+bool nhwc_layout(const Attrs& a);
+
 // Splits [0, n) into about `parts` ranges of multiples of `align`.
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
 

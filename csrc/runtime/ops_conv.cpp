@@ -166,19 +166,16 @@ int64_t need_positive(const std::vector<int64_t>& v, size_t i, const char* what)
 
 }  // namespace
 
-std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
-  if (in.empty()) throw PlanError("Conv needs an input");
-  expect_rank(in[0], 4, "Conv input");
-  const std::string layout = a.str("layout", "nchw");
-  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
-  const bool nhwc = layout == "nhwc";
-  const Shape& x = in[0];
+namespace {
+
+// One group's geometry of a conv on input x (NCHW, or NHWC where nhwc) with G groups and N outputs,
+// from the window attributes; checks every value.
+ConvShape conv_geometry(const Shape& x, bool nhwc, const Attrs& a, int64_t G, int64_t N) {
   const int64_t C = nhwc ? x[3] : x[1], H = nhwc ? x[1] : x[2], W = nhwc ? x[2] : x[3];
   const auto k = a.ints("kernel_shape", {});
   const auto st = a.ints("strides", {1, 1});
   const auto di = a.ints("dilations", {1, 1});
   const auto pads = a.ints("pads", {0, 0, 0, 0});
-  const int64_t G = (int64_t)a.num("group", 1), N = (int64_t)a.num("out_channels", 0);
   if (k.size() != 2 || st.size() != 2 || di.size() != 2 || pads.size() != 4)
     throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
   for (int64_t p : pads)
@@ -204,6 +201,19 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
     throw PlanError("kernel larger than the padded input " + shape_str(x));
   s.OH = (int)((H + pads[0] + pads[2] - eh) / s.SH + 1);
   s.OW = (int)((W + pads[1] + pads[3] - ew) / s.SW + 1);
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
+  if (in.empty()) throw PlanError("Conv needs an input");
+  expect_rank(in[0], 4, "Conv input");
+  const bool nhwc = nhwc_layout(a);
+  const Shape& x = in[0];
+  const int64_t C = nhwc ? x[3] : x[1];
+  const int64_t G = (int64_t)a.num("group", 1), N = (int64_t)a.num("out_channels", 0);
+  const ConvShape s = conv_geometry(x, nhwc, a, G, N);
   auto it = w.find("weight");
   const Shape want{N, s.C, s.KH, s.KW};
   if (it != w.end() && it->second.shape != want)
@@ -276,9 +286,7 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
 std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c) {
   expect_inputs(in, 1, 1);
   expect_rank(in[0], 4, "SeparableConv input");
-  const std::string layout = a.str("layout", "nchw");
-  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
-  const bool nhwc = layout == "nhwc";
+  const bool nhwc = nhwc_layout(a);
   auto op = std::make_unique<SepConvOp>();
   const Shape x = nhwc ? Shape{in[0][0], in[0][3], in[0][1], in[0][2]} : in[0];
   const auto k = a.ints("kernel_shape", {});

@@ -191,14 +191,6 @@ int64_t pooled(int64_t in, int64_t k, int64_t s, int64_t d, int64_t pa, int64_t 
 
 }  // namespace
 
-namespace {
-bool nhwc_layout(const Attrs& a) {
-  const std::string layout = a.str("layout", "nchw");
-  if (layout != "nchw" && layout != "nhwc") throw PlanError("unknown layout '" + layout + "'");
-  return layout == "nhwc";
-}
-}  // namespace
-
 std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>& in, const Attrs& a) {
   expect_inputs(in, 1, 1);
   expect_rank(in[0], 4, type.c_str());
