@@ -72,8 +72,26 @@ def test_bad_magic_and_version(bundle):
         edgesep.load(bundle)
     struct.pack_into("<8sI", raw, 0, MAGIC, 99)
     bundle.write_bytes(bytes(raw))
-    with pytest.raises(BundleError, match="version 99.*reads versions 1, 2"):
+    with pytest.raises(BundleError, match="version 99.*reads versions 1, 2, 3"):
         edgesep.load(bundle)
+
+
+def test_a_version_2_bundle_still_runs(tmp_path):
+    """A file written before the NHWC layout (version 2: every node NCHW) loads and runs on the NCHW ops,
+    giving what the NHWC compile of the same model gives."""
+    path = tmp_path / "m.onnx"
+    onnx.save(CASES["concat_transpose_nhwc"][0], path)
+    compile_onnx(path, tmp_path / "new.esb")
+    compile_onnx(path, tmp_path / "old.esb", layout="nchw")
+    raw = bytearray((tmp_path / "old.esb").read_bytes())
+    header, _ = split(tmp_path / "old.esb")
+    assert "nhwc" not in json.dumps(header["graph"])  # nothing a version-2 reader would not know
+    struct.pack_into("<I", raw, 8, 2)
+    (tmp_path / "old.esb").write_bytes(bytes(raw))
+    old = edgesep.load(tmp_path / "old.esb")
+    assert old.format_version == 2
+    x = np.random.default_rng(1).standard_normal((2, 7, 6, 3)).astype(np.float32)
+    np.testing.assert_allclose(old.run(x), edgesep.load(tmp_path / "new.esb").run(x), rtol=1e-5, atol=1e-5)
 
 
 def test_header_length_out_of_range_and_bad_json(bundle):

@@ -150,6 +150,10 @@ def test_wide_3x3_convs_run_by_winograd_and_match_onnxruntime(tmp_path):
     x = np.random.default_rng(0).standard_normal((3, 32, 9, 7)).astype(np.float32)
     for isa in edgesep.available_isas():
         assert rel_err(edgesep.load(tmp_path / "m.esb", isa=isa).run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
+    compile_onnx(path, tmp_path / "direct.esb", winograd=False)  # the smaller bundle
+    b = read_bundle(tmp_path / "direct.esb")
+    assert not any(n["attrs"].get("winograd") for n in b.graph["nodes"])
+    assert rel_err(edgesep.load(tmp_path / "direct.esb").run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
 
 
 def test_winograd_on_a_conv_it_cannot_run_is_refused(tmp_path):

@@ -27,7 +27,7 @@ def _compile(a: argparse.Namespace) -> None:
     report = compile_onnx(a.model, out, shapes, separable=a.separable, sparse_fc=a.sparse_fc, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
                           num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty(),
-                          layout=a.layout)
+                          layout=a.layout, winograd=not a.no_winograd)
     c = report["cleanup"]
     print(f"{a.model} -> {out}: {report['onnx_nodes']} ONNX nodes, {report['nodes']} steps "
           f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="replace a layer only if its measured new form beats the dense layer by more (default 1.0)")
     c.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc",
                    help="activation layout: nhwc (the conv core's, default) or nchw (the first core's, for comparison)")
+    c.add_argument("--no-winograd", action="store_true",
+                   help="run 3x3 convs directly (Winograd is 1.4-1.8x faster; its weights take 16/9 the bytes)")
     c.set_defaults(fn=_compile)
     r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
     r.add_argument("bundle")

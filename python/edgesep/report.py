@@ -21,10 +21,12 @@ def _shape(s: Sequence[int]) -> str:
 
 
 def layer_table(model: Model, batch: int = 1) -> str:
-    """Per layer: name, op (+ fused activation), input and output shapes, params, MACs, weight bytes."""
+    """Per layer: name, op (+ fused activation; "nhwc", "winograd"), input and output shapes as laid out in
+    memory, params, MACs (of the direct conv, for Winograd too), weight bytes."""
     rows, total = [], [0, 0, 0]
     for r in model.layers(batch):
         op = r["op"] + ("+" + r["activation"] if r["activation"] != "none" else "")
+        op += " " + ("winograd" if r["winograd"] else r["layout"]) if r["layout"] == "nhwc" else ""
         rows.append([r["name"], op, " ".join(_shape(s) for s in r["inputs"]), _shape(r["output"]),
                      f"{r['params']:,}", f"{r['macs']:,}", f"{r['bytes']:,}"])
         total = [total[0] + r["params"], total[1] + r["macs"], total[2] + r["bytes"]]

@@ -144,14 +144,17 @@ class Model:
         return {info.name: y for info, y in zip(self.outputs, outs)}
 
     def layers(self, batch: int = 1) -> list[dict]:
-        """Per step of the plan at this batch size: name, op, input and output shapes, params, MACs,
-        weight bytes (as stored in the bundle)."""
+        """Per step of the plan at this batch size: name, op, activation, layout ("nhwc" or "nchw"),
+        whether it runs by Winograd, input and output shapes (as laid out in memory: N x H x W x C for an
+        NHWC step), params, MACs, weight bytes (as stored in the bundle)."""
         shapes = tuple(tuple(batch if d is None else d for d in i.shape) for i in self.inputs)
         plan = self._plan(shapes)
         nodes = self._bundle.graph["nodes"]
         rows = []
         for n, s in zip(nodes, plan.steps()):
-            rows.append({"name": s["name"], "op": n["op"], "activation": n.get("attrs", {}).get("activation", "none"),
+            attrs = n.get("attrs", {})
+            rows.append({"name": s["name"], "op": n["op"], "activation": attrs.get("activation", "none"),
+                         "layout": attrs.get("layout", "nchw"), "winograd": bool(attrs.get("winograd", 0)),
                          "inputs": [tuple(plan.shape(i)) for i in s["inputs"]], "output": tuple(plan.shape(s["output"])),
                          "params": s["params"], "macs": s["macs"],
                          "bytes": sum(self._bundle.tensors[t]["nbytes"] for t in n.get("weights", {}).values())})

@@ -86,8 +86,9 @@ def _permuted(n: Node) -> Node:
     return Node(n.op, n.name, list(n.inputs), n.output, attrs, weights)
 
 
-def to_nhwc(g: Graph) -> Graph:
-    """g with its conv chains on NHWC: a new graph (g's nodes are not changed)."""
+def to_nhwc(g: Graph, winograd: bool = True) -> Graph:
+    """g with its conv chains on NHWC: a new graph (g's nodes are not changed). winograd: run the 3x3
+    convs that pay by Winograd (their weights take 16/9 the bytes)."""
     rank: dict[str, int | None] = {name: len(shape) for name, shape in g.inputs}
     layout: dict[str, str] = {}  # per value: the layout its producer writes
     made: set[str] = set()  # names written so far: `v` holds value v as NCHW, `v@nhwc` as NHWC
@@ -121,7 +122,7 @@ def to_nhwc(g: Graph) -> Graph:
         inputs = [name_in(v, want) for v in n.inputs]
         if want == "nhwc":
             attrs = {**n.attrs, "layout": "nhwc"}
-            if n.op == "Conv" and winograd_pays(n):
+            if winograd and n.op == "Conv" and winograd_pays(n):
                 attrs["winograd"] = 1
             m = _permuted(n) if n.op in _FOLLOWERS else Node(n.op, n.name, [], n.output, attrs, n.weights)
             m.inputs = inputs

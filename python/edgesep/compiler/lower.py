@@ -46,13 +46,14 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     return w.add(name, arr)
 
 
-def write_bundle(g: Graph, path: str | Path, layout: str = "nhwc", **meta) -> None:
+def write_bundle(g: Graph, path: str | Path, layout: str = "nhwc", winograd: bool = True, **meta) -> None:
     """Writes graph `g` (after the passes) as a bundle with its activations in `layout` ("nhwc": the
-    conv core's, with NCHW only where an op needs it; "nchw": everywhere); `meta` goes into the header."""
+    conv core's, with NCHW only where an op needs it; "nchw": everywhere), the 3x3 convs that pay by
+    Winograd where `winograd` (NHWC only); `meta` goes into the header."""
     if layout not in LAYOUTS:
         raise CompileError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     if layout == "nhwc":
-        g = to_nhwc(g)
+        g = to_nhwc(g, winograd)
     w = BundleWriter()
     nodes = []
     for n in g.nodes:
