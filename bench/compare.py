@@ -41,6 +41,17 @@ def onnx_of(name: str) -> Path:
     return zoo.onnx_path(name)
 
 
+def compiled(names: list[str], tmp: Path):
+    """(name, ONNX path, bundle, input shape) per model, each compiled into tmp with the defaults."""
+    from edgesep.compiler import compile_onnx
+
+    for name in names:
+        onnx_path = onnx_of(name)
+        bundle = tmp / f"{name}.esb"
+        compile_onnx(onnx_path, bundle)
+        yield name, onnx_path, bundle, input_shape(bundle)
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident set (VmHWM: reset at exec, unlike ru_maxrss, which a child inherits)."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -97,16 +108,11 @@ def main() -> None:
     import onnxruntime
 
     import edgesep
-    from edgesep.compiler import compile_onnx
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in a.models:
-            onnx_path = onnx_of(name)
-            bundle = Path(tmp) / f"{name}.esb"
-            compile_onnx(onnx_path, bundle)
+        for name, onnx_path, bundle, shape in compiled(a.models, Path(tmp)):
             for t in a.threads:
-                shape = input_shape(bundle)
                 lat = latency({"edgesep": str(bundle), "onnxruntime": str(onnx_path)}, t, shape, a.runs)
                 lat = {"edgesep": lat["edgesep"], "ort": lat["onnxruntime"], "shape": shape}
                 load = {} if a.no_load else {key: child(rt, str(onnx_path), str(bundle), str(t), json.dumps(shape))

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from compare import MODELS, RESULTS, input_shape, onnx_of
+from compare import MODELS, RESULTS, compiled
 from docs_section import write_section
 from interleave import latency
 
@@ -47,16 +47,11 @@ def main() -> None:
     p.add_argument("--write", action="store_true")
     a = p.parse_args()
     import edgesep
-    from edgesep.compiler import compile_onnx
 
     have = [rt for rt in PEERS if importlib.util.find_spec(rt)]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in a.models:
-            onnx_path = onnx_of(name)
-            bundle = Path(tmp) / f"{name}.esb"
-            compile_onnx(onnx_path, bundle)
-            shape = input_shape(bundle)
+        for name, onnx_path, bundle, shape in compiled(a.models, Path(tmp)):
             files = {"edgesep": str(bundle), "onnxruntime": str(onnx_path), "openvino": str(onnx_path)}
             if "ncnn" in have and (param := ncnn_model(onnx_path, shape, Path(tmp))):
                 files["ncnn"] = param
