@@ -1,6 +1,7 @@
-// Conv on NHWC activations (layout "nhwc", conv core v2): the indirect-GEMM op for dense and grouped
-// convs of any kernel, stride, dilation and padding (weights conv_nhwc16), and the depthwise op
-// (weights khwc). Shapes here are physical: input [B, H, W, C], output [B, OH, OW, N].
+// Convs on NHWC activations (layout "nhwc", conv core v2): the indirect-GEMM op for dense and grouped
+// convs of any kernel, stride, dilation and padding (weights conv_nhwc16), the depthwise op (khwc),
+// Winograd F(2x2, 3x3) (wino23_nhwc16) and the separable pair. Shapes here are physical: input
+// [B, H, W, C], output [B, OH, OW, N].
 #include <algorithm>
 #include <cmath>
 
