@@ -194,3 +194,25 @@ def test_residual_add_folds_into_the_conv_before_it(tmp_path):
                    ("Add", 2, "none")]
     x = np.random.default_rng(0).standard_normal((2, 8, 6, 5)).astype(np.float32)
     assert rel_err(m.run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
+
+
+def test_an_rgb_stem_reads_the_nchw_input_directly(tmp_path):
+    """The first conv of an RGB model reads the NCHW input itself (its padded copy is the layout change):
+    no Transpose before it; what it computes is unchanged; an unknown input_layout is refused."""
+    from conftest import PARITY_RTOL, ort_run, rel_err
+    from test_bundle import rewrite
+
+    proto = model([helper.make_node("Conv", ["x", "W1"], ["a"], pads=[1, 2, 1, 0], strides=[2, 1]),
+                   helper.make_node("Conv", ["a", "W2"], ["y"], group=2)], [3, 11, 9],
+                  {"W1": w(8, 3, 3, 5), "W2": w(8, 4, 1, 1)})
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    compile_onnx(path, tmp_path / "m.esb")
+    m = edgesep.load(tmp_path / "m.esb")
+    first = m.header["graph"]["nodes"][0]
+    assert first["op"] == "Conv" and first["attrs"]["input_layout"] == "nchw" and first["inputs"] == ["x"]
+    x = np.random.default_rng(0).standard_normal((2, 3, 11, 9)).astype(np.float32)
+    for isa in edgesep.available_isas():
+        assert rel_err(edgesep.load(tmp_path / "m.esb", isa=isa).run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
+    with pytest.raises(edgesep.BundleError, match="unknown input_layout 'hwcn'"):
+        edgesep.load(rewrite(tmp_path / "m.esb", lambda h: h["graph"]["nodes"][0]["attrs"].update(input_layout="hwcn")))

@@ -24,11 +24,12 @@ bool nhwc_layout(const Attrs& a);
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
 
 std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);
-// Conv on NHWC activations (ops_conv_nhwc.cpp): s is one group's geometry, in[0] is [B, H, W, C].
+// Conv on NHWC activations (ops_conv_nhwc.cpp): s is one group's geometry, in[0] is [B, H, W, C]
+// ([B, C, H, W] where nchw_input: the conv reads an NCHW value and writes NHWC).
 // depthwise_rule: a conv with one channel in and out per group runs depthwise (weights khwc), as a
 // Conv node's does (ops.is_depthwise); the separable pair's halves never do.
 std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape& s, int64_t G, const Attrs& a,
-                                   const Weights& w, const BuildCtx& c, bool depthwise_rule);
+                                   const Weights& w, const BuildCtx& c, bool depthwise_rule, bool nchw_input);
 std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepShape& s, const Attrs& a,
                                       const Weights& w, const BuildCtx& c);
 std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, const Weights& w, const BuildCtx& c);

@@ -210,16 +210,21 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
   if (in.empty()) throw PlanError("Conv needs an input");
   expect_rank(in[0], 4, "Conv input");
   const bool nhwc = nhwc_layout(a);
+  // input_layout "nchw" on an NHWC conv: it reads its input NCHW (a graph's RGB input) and writes NHWC.
+  const std::string in_layout = a.str("input_layout", nhwc ? "nhwc" : "nchw");
+  if (in_layout != "nchw" && in_layout != "nhwc") throw PlanError("unknown input_layout '" + in_layout + "'");
+  if (!nhwc && in_layout != "nchw") throw PlanError("input_layout nhwc needs layout nhwc");
+  const bool nhwc_in = in_layout == "nhwc";
   const Shape& x = in[0];
-  const int64_t C = nhwc ? x[3] : x[1];
+  const int64_t C = nhwc_in ? x[3] : x[1];
   const int64_t G = (int64_t)a.num("group", 1), N = (int64_t)a.num("out_channels", 0);
-  const ConvShape s = conv_geometry(x, nhwc, a, G, N);
+  const ConvShape s = conv_geometry(x, nhwc_in, a, G, N);
   auto it = w.find("weight");
   const Shape want{N, s.C, s.KH, s.KW};
   if (it != w.end() && it->second.shape != want)
     throw PlanError("weight shape " + shape_str(it->second.shape) + " does not match the attributes: expected " +
                     shape_str(want));
-  if (nhwc) return make_conv_nhwc(in, s, G, a, w, c, true);
+  if (nhwc) return make_conv_nhwc(in, s, G, a, w, c, true, !nhwc_in);
   expect_inputs(in, 1, 1);
   const int64_t K = s.K(), P = s.P(), nr = c.k->gemm_nr, BG = x[0] * G;
   std::unique_ptr<NchwConvOp> op;

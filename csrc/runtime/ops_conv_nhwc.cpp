@@ -23,33 +23,41 @@ class IgemmConvOp : public Op {
   int64_t w_group = 0;  // packed floats per group
   bool sum = false;     // input 1 is added to the output before the activation (a fused residual Add)
   Activation act;
-  // Few input channels (an RGB stem): the input is first copied, zero-padded, into ctx.shared (Hp x Wp
-  // pixels per image), where a window row's KW pixels are one contiguous run of KW * C values: the
-  // kernel then takes KH taps of depth KW * C (the same packed weights) instead of KH * KW taps of C,
+  // The input copied first, zero-padded, into ctx.shared as NHWC (Hp x Wp pixels per image): where it
+  // arrives NCHW (a graph's RGB input: the copy is the layout change), and where it has few channels
+  // (an RGB stem). There `rows`: a window row's KW pixels are one contiguous run of KW * C values, so
+  // the kernel takes KH taps of depth KW * C (the same packed weights) instead of KH * KW taps of C,
   // and a tap's pixel lookup is amortised over KW times more FMA rows.
-  bool rows = false;
+  bool padded = false, rows = false, nchw_input = false;
   int64_t Hp = 0, Wp = 0;
   IgemmShape is{};
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     const int64_t P = s.P(), ldi = G * s.C, ldo = G * s.N;
-    const int64_t in_image = rows ? Hp * Wp * ldi : (int64_t)s.H * s.W * ldi;
+    const int64_t in_image = padded ? Hp * Wp * ldi : (int64_t)s.H * s.W * ldi;
     const float* x = in[0];
-    if (rows) {
+    if (padded) {
       ctx.pool->run_range(B * Hp, [&](int64_t r0, int64_t r1, int) {
         for (int64_t r = r0; r < r1; ++r) {
-          const int64_t iy = r % Hp - s.PT, row = Wp * ldi, left = std::min<int64_t>(Wp, s.PL) * ldi;
+          const int64_t b = r / Hp, iy = r % Hp - s.PT, row = Wp * ldi, left = std::min<int64_t>(Wp, s.PL) * ldi;
           float* d = ctx.shared + r * row;
           if (iy < 0 || iy >= s.H) {
             std::fill(d, d + row, 0.f);
             continue;
           }
-          const int64_t n = std::min<int64_t>(s.W, Wp - s.PL) * ldi;
+          const int64_t px = std::min<int64_t>(s.W, Wp - s.PL), n = px * ldi;
           std::fill(d, d + left, 0.f);
-          std::copy(x + ((r / Hp) * s.H + iy) * s.W * ldi, x + ((r / Hp) * s.H + iy) * s.W * ldi + n, d + left);
+          if (nchw_input) {  // channel c of pixel ix from plane c
+            for (int64_t c = 0; c < ldi; ++c) {
+              const float* src = x + ((b * ldi + c) * s.H + iy) * s.W;
+              for (int64_t ix = 0; ix < px; ++ix) d[left + ix * ldi + c] = src[ix];
+            }
+          } else {
+            std::copy(x + (b * s.H + iy) * s.W * ldi, x + (b * s.H + iy) * s.W * ldi + n, d + left);
+          }
           std::fill(d + left + n, d + row, 0.f);
         }
-      }, B * Hp * Wp * ldi >= 1000000);
+      }, B * Hp * Wp * ldi >= 100000);
       x = ctx.shared;
     }
     const float lo = act.lo(), hi = act.hi();
@@ -197,10 +205,12 @@ std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepSha
 }
 
 std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape& s, int64_t G, const Attrs& a,
-                                   const Weights& w, const BuildCtx& c, bool depthwise_rule) {
+                                   const Weights& w, const BuildCtx& c, bool depthwise_rule, bool nchw_input) {
   const int64_t B = in[0][0], N = G * s.N, taps = (int64_t)s.KH * s.KW;
   const Shape out{B, s.OH, s.OW, N};
   std::unique_ptr<Op> result;
+  if (nchw_input && (a.num("winograd", 0) != 0 || (depthwise_rule && s.C == 1 && s.N == 1)))
+    throw PlanError("input_layout nchw takes a dense or grouped conv, not Winograd or depthwise");
   if (a.num("winograd", 0) != 0) {
     if (G != 1 || s.KH != 3 || s.KW != 3 || s.SH != 1 || s.SW != 1 || s.DH != 1 || s.DW != 1)
       throw PlanError("winograd takes a 3x3 conv at stride 1, dilation 1, one group");
@@ -249,13 +259,18 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     op->act = parse_activation(a, w, N);
     op->is = {s.C, (int)taps, s.N, (int)N};
     ConvShape table = s;  // the geometry the offset table describes
+    op->nchw_input = nchw_input;
     op->rows = G == 1 && s.C < 16 && s.KW > 1 && s.DW == 1;
-    if (op->rows) {
+    op->padded = op->rows || nchw_input;
+    if (op->padded) {
       op->Hp = (int64_t)(s.OH - 1) * s.SH + (int64_t)(s.KH - 1) * s.DH + 1;
-      op->Wp = (int64_t)(s.OW - 1) * s.SW + s.KW;
-      table.H = (int)op->Hp, table.W = (int)op->Wp, table.KW = 1, table.PT = table.PL = 0;
+      op->Wp = (int64_t)(s.OW - 1) * s.SW + (int64_t)(s.KW - 1) * s.DW + 1;
+      table.H = (int)op->Hp, table.W = (int)op->Wp, table.PT = table.PL = 0;
+      op->shared_floats = (size_t)(B * op->Hp * op->Wp * G * s.C);
+    }
+    if (op->rows) {
+      table.KW = 1;
       op->is = {s.C * s.KW, s.KH, s.N, (int)N};
-      op->shared_floats = (size_t)(B * op->Hp * op->Wp * s.C);
     }
     op->ind.resize((size_t)s.P() * op->is.taps);
     if (!igemm_offsets(table, G * s.C, op->ind.data()))

@@ -29,10 +29,12 @@ _BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATT
 
 OPS: dict[str, OpSpec] = {
     # NCHW: weight conv_mr6 (depthwise: plain). NHWC: conv_nhwc16 (depthwise: khwc; winograd=1, a 3x3
-    # conv at stride 1 run by Winograd F(2x2, 3x3): wino23_nhwc16), and an optional second input added
-    # to the output before the activation (a fused residual Add).
+    # conv at stride 1 run by Winograd F(2x2, 3x3): wino23_nhwc16), an optional second input added to
+    # the output before the activation (a fused residual Add), and input_layout "nchw" (a dense conv that
+    # reads an NCHW input, a graph's RGB image, and writes NHWC).
     "Conv": OpSpec(1, 2, {"weight": "conv_mr6|plain|conv_nhwc16|khwc|wino23_nhwc16", "bias": "plain", "slope": "plain"},
-                   {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS, **_LAYOUT, "winograd": int}),
+                   {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS, **_LAYOUT, "winograd": int,
+                    "input_layout": str}),
     # The fused separable pair (kh x 1 to `rank` channels at stride strides[0], then 1 x kw at strides[1]),
     # dilation 1. Weights conv_mr6 with the taps in phase order where the stride is above 1 (the tensor's
     # "phases" = that stride; bundle.pack_conv_mr6).

@@ -71,6 +71,16 @@ def winograd_pays(n: Node) -> bool:
             and min(w.shape[:2]) >= WINOGRAD_MIN_CHANNELS)
 
 
+def _reads_nchw(n: Node, attrs: dict, have: str, rank: int | None) -> bool:
+    """Whether an NHWC Conv reads its NCHW input directly: a dense conv (not depthwise, not Winograd) of
+    few input channels (fewer than 16, an RGB stem, which copies its input anyway) on an NCHW 4-D value."""
+    w = n.weights.get("weight")
+    if n.op != "Conv" or have != "nchw" or rank != 4 or w is None or attrs.get("winograd"):
+        return False
+    g = attrs.get("group", 1)
+    return not is_depthwise(w.shape[1] * g, w.shape[0], g) and w.shape[1] * g < 16
+
+
 def _permuted(n: Node) -> Node:
     """A follower node's NHWC form: axes, pads and constants permuted to the physical order."""
     attrs, weights = dict(n.attrs), dict(n.weights)
@@ -119,11 +129,19 @@ def to_nhwc(g: Graph, winograd: bool = True) -> Graph:
             want = "nhwc"
         else:
             want = "nchw"
-        inputs = [name_in(v, want) for v in n.inputs]
+        attrs = {**n.attrs, "layout": "nhwc"}
+        if want == "nhwc" and n.op == "Conv" and winograd and winograd_pays(n):
+            attrs["winograd"] = 1
+        v0 = n.inputs[0] if n.inputs else None
+        if (want == "nhwc" and _reads_nchw(n, attrs, layout.get(v0, "nchw"), ranks[0])
+                and (v0, "nhwc") not in alias and g.consumers(v0) == [n]):  # (no NHWC form wanted or to hand)
+            # A stem on an NCHW value (the graph's RGB input) reads it as it is: its padded copy of the
+            # input is the layout change, no Transpose of its own.
+            attrs["input_layout"] = "nchw"
+            inputs = [name_in(n.inputs[0], "nchw")] + [name_in(v, want) for v in n.inputs[1:]]
+        else:
+            inputs = [name_in(v, want) for v in n.inputs]
         if want == "nhwc":
-            attrs = {**n.attrs, "layout": "nhwc"}
-            if winograd and n.op == "Conv" and winograd_pays(n):
-                attrs["winograd"] = 1
             m = _permuted(n) if n.op in _FOLLOWERS else Node(n.op, n.name, [], n.output, attrs, n.weights)
             m.inputs = inputs
             m.output = f"{n.output}@nhwc"
