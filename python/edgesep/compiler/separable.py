@@ -1,7 +1,7 @@
 """Separable 1-D convolutions (ADaPT; Jaderberg et al. 2014, scheme 2): each kh x kw conv becomes a
 kh x 1 conv to K channels and a 1 x kw conv to the original N, by SVD (data-free) and, given
 calibration data, a least-squares refit of the horizontal stage on the compressed network's own
-activations. ../shared/METHODS.md section 1 states the method; docs/separable.md the results.
+activations. docs/separable.md states the method ("The method") and the results.
 
 Rank choice: `energy=T` (smallest K keeping a fraction T of sum(sigma^2)), `ratio=R` (largest K whose
 MACs are at most R times the dense layer's), or `auto` (per layer, the smallest K whose whole-model

@@ -1,8 +1,8 @@
 """Sparse fully-connected layers (SparseSep; Bhattacharya & Lane 2016): each Fc weight W [m, n] is
 either pruned by magnitude to a target sparsity (elementwise, or in 1x4 / 4x1 blocks), its surviving
 weights optionally refit by least squares on calibration inputs, or factorised as W ~ B.A with a dense
-dictionary B [m, k] and sparse codes A [k, n] (y = B.(A.x) + b). ../shared/METHODS.md section 2 states
-the method; docs/sparse.md the results.
+dictionary B [m, k] and sparse codes A [k, n] (y = B.(A.x) + b). docs/sparse.md states the method and
+the results.
 
 Choice per layer: `S` (sparsity S), `S,block=4x1`, `dict=R` (dictionary at R times the dense MACs) or
 `auto` (per layer, the sparsest magnitude pruning whose whole-model metric on calibration data stays
