@@ -124,8 +124,9 @@ class PoolNhwcOp : public Op {
   int64_t KH = 1, KW = 1, SH = 1, SW = 1, DH = 1, DW = 1, PT = 0, PL = 0, PB = 0, PR = 0;
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    ctx.pool->run_range(B * OH, [&](int64_t r0, int64_t r1, int) {
-      std::vector<const float*> taps((size_t)(KH * KW));
+    ctx.pool->run_range(B * OH, [&](int64_t r0, int64_t r1, int thread) {
+      // The window's pixel pointers, in the thread's scratch (scratch_floats holds KH * KW of them).
+      const float** taps = reinterpret_cast<const float**>(ctx.scratch + thread * ctx.scratch_stride);
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t b = r / OH, oy = r % OH, y0 = oy * SH - PT;
         const float* x = in[0] + b * H * W * C;
@@ -144,7 +145,7 @@ class PoolNhwcOp : public Op {
           if (n == 0)
             std::fill(o, o + C, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
           else
-            ctx.k->pool_taps(o, taps.data(), n, C, is_max, count > 0 ? 1.f / (float)count : 0.f);
+            ctx.k->pool_taps(o, taps, n, C, is_max, count > 0 ? 1.f / (float)count : 0.f);
         }
       }
     }, parallel());
@@ -205,6 +206,7 @@ std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>&
     op->KH = g.KH, op->KW = g.KW, op->SH = g.SH, op->SW = g.SW, op->DH = g.DH, op->DW = g.DW;
     op->PT = g.PT, op->PL = g.PL, op->PB = g.PB, op->PR = g.PR;
     op->out_shape = {x[0], g.OH, g.OW, x[3]};
+    op->scratch_floats = (size_t)(g.KH * g.KW) * (sizeof(const float*) / sizeof(float));
     op->macs = g.macs;
     return op;
   }

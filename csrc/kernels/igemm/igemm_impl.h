@@ -74,24 +74,23 @@ inline void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind,
   using T = typename V::T;
   constexpr int NV = Tile::NV, NC = NP * kPanelNC;
   Tile tile;
-  alignas(64) float buf[NC] = {};
+  alignas(64) float buf[NC];
   const bool full = nc == NC;
+  // NC floats from src: src itself, or (a tail) its nc floats zero-padded in buf.
+  auto whole = [&](const float* src) -> const float* {
+    if (full) return src;
+    std::memcpy(buf, src, sizeof(float) * nc);
+    std::memset(buf + nc, 0, sizeof(float) * (NC - nc));
+    return buf;
+  };
   T b[NV];
-  if (bias && !full) {
-    std::memset(buf, 0, sizeof buf);
-    std::memcpy(buf, bias, sizeof(float) * nc);
-  }
-  for (int v = 0; v < NV; ++v) b[v] = bias ? V::load((full ? bias : buf) + v * V::N) : V::zero();
+  const float* bp = bias ? whole(bias) : nullptr;
+  for (int v = 0; v < NV; ++v) b[v] = bp ? V::load(bp + v * V::N) : V::zero();
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) tile.acc[r][v] = b[v];
   if (sum)
     for (int r = 0; r < mr; ++r) {
-      const float* sr = sum + (ptrdiff_t)r * s.ldo;
-      if (!full) {
-        std::memset(buf, 0, sizeof buf);
-        std::memcpy(buf, sr, sizeof(float) * nc);
-        sr = buf;
-      }
+      const float* sr = whole(sum + (ptrdiff_t)r * s.ldo);
       for (int v = 0; v < NV; ++v) tile.acc[r][v] = V::add(tile.acc[r][v], V::load(sr + v * V::N));
     }
   tile.run(s, in, ind, zero, w, pstride, mr);
