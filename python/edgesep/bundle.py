@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .ops import ACTIVATIONS, OPS, is_depthwise
+from .ops import ACTIVATION_LAYOUTS, ACTIVATIONS, OPS, is_depthwise
 
 MAGIC = b"EDGESEP\0"
 # 2 added the integer dtypes (sparse indices); 3 the NHWC activation layout (the `layout` attribute of
@@ -309,8 +309,8 @@ def _check_attrs(where: str, op: str, attrs: Any) -> None:
             _fail(where, f"attribute {k!r} must be {want.__name__}, got {v!r}")
     if attrs.get("activation", "none") not in ACTIVATIONS:
         _fail(where, f"unknown activation {attrs['activation']!r}")
-    if attrs.get("layout", "nchw") not in ("nchw", "nhwc"):
-        _fail(where, f"unknown layout {attrs['layout']!r} (known: nchw, nhwc)")
+    if attrs.get("layout", ACTIVATION_LAYOUTS[0]) not in ACTIVATION_LAYOUTS:
+        _fail(where, f"unknown layout {attrs['layout']!r} (known: {', '.join(ACTIVATION_LAYOUTS)})")
 
 
 def _check_graph(graph: Any, tensors: list[dict]) -> None:

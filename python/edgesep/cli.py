@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .bundle import BundleError
+from .ops import ACTIVATION_LAYOUTS
 
 
 def _compile(a: argparse.Namespace) -> None:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--threads", type=int, help="threads for the timings that decide each layer (default 1)")
     c.add_argument("--min-speedup", type=float, default=1.0,
                    help="replace a layer only if its measured new form beats the dense layer by more (default 1.0)")
-    c.add_argument("--layout", choices=("nhwc", "nchw"), default="nhwc",
+    c.add_argument("--layout", choices=ACTIVATION_LAYOUTS, default="nhwc",
                    help="activation layout: nhwc (the conv core's, default) or nchw (the first core's, for comparison)")
     c.add_argument("--no-winograd", action="store_true",
                    help="run 3x3 convs directly (Winograd is 1.4-1.8x faster; its weights take 16/9 the bytes)")

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 ACTIVATIONS = ("none", "relu", "clip", "leaky_relu", "prelu", "sigmoid", "hard_sigmoid", "hard_swish", "tanh")
 _ACT_ATTRS = {"activation": str, "clip_min": float, "clip_max": float, "alpha": float, "beta": float}
 _WINDOW = {"kernel_shape": list, "strides": list, "dilations": list, "pads": list}
-_LAYOUT = {"layout": str}  # "nchw" (the default) or "nhwc": the activations' layout (compiler/layout.py)
+#: The activations' layouts a node's `layout` attribute may name; the first is the default
+#: (compiler/layout.py chooses them).
+ACTIVATION_LAYOUTS = ("nchw", "nhwc")
+_LAYOUT = {"layout": str}
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from ..ops import is_depthwise
 from .ir import Graph, Node
 from .passes import drop_dead
 
-LAYOUTS = ("nhwc", "nchw")
 TO_NHWC, TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 _AXIS_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}  # where a logical NCHW axis lies in the NHWC array
 _ANCHORS = ("Conv", "SeparableConv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")

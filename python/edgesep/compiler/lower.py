@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc, pack_wino23_nhwc16
-from ..ops import OPS, is_depthwise
+from ..ops import ACTIVATION_LAYOUTS, OPS, is_depthwise
 from .ir import CompileError, Graph, Node
-from .layout import LAYOUTS, to_nhwc
+from .layout import to_nhwc
 
 
 def _json(v):
@@ -50,8 +50,8 @@ def write_bundle(g: Graph, path: str | Path, layout: str = "nhwc", winograd: boo
     """Writes graph `g` (after the passes) as a bundle with its activations in `layout` ("nhwc": the
     conv core's, with NCHW only where an op needs it; "nchw": everywhere), the 3x3 convs that pay by
     Winograd where `winograd` (NHWC only); `meta` goes into the header."""
-    if layout not in LAYOUTS:
-        raise CompileError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    if layout not in ACTIVATION_LAYOUTS:
+        raise CompileError(f"layout must be one of {', '.join(ACTIVATION_LAYOUTS)}, got {layout!r}")
     if layout == "nhwc":
         g = to_nhwc(g, winograd)
     w = BundleWriter()
