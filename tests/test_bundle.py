@@ -14,7 +14,7 @@ from test_ops import CASES
 
 import edgesep
 from edgesep import BundleError
-from edgesep.bundle import _PREAMBLE, ALIGN, FORMAT_VERSION, MAGIC
+from edgesep.bundle import _PREAMBLE, MAGIC, head_bytes
 from edgesep.compiler import compile_onnx
 
 
@@ -41,10 +41,7 @@ def rewrite(path: Path, mutate) -> Path:
     """Re-writes the bundle with mutate(header) applied (the data section kept as it is)."""
     header, data = split(path)
     mutate(header)
-    h = json.dumps(header).encode()
-    doff = (_PREAMBLE.size + len(h) + ALIGN - 1) // ALIGN * ALIGN
-    path.write_bytes(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(h), doff) + h + b"\0" * (doff - _PREAMBLE.size - len(h))
-                     + data)
+    path.write_bytes(head_bytes(json.dumps(header).encode()) + data)
     return path
 
 
@@ -86,7 +83,7 @@ def test_a_version_2_bundle_still_runs(tmp_path):
     raw = bytearray((tmp_path / "old.esb").read_bytes())
     header, _ = split(tmp_path / "old.esb")
     assert "nhwc" not in json.dumps(header["graph"])  # nothing a version-2 reader would not know
-    struct.pack_into("<I", raw, 8, 2)
+    struct.pack_into("<II", raw, 8, 2, 0)  # version 2: no header checksum (the field was reserved, 0)
     (tmp_path / "old.esb").write_bytes(bytes(raw))
     old = edgesep.load(tmp_path / "old.esb")
     assert old.format_version == 2
@@ -95,6 +92,7 @@ def test_a_version_2_bundle_still_runs(tmp_path):
 
 
 def test_header_length_out_of_range_and_bad_json(bundle):
+    _, data = split(bundle)
     raw = bytearray(bundle.read_bytes())
     struct.pack_into("<Q", raw, 16, 1 << 40)
     bundle.write_bytes(bytes(raw))
@@ -103,8 +101,12 @@ def test_header_length_out_of_range_and_bad_json(bundle):
     raw = bytearray(bundle.read_bytes())
     struct.pack_into("<Q", raw, 16, 10)
     bundle.write_bytes(bytes(raw))
-    with pytest.raises(BundleError, match="not valid JSON"):
+    with pytest.raises(BundleError, match="header checksum mismatch"):
         edgesep.load(bundle)
+    for bad in (b'{"graph": ', b"[" * 100000 + b"]" * 100000, b'{"a": 1' + b"0" * 5000 + b"}", b"\xff\xfe"):
+        bundle.write_bytes(head_bytes(bad) + data)  # a valid checksum over a header that does not parse
+        with pytest.raises(BundleError, match="not valid JSON"):
+            edgesep.load(bundle)
 
 
 def test_corrupt_weights_fail_the_checksum(bundle):
@@ -124,7 +126,7 @@ def test_corrupt_weights_fail_the_checksum(bundle):
     (lambda h: h["tensors"][0].update(shape=[5, -3, 3, 3]), "invalid shape"),
     (lambda h: h["graph"]["nodes"][0].update(op="Frobnicate"), "unknown op 'Frobnicate'"),
     (lambda h: h["graph"]["nodes"][0]["attrs"].update(colour=1), "unknown attribute 'colour'"),
-    (lambda h: node(h)["attrs"].update(strides="2"), "must be list"),
+    (lambda h: node(h)["attrs"].update(strides="2"), "must be a list of numbers"),
     (lambda h: node(h)["attrs"].update(activation="gelu"), "unknown activation"),
     (lambda h: node(h)["attrs"].update(layout="nchwc"), "unknown layout 'nchwc'"),
     (lambda h: node(h)["weights"].update(weight=9), "does not exist"),
@@ -151,7 +153,7 @@ def test_cycle_between_nodes(bundle):
     (lambda n: n["attrs"].update(kernel_shape=[5, 5]), r"node '.*' \(Conv\): weight shape \[5, 3, 3, 3\]"),
     (lambda n: n["attrs"].update(out_channels=6), r"node '.*' \(Conv\): weight shape .* expected \[6, 3, 3, 3\]"),
     (lambda n: n["attrs"].update(pads=[9, 9, 9]), r"node '.*' \(Conv\): .*pads 4"),
-    (lambda n: n["attrs"].update(strides=[0, 1]), r"node '.*' \(Conv\): strides must be positive"),
+    (lambda n: n["attrs"].update(strides=[0, 1]), r"node \d+ \(.*\): attribute 'strides': 0 is out of range"),
     (lambda n: n["attrs"].update(group=2), r"node \d+ \(.*\): conv weight must be stored as conv_nhwc16"),
     (lambda n: n["attrs"].update(layout="nchw"), r"node \d+ \(.*\): conv weight must be stored as conv_mr6"),
 ])

@@ -2,6 +2,9 @@
 numpy composition of the two passes, rank selection, calibration refit and the budget."""
 from __future__ import annotations
 
+import struct
+import zlib
+
 import numpy as np
 import onnx
 import pytest
@@ -242,7 +245,10 @@ def test_phase_ordered_weights_round_trip_and_are_checked_against_the_stride(tmp
     read_bundle(path)
     data = path.read_bytes()
     assert data.count(b'"strides":[2,2]') == 1
-    path.write_bytes(data.replace(b'"strides":[2,2]', b'"strides":[1,2]'))  # same length: the header stays valid
+    raw = bytearray(data.replace(b'"strides":[2,2]', b'"strides":[1,2]'))  # same length: the header stays valid
+    (hlen,) = struct.unpack_from("<Q", raw, 16)
+    struct.pack_into("<I", raw, 12, zlib.crc32(raw[32:32 + hlen]))  # and its checksum is rewritten
+    path.write_bytes(bytes(raw))
     with pytest.raises(BundleError, match="'vertical' is stored in 2 tap phases, the node's stride is 1"):
         read_bundle(path)
 

@@ -45,7 +45,7 @@ bool is_f32_contiguous(const py::array& x) {
 // A Plan plus the Python objects (weight arrays over the mmap) it points into.
 class PyPlan {
  public:
-  PyPlan(int threads, const std::string& isa) : plan_(threads, isa) {}
+  PyPlan(int threads, const std::string& isa, int64_t max_bytes) : plan_(threads, isa, max_bytes) {}
 
   int add_input(const Shape& shape) { return plan_.add_input(shape); }
 
@@ -152,7 +152,9 @@ class PyPlan {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "edgesep's C++ runtime: plans, kernels, dispatch";
-  py::register_exception<PlanError>(m, "PlanError", PyExc_ValueError);
+  auto plan_error = py::register_exception<PlanError>(m, "PlanError", PyExc_ValueError);
+  // Registered after PlanError, so that pybind11 tries it first (its subclass).
+  py::register_exception<MemoryLimit>(m, "MemoryLimit", plan_error.ptr());
   m.def("available_isas", [] {
     int n = 0;
     const KernelTable* const* t = kernel_tables(&n);
@@ -162,10 +164,11 @@ PYBIND11_MODULE(_core, m) {
   }, "Kernel variants this CPU can run, reference first, best last.");
   m.def("physical_cores", &physical_cores);
   py::class_<PyPlan>(m, "Plan")
-      .def(py::init<int, const std::string&>(), py::arg("num_threads"), py::arg("isa") = "")
+      .def(py::init<int, const std::string&, int64_t>(), py::arg("num_threads"), py::arg("isa"), py::arg("max_bytes"))
       .def("add_input", &PyPlan::add_input)
       .def("add_node", &PyPlan::add_node)
       .def("add_output", [](PyPlan& p, int id) { p.plan_.add_output(id); })
+      .def("layout", [](PyPlan& p) { p.plan_.layout(); })
       .def("finalize", [](PyPlan& p) { p.plan_.finalize(); })
       .def("shape", [](const PyPlan& p, int id) { return p.plan_.shape(id); })
       .def("run", &PyPlan::run)
@@ -173,5 +176,8 @@ PYBIND11_MODULE(_core, m) {
       .def("steps", &PyPlan::steps)
       .def_property_readonly("num_threads", [](const PyPlan& p) { return p.plan_.num_threads(); })
       .def_property_readonly("isa", [](const PyPlan& p) { return std::string(p.plan_.isa()); })
-      .def_property_readonly("arena_bytes", [](const PyPlan& p) { return p.plan_.arena_bytes(); });
+      .def_property_readonly("arena_bytes", [](const PyPlan& p) { return p.plan_.arena_bytes(); })
+      .def_property_readonly("memory_bytes", [](const PyPlan& p) { return p.plan_.memory_bytes(); });
+  m.attr("LIMITS") = py::dict(py::arg("max_dim") = kMaxDim, py::arg("max_elements") = kMaxElements,
+                              py::arg("max_window") = kMaxWindow, py::arg("max_threads") = kMaxThreads);
 }

@@ -72,12 +72,12 @@ Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels) 
     act.kind = ActKind::Relu;
   } else if (k == "clip") {
     act.kind = ActKind::Clip;
-    act.alpha = (float)a.num("clip_min", -INFINITY);
-    act.beta = (float)a.num("clip_max", INFINITY);
+    act.alpha = a.real("clip_min", -INFINITY);
+    act.beta = a.real("clip_max", INFINITY);
     if (!(act.alpha <= act.beta)) throw PlanError("clip_min must be <= clip_max");
   } else if (k == "leaky_relu") {
     act.kind = ActKind::LeakyRelu;
-    act.alpha = (float)a.num("alpha", 0.01);
+    act.alpha = a.real("alpha", 0.01);
   } else if (k == "prelu") {
     act.kind = ActKind::PRelu;
     auto it = w.find("slope");
@@ -91,8 +91,8 @@ Activation parse_activation(const Attrs& a, const Weights& w, int64_t channels) 
     act.kind = ActKind::Sigmoid;
   } else if (k == "hard_sigmoid") {
     act.kind = ActKind::HardSigmoid;
-    act.alpha = (float)a.num("alpha", 0.2);
-    act.beta = (float)a.num("beta", 0.5);
+    act.alpha = a.real("alpha", 0.2);
+    act.beta = a.real("beta", 0.5);
   } else if (k == "hard_swish") {
     act.kind = ActKind::HardSwish;
   } else if (k == "tanh") {

@@ -41,6 +41,23 @@ bool nhwc_layout(const Attrs& a) {
   return layout == "nhwc";
 }
 
+Window window_attrs(const Attrs& a) {
+  const auto k = a.ints("kernel_shape", {});
+  const auto st = a.ints("strides", {1, 1});
+  const auto di = a.ints("dilations", {1, 1});
+  const auto pads = a.ints("pads", {0, 0, 0, 0});
+  if (k.size() != 2 || st.size() != 2 || di.size() != 2 || pads.size() != 4)
+    throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
+  Window w;
+  for (int i = 0; i < 2; ++i) {
+    w.k[i] = in_range(k[i], 1, kMaxWindow, "kernel_shape");
+    w.s[i] = in_range(st[i], 1, kMaxWindow, "strides");
+    w.d[i] = in_range(di[i], 1, kMaxWindow, "dilations");
+  }
+  for (int i = 0; i < 4; ++i) w.pads[i] = in_range(pads[i], 0, kMaxWindow, "pads");
+  return w;
+}
+
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align) {
   if (parts < 1) parts = 1;
   int64_t c = (n + parts - 1) / parts;

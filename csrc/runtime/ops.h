@@ -20,6 +20,14 @@ void expect_rank(const Shape& s, size_t rank, const char* what);
 // Whether a node's activations are NHWC (attribute layout "nhwc"; "nchw", the default, otherwise).
 bool nhwc_layout(const Attrs& a);
 
+// The window attributes of a conv or pool (kernel_shape, strides, dilations, pads), each checked
+// against kMaxWindow: 2 values each (pads 4: top, left, bottom, right), kernel, strides and
+// dilations at least 1, pads at least 0.
+struct Window {
+  int64_t k[2], s[2], d[2], pads[4];
+};
+Window window_attrs(const Attrs& a);
+
 // Splits [0, n) into about `parts` ranges of multiples of `align`.
 int64_t chunk_size(int64_t n, int64_t parts, int64_t align);
 

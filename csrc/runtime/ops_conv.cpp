@@ -159,48 +159,31 @@ int64_t band_rows(int64_t oh, int64_t wz, int64_t halo_floats, int64_t col_float
   return (oh + bands - 1) / bands;
 }
 
-int64_t need_positive(const std::vector<int64_t>& v, size_t i, const char* what) {
-  if (v[i] <= 0) throw PlanError(std::string(what) + " must be positive");
-  return v[i];
-}
-
 }  // namespace
 
 namespace {
 
 // One group's geometry of a conv on input x (NCHW, or NHWC where nhwc) with G groups and N outputs,
-// from the window attributes; checks every value.
+// from the window attributes; checks every value against the format's limits (limits.h), so that the
+// kernels' 32-bit index math cannot wrap.
 ConvShape conv_geometry(const Shape& x, bool nhwc, const Attrs& a, int64_t G, int64_t N) {
   const int64_t C = nhwc ? x[3] : x[1], H = nhwc ? x[1] : x[2], W = nhwc ? x[2] : x[3];
-  const auto k = a.ints("kernel_shape", {});
-  const auto st = a.ints("strides", {1, 1});
-  const auto di = a.ints("dilations", {1, 1});
-  const auto pads = a.ints("pads", {0, 0, 0, 0});
-  if (k.size() != 2 || st.size() != 2 || di.size() != 2 || pads.size() != 4)
-    throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
-  for (int64_t p : pads)
-    if (p < 0) throw PlanError("negative pads");
+  const Window win = window_attrs(a);
   if (G < 1 || C % G != 0 || N < 1 || N % G != 0)
     throw PlanError("group " + std::to_string(G) + " does not divide channels " + std::to_string(C) + " -> " +
                     std::to_string(N));
+  const int64_t Hp = H + win.pads[0] + win.pads[2], Wp = W + win.pads[1] + win.pads[3];
+  checked_product({x[0], C, Hp, Wp}, "padded conv input");
+  checked_product({C / G, win.k[0], win.k[1]}, "conv depth (channels x kernel)");
+  const int64_t eh = (win.k[0] - 1) * win.d[0] + 1, ew = (win.k[1] - 1) * win.d[1] + 1;
+  if (Hp < eh || Wp < ew) throw PlanError("kernel larger than the padded input " + shape_str(x));
   ConvShape s{};
-  s.C = (int)(C / G);
-  s.H = (int)H;
-  s.W = (int)W;
-  s.N = (int)(N / G);
-  s.KH = (int)need_positive(k, 0, "kernel_shape");
-  s.KW = (int)need_positive(k, 1, "kernel_shape");
-  s.SH = (int)need_positive(st, 0, "strides");
-  s.SW = (int)need_positive(st, 1, "strides");
-  s.DH = (int)need_positive(di, 0, "dilations");
-  s.DW = (int)need_positive(di, 1, "dilations");
-  s.PT = (int)pads[0];
-  s.PL = (int)pads[1];
-  const int64_t eh = (int64_t)(s.KH - 1) * s.DH + 1, ew = (int64_t)(s.KW - 1) * s.DW + 1;
-  if (H + pads[0] + pads[2] < eh || W + pads[1] + pads[3] < ew)
-    throw PlanError("kernel larger than the padded input " + shape_str(x));
-  s.OH = (int)((H + pads[0] + pads[2] - eh) / s.SH + 1);
-  s.OW = (int)((W + pads[1] + pads[3] - ew) / s.SW + 1);
+  s.C = (int)(C / G), s.H = (int)H, s.W = (int)W, s.N = (int)(N / G);
+  s.KH = (int)win.k[0], s.KW = (int)win.k[1], s.SH = (int)win.s[0], s.SW = (int)win.s[1];
+  s.DH = (int)win.d[0], s.DW = (int)win.d[1], s.PT = (int)win.pads[0], s.PL = (int)win.pads[1];
+  s.OH = (int)((Hp - eh) / s.SH + 1);
+  s.OW = (int)((Wp - ew) / s.SW + 1);
+  checked_product({x[0], N, s.OH, s.OW}, "conv output");
   return s;
 }
 
@@ -217,7 +200,7 @@ std::unique_ptr<Op> make_conv(const std::vector<Shape>& in, const Attrs& a, cons
   const bool nhwc_in = in_layout == "nhwc";
   const Shape& x = in[0];
   const int64_t C = nhwc_in ? x[3] : x[1];
-  const int64_t G = (int64_t)a.num("group", 1), N = (int64_t)a.num("out_channels", 0);
+  const int64_t G = a.integer("group", 1), N = a.integer("out_channels", 0);
   const ConvShape s = conv_geometry(x, nhwc_in, a, G, N);
   auto it = w.find("weight");
   const Shape want{N, s.C, s.KH, s.KW};
@@ -294,22 +277,22 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   const bool nhwc = nhwc_layout(a);
   auto op = std::make_unique<SepConvOp>();
   const Shape x = nhwc ? Shape{in[0][0], in[0][3], in[0][1], in[0][2]} : in[0];
-  const auto k = a.ints("kernel_shape", {});
-  const auto st = a.ints("strides", {1, 1});
-  const auto pads = a.ints("pads", {0, 0, 0, 0});
-  if (k.size() != 2 || st.size() != 2 || pads.size() != 4)
-    throw PlanError("kernel_shape and strides need 2 values and pads 4");
-  for (int64_t p : pads)
-    if (p < 0) throw PlanError("negative pads");
+  if (a.has("dilations")) throw PlanError("SeparableConv takes no dilations");
+  const Window win = window_attrs(a);
+  const int64_t K = in_range(a.integer("rank", 0), 1, kMaxDim, "rank");
+  const int64_t N = in_range(a.integer("out_channels", 0), 1, kMaxDim, "out_channels");
+  const int64_t Hp = x[2] + win.pads[0] + win.pads[2], Wp = x[3] + win.pads[1] + win.pads[3];
+  if (Hp < win.k[0] || Wp < win.k[1]) throw PlanError("kernel larger than the padded input " + shape_str(x));
+  const int64_t OH = (Hp - win.k[0]) / win.s[0] + 1, OW = (Wp - win.k[1]) / win.s[1] + 1;
+  checked_product({x[0], x[1], Hp, Wp}, "padded conv input");
+  checked_product({x[0], K, Hp, Wp}, "separable intermediate");
+  checked_product({x[0], N, OH, OW}, "conv output");
+  checked_product({K, x[1], win.k[0]}, "vertical weight");
+  checked_product({N, K, win.k[1]}, "horizontal weight");
   SepShape& s = op->s;
-  s.C = (int)x[1], s.H = (int)x[2], s.W = (int)x[3];
-  s.K = (int)a.num("rank", 0), s.N = (int)a.num("out_channels", 0);
-  s.KH = (int)need_positive(k, 0, "kernel_shape"), s.KW = (int)need_positive(k, 1, "kernel_shape");
-  s.SH = (int)need_positive(st, 0, "strides"), s.SW = (int)need_positive(st, 1, "strides");
-  s.PT = (int)pads[0], s.PL = (int)pads[1], s.PB = (int)pads[2], s.PR = (int)pads[3];
-  if (s.K < 1 || s.N < 1) throw PlanError("rank and out_channels must be positive");
-  if (x[2] + pads[0] + pads[2] < s.KH || x[3] + pads[1] + pads[3] < s.KW)
-    throw PlanError("kernel larger than the padded input " + shape_str(x));
+  s.C = (int)x[1], s.H = (int)x[2], s.W = (int)x[3], s.K = (int)K, s.N = (int)N;
+  s.KH = (int)win.k[0], s.KW = (int)win.k[1], s.SH = (int)win.s[0], s.SW = (int)win.s[1];
+  s.PT = (int)win.pads[0], s.PL = (int)win.pads[1], s.PB = (int)win.pads[2], s.PR = (int)win.pads[3];
   if (w.count("vertical") && w.count("horizontal") &&
       (w.at("vertical").shape != Shape{s.K, s.C, s.KH, 1} || w.at("horizontal").shape != Shape{s.N, s.K, 1, s.KW}))
     throw PlanError("vertical / horizontal weight shapes do not match rank, channels and kernel_shape");
@@ -325,7 +308,7 @@ std::unique_ptr<Op> make_sepconv(const std::vector<Shape>& in, const Attrs& a, c
   op->B = x[0];
   // Bands of at least 4 rows: a band re-reads KH - 1 input rows of the next, which one-row bands pay
   // 3x for. Per output row, a band holds SH input rows, one intermediate row and 1 / SW output row.
-  const int64_t wz = s.W + s.PL + s.PR, OH = s.OH();
+  const int64_t wz = s.W + s.PL + s.PR;
   op->rows = band_rows(OH, wz, (int64_t)s.C * (s.KH - 1), (int64_t)s.C * s.SH + s.K + (s.N + s.SW - 1) / s.SW, 4,
                        op->B, c.threads);
   op->bands = (OH + op->rows - 1) / op->rows;
@@ -342,7 +325,7 @@ std::unique_ptr<Op> make_fc(const std::vector<Shape>& in, const Attrs& a, const 
   auto op = std::make_unique<FcOp>();
   op->B = in[0][0];
   op->K = in[0][1];
-  op->N = (int64_t)a.num("out_features", 0);
+  op->N = a.integer("out_features", 0);
   if (op->N < 1) throw PlanError("out_features must be positive");
   op->w = need_weight(w, "weight", "plain", op->N * op->K).data;
   if (w.at("weight").shape != Shape{op->N, op->K})

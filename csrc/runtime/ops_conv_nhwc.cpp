@@ -186,8 +186,12 @@ std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepSha
   // One group each: vertical C -> K over kh x 1 at stride (SH, 1); horizontal K -> N over 1 x kw at (1, SW).
   op->v = {s.C, s.H, s.W, s.K, s.KH, 1, s.SH, 1, 1, 1, s.PT, 0, OH, s.W};
   op->h = {s.K, (int)rows, s.W, s.N, 1, s.KW, 1, s.SW, 1, 1, 0, s.PL, (int)rows, OW};
-  op->vind.resize((size_t)OH * s.W * s.KH);
-  op->hind.resize((size_t)rows * OW * s.KW);
+  const int64_t nv = checked_mul((int64_t)OH * s.W, s.KH, "vertical offset table", INT64_MAX / 8);
+  const int64_t nh = checked_mul(rows * OW, s.KW, "horizontal offset table", INT64_MAX / 8);
+  op->table_bytes = (size_t)(nv + nh) * sizeof(int32_t) + std::max(s.C, s.K) * sizeof(float);
+  c.check_bytes((int64_t)op->table_bytes, "the separable pair's offset tables");
+  op->vind.resize((size_t)nv);
+  op->hind.resize((size_t)nh);
   if (!igemm_offsets(op->v, s.C, op->vind.data()) || !igemm_offsets(op->h, s.K, op->hind.data()))
     throw PlanError("input " + shape_str(in[0]) + " too large for 32-bit pixel offsets");
   op->zero.assign(std::max(s.C, s.K), 0.f);
@@ -230,6 +234,8 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     if (B * ((T + tb - 1) / tb) < want) tb = std::max<int64_t>(mr, chunk_size(T, (want + B - 1) / B, mr));
     op->tb = std::min(tb, T);
     op->blocks = (T + op->tb - 1) / op->tb;
+    op->table_bytes = (size_t)s.C * sizeof(float);
+    c.check_bytes((int64_t)op->table_bytes, "Winograd tables");
     for (int64_t i = 0; i < op->tb; ++i) op->rows.push_back((int32_t)(i * s.C));
     op->zero.assign(s.C, 0.f);
     op->scratch_floats = (size_t)(16 * op->tb * (s.C + s.N));
@@ -272,7 +278,10 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
       table.KW = 1;
       op->is = {s.C * s.KW, s.KH, s.N, (int)N};
     }
-    op->ind.resize((size_t)s.P() * op->is.taps);
+    const int64_t n = checked_mul(s.P(), op->is.taps, "conv offset table", INT64_MAX / 8);
+    op->table_bytes = (size_t)n * sizeof(int32_t) + (size_t)op->is.C * sizeof(float);
+    c.check_bytes((int64_t)op->table_bytes, "the conv's offset table");
+    op->ind.resize((size_t)n);
     if (!igemm_offsets(table, G * s.C, op->ind.data()))
       throw PlanError("input " + shape_str(in[0]) + " too large for 32-bit pixel offsets");
     op->zero.assign(op->is.C, 0.f);

@@ -212,16 +212,14 @@ std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>&
   }
   auto op = std::make_unique<PoolOp>();
   op->is_max = type == "MaxPool";
-  const auto k = a.ints("kernel_shape", {});
-  const auto st = a.ints("strides", {1, 1});
-  const auto di = a.ints("dilations", {1, 1});
-  const auto p = a.ints("pads", {0, 0, 0, 0});
-  if (k.size() != 2 || st.size() != 2 || di.size() != 2 || p.size() != 4)
-    throw PlanError("kernel_shape, strides, dilations need 2 values and pads 4");
-  for (int i = 0; i < 2; ++i)
-    if (k[i] < 1 || st[i] < 1 || di[i] < 1) throw PlanError("kernel_shape, strides, dilations must be positive");
+  const Window win = window_attrs(a);
+  const int64_t* k = win.k;
+  const int64_t* st = win.s;
+  const int64_t* di = win.d;
+  const int64_t* p = win.pads;
   for (int i = 0; i < 4; ++i)
-    if (p[i] < 0 || p[i] >= k[i % 2] * di[i % 2]) throw PlanError("pads must be >= 0 and smaller than the window");
+    if (p[i] >= k[i % 2] * di[i % 2]) throw PlanError("pads must be smaller than the window");
+  checked_product({in[0][0], in[0][1], in[0][2] + p[0] + p[2], in[0][3] + p[1] + p[3]}, "padded pool input");
   if (!op->is_max && (di[0] != 1 || di[1] != 1)) throw PlanError("AveragePool does not take dilations");
   const bool ceil_mode = a.num("ceil_mode", 0) != 0;
   op->include_pad = a.num("count_include_pad", 0) != 0;

@@ -44,7 +44,7 @@ std::unique_ptr<Op> make_sparse_fc(const std::vector<Shape>& in, const Attrs& a,
   auto op = std::make_unique<SparseFcOp>();
   op->B = in[0][0];
   op->K = in[0][1];
-  op->N = (int64_t)a.num("out_features", 0);
+  op->N = a.integer("out_features", 0);
   const auto block = a.ints("block", {1, 1});
   if (op->N < 1 || op->N > INT32_MAX || op->K > INT32_MAX) throw PlanError("out_features must be positive");
   if (block.size() != 2 || !((block[0] == 1 && block[1] == 1) || (block[0] == 1 && block[1] == 4) ||

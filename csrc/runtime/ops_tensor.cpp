@@ -261,7 +261,7 @@ std::unique_ptr<Op> make_binary(const std::string& type, const std::vector<Shape
   auto it = w.find("constant");
   if (it != w.end()) {
     expect_inputs(in, 1, 1);
-    op->constant_index = (int)a.num("constant_index", 1);
+    op->constant_index = (int)a.integer("constant_index", 1);
     if (op->constant_index != 0 && op->constant_index != 1) throw PlanError("constant_index must be 0 or 1");
     if (it->second.layout != "plain" || it->second.count != numel(it->second.shape))
       throw PlanError("weight 'constant' must be plain and match its shape");
@@ -319,7 +319,7 @@ std::unique_ptr<Op> make_binary(const std::string& type, const std::vector<Shape
 std::unique_ptr<Op> make_concat(const std::vector<Shape>& in, const Attrs& a) {
   if (in.empty()) throw PlanError("Concat needs inputs");
   const size_t r = in[0].size();
-  const int64_t axis = norm_axis((int64_t)a.num("axis", 1), r);
+  const int64_t axis = norm_axis(a.integer("axis", 1), r);
   auto op = std::make_unique<ConcatOp>();
   Shape out = in[0];
   out[axis] = 0;
@@ -342,7 +342,7 @@ std::unique_ptr<Op> make_reshape(const std::string& type, const std::vector<Shap
   const Shape& s = in[0];
   const int64_t n = numel(s);
   if (type == "Flatten") {
-    const int64_t axis = a.num("axis", 1) == (double)s.size() ? (int64_t)s.size() : norm_axis((int64_t)a.num("axis", 1), s.size());
+    const int64_t axis = a.integer("axis", 1) == (int64_t)s.size() ? (int64_t)s.size() : norm_axis(a.integer("axis", 1), s.size());
     const int64_t lead = numel(Shape(s.begin(), s.begin() + axis));
     op->out_shape = {lead, n / lead};
     return op;
@@ -412,7 +412,7 @@ std::unique_ptr<Op> make_pad(const std::vector<Shape>& in, const Attrs& a) {
   const std::string mode = a.str("mode", "constant");
   op->mode = mode == "constant" ? 0 : mode == "reflect" ? 1 : mode == "edge" ? 2 : -1;
   if (op->mode < 0) throw PlanError("unknown pad mode '" + mode + "'");
-  op->value = (float)a.num("value", 0.0);
+  op->value = a.real("value", 0.0);
   for (size_t d = 0; d < r; ++d) {
     if (pads[d] < 0 || pads[d + r] < 0) throw PlanError("negative pads are not supported");
     if (op->mode == 1 && (pads[d] >= in[0][d] || pads[d + r] >= in[0][d]) && (pads[d] || pads[d + r]))
@@ -426,7 +426,7 @@ std::unique_ptr<Op> make_pad(const std::vector<Shape>& in, const Attrs& a) {
 std::unique_ptr<Op> make_softmax(const std::vector<Shape>& in, const Attrs& a) {
   expect_inputs(in, 1, 1);
   const Shape& s = in[0];
-  const int64_t axis = norm_axis((int64_t)a.num("axis", -1), s.size());
+  const int64_t axis = norm_axis(a.integer("axis", -1), s.size());
   auto op = std::make_unique<SoftmaxOp>();
   op->outer = numel(Shape(s.begin(), s.begin() + axis));
   // coerce_2d: the opset < 13 meaning, one softmax over all dims from `axis` on.

@@ -1,17 +1,15 @@
 #include "plan.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <sstream>
 
 namespace edgesep {
 
-int64_t numel(const Shape& s) {
-  int64_t n = 1;
-  for (int64_t d : s) n *= d;
-  return n;
-}
+int64_t numel(const Shape& s) { return checked_product(s, "tensor"); }
 
 std::string shape_str(const Shape& s) {
   std::ostringstream o;
@@ -28,15 +26,31 @@ double Attrs::num(const std::string& k, double dflt) const {
   return it->second[0];
 }
 
+float Attrs::real(const std::string& k, double dflt) const {
+  const double v = num(k, dflt);
+  if (v > FLT_MAX) return INFINITY;
+  if (v < -FLT_MAX) return -INFINITY;
+  return (float)v;
+}
+
 std::vector<int64_t> Attrs::ints(const std::string& k, std::vector<int64_t> dflt) const {
   auto it = nums.find(k);
   if (it == nums.end()) return dflt;
   std::vector<int64_t> r;
   for (double v : it->second) {
-    if (v != (double)(int64_t)v) throw PlanError("attribute '" + k + "' must hold integers");
+    // Range first: casting a double outside int64 (or NaN) is undefined.
+    if (!(v >= -(double)kMaxDim && v <= (double)kMaxDim) || v != (double)(int64_t)v)
+      throw PlanError("attribute '" + k + "' must hold integers within +-" + std::to_string(kMaxDim) + ", got " +
+                      std::to_string(v));
     r.push_back((int64_t)v);
   }
   return r;
+}
+
+int64_t Attrs::integer(const std::string& k, int64_t dflt) const {
+  const auto v = ints(k, {dflt});
+  if (v.size() != 1) throw PlanError("attribute '" + k + "' must be a single integer");
+  return v[0];
 }
 
 std::string Attrs::str(const std::string& k, const std::string& dflt) const {
@@ -45,8 +59,13 @@ std::string Attrs::str(const std::string& k, const std::string& dflt) const {
 }
 
 static int choose_threads(int threads) {
-  if (threads < 0) throw PlanError("num_threads must be >= 1");
-  return threads == 0 ? 1 : threads;
+  return (int)in_range(threads, 1, kMaxThreads, "num_threads");
+}
+
+void BuildCtx::check_bytes(int64_t bytes, const char* what) const {
+  if (bytes > max_bytes)
+    throw MemoryLimit(std::string(what) + " would take " + std::to_string(bytes) + " bytes, over the limit of " +
+                      std::to_string(max_bytes));
 }
 
 static const KernelTable* choose_table(const std::string& isa) {
@@ -61,19 +80,23 @@ static const KernelTable* choose_table(const std::string& isa) {
   return t;
 }
 
-Plan::Plan(int threads, const std::string& isa) : table_(choose_table(isa)), pool_(choose_threads(threads)) {}
+Plan::Plan(int threads, const std::string& isa, int64_t max_bytes)
+    : table_(choose_table(isa)), pool_(ThreadPool::shared(choose_threads(threads))), max_bytes_(max_bytes) {
+  if (max_bytes < 0) throw PlanError("max_bytes must be >= 0");
+}
 
 Plan::Buffer Plan::alloc(size_t floats) {
   const size_t bytes = (std::max<size_t>(floats, 16) * sizeof(float) + 63) / 64 * 64;
   float* p = static_cast<float*>(std::aligned_alloc(64, bytes));
-  if (!p) throw std::bad_alloc();
+  if (!p) throw MemoryLimit("cannot allocate " + std::to_string(bytes) + " bytes");
   return Buffer(p);
 }
 
 int Plan::add_input(const Shape& shape) {
-  if (final_) throw PlanError("plan is final");
+  if (laid_out_) throw PlanError("plan is laid out");
   for (int64_t d : shape)
     if (d <= 0) throw PlanError("input shape " + shape_str(shape) + " has a non-positive dimension");
+  numel(shape);
   Tensor t;
   t.shape = shape;
   t.input_index = (int)inputs_.size();
@@ -84,7 +107,7 @@ int Plan::add_input(const Shape& shape) {
 
 int Plan::add_node(const std::string& name, const std::string& type, const std::vector<int>& inputs,
                    const Attrs& attrs, const Weights& weights) {
-  if (final_) throw PlanError("plan is final");
+  if (laid_out_) throw PlanError("plan is laid out");
   std::vector<Shape> shapes;
   for (int id : inputs) {
     if (id < 0 || id >= (int)tensors_.size()) throw PlanError("node '" + name + "' reads an undefined tensor");
@@ -92,18 +115,21 @@ int Plan::add_node(const std::string& name, const std::string& type, const std::
   }
   std::unique_ptr<Op> op;
   try {
-    op = make_op(type, shapes, attrs, weights, BuildCtx{table_, pool_.size()});
+    op = make_op(type, shapes, attrs, weights, BuildCtx{table_, pool_->size(), max_bytes_});
+    for (int64_t d : op->out_shape)
+      if (d <= 0) throw PlanError("would produce an empty tensor " + shape_str(op->out_shape));
+    const int64_t n = numel(op->out_shape);
+    if (op->work == 0) op->work = std::max(op->macs, n);
+  } catch (const MemoryLimit& e) {
+    throw MemoryLimit("node '" + name + "' (" + type + "): " + e.what());
   } catch (const PlanError& e) {
     throw PlanError("node '" + name + "' (" + type + "): " + e.what());
   }
-  if (op->work == 0) op->work = std::max(op->macs, numel(op->out_shape));
-  for (int64_t d : op->out_shape)
-    if (d <= 0) throw PlanError("node '" + name + "' (" + type + ") would produce an empty tensor " + shape_str(op->out_shape));
   const int step = (int)steps_.size();
   for (int id : inputs) {
     tensors_[id].last_use = step;
     const int from = tensors_[id].producer;
-    if (pool_.size() > 1 && from >= 0 && steps_[from].op->parallel()) op->split_input = true;
+    if (pool_->size() > 1 && from >= 0 && steps_[from].op->parallel()) op->split_input = true;
   }
   Tensor t;
   t.shape = op->out_shape;
@@ -114,14 +140,15 @@ int Plan::add_node(const std::string& name, const std::string& type, const std::
 }
 
 void Plan::add_output(int tensor) {
+  if (laid_out_) throw PlanError("plan is laid out");
   if (tensor < 0 || tensor >= (int)tensors_.size()) throw PlanError("output refers to an undefined tensor");
   outputs_.push_back(tensor);
 }
 
 // Places every step output in one arena: largest first, each at the lowest 64-byte aligned offset
 // that does not overlap a tensor whose lifetime [producer, last use] intersects its own.
-void Plan::finalize() {
-  if (final_) return;
+void Plan::layout() {
+  if (laid_out_) return;
   const int end = (int)steps_.size();
   for (int id : outputs_) tensors_[id].last_use = end;
   std::vector<int> order;
@@ -149,13 +176,28 @@ void Plan::finalize() {
     arena_floats_ = std::max(arena_floats_, off + floats(i));
     placed.push_back(i);
   }
-  arena_ = alloc(arena_floats_);
+  // Each term is below 2^31 floats x the thread count (limits.h), their sum far from wrapping.
   scratch_stride_ = 16;
-  for (auto& s : steps_) scratch_stride_ = std::max(scratch_stride_, (s.op->scratch_floats + 15) / 16 * 16);
-  scratch_ = alloc(scratch_stride_ * pool_.size());
-  size_t shared = 0;
-  for (auto& s : steps_) shared = std::max(shared, s.op->shared_floats);
-  shared_ = alloc(shared);
+  shared_floats_ = 0;
+  size_t tables = 0;
+  for (auto& s : steps_) {
+    scratch_stride_ = std::max(scratch_stride_, (s.op->scratch_floats + 15) / 16 * 16);
+    shared_floats_ = std::max(shared_floats_, s.op->shared_floats);
+    tables += s.op->table_bytes;
+  }
+  memory_bytes_ = (int64_t)((arena_floats_ + scratch_stride_ * pool_->size() + shared_floats_) * sizeof(float) + tables);
+  laid_out_ = true;
+}
+
+void Plan::finalize() {
+  if (final_) return;
+  layout();
+  if (memory_bytes_ > max_bytes_)
+    throw MemoryLimit("needs " + std::to_string(memory_bytes_) + " bytes of working memory, over the limit of " +
+                      std::to_string(max_bytes_));
+  arena_ = alloc(arena_floats_);
+  scratch_ = alloc(scratch_stride_ * pool_->size());
+  shared_ = alloc(shared_floats_);
   final_ = true;
 }
 
@@ -168,7 +210,8 @@ void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*
     const Tensor& t = tensors_[id];
     return t.producer < 0 ? inputs[t.input_index] : arena_.get() + t.offset;
   };
-  const RunCtx ctx{table_, &pool_, scratch_.get(), scratch_stride_, shared_.get()};
+  ThreadPool::Claim claim(*pool_);
+  const RunCtx ctx{table_, &claim.pool(), scratch_.get(), scratch_stride_, shared_.get()};
   std::vector<const float*> in;
   if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   for (size_t i = 0; i < steps_.size(); ++i) {

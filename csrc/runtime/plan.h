@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../kernels/kernels.h"
+#include "limits.h"
 #include "thread_pool.h"
 
 namespace edgesep {
@@ -20,7 +21,12 @@ using Shape = std::vector<int64_t>;
 struct PlanError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A plan that would need more memory than its limit (Plan's max_bytes).
+struct MemoryLimit : PlanError {
+  using PlanError::PlanError;
+};
 
+// Elements of a tensor of shape s; a PlanError beyond kMaxElements (limits.h).
 int64_t numel(const Shape& s);
 std::string shape_str(const Shape& s);
 
@@ -30,7 +36,11 @@ struct Attrs {
   std::map<std::string, std::string> strs;
   bool has(const std::string& k) const { return nums.count(k) || strs.count(k); }
   double num(const std::string& k, double dflt) const;
+  // num() as a float: values beyond float's range become +-infinity (a plain cast is undefined).
+  float real(const std::string& k, double dflt) const;
+  // Integer values, each checked to be within +-kMaxDim (limits.h); integer(): a single one.
   std::vector<int64_t> ints(const std::string& k, std::vector<int64_t> dflt) const;
+  int64_t integer(const std::string& k, int64_t dflt) const;
   std::string str(const std::string& k, const std::string& dflt) const;
 };
 
@@ -56,6 +66,10 @@ struct RunCtx {
 struct BuildCtx {
   const KernelTable* k;
   int threads;
+  int64_t max_bytes;  // the plan's memory limit
+  // Throws MemoryLimit where an op's own tables (`bytes`, sized from its shapes) exceed the limit:
+  // checked before they are allocated.
+  void check_bytes(int64_t bytes, const char* what) const;
 };
 
 class Op {
@@ -65,6 +79,7 @@ class Op {
   Shape out_shape;
   size_t scratch_floats = 0;  // per thread
   size_t shared_floats = 0;   // one buffer for all threads
+  size_t table_bytes = 0;     // the op's own tables (offsets), allocated at build
   int64_t macs = 0;
   int64_t params = 0;
   int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
@@ -83,12 +98,17 @@ std::unique_ptr<Op> make_op(const std::string& type, const std::vector<Shape>& i
 
 class Plan {
  public:
-  Plan(int threads, const std::string& isa);
+  // threads: 1 or more (the workers are the process's pool of that size, ThreadPool::shared);
+  // max_bytes: the memory limit of the plan's arena, scratch and tables.
+  Plan(int threads, const std::string& isa, int64_t max_bytes);
 
   int add_input(const Shape& shape);
   int add_node(const std::string& name, const std::string& type, const std::vector<int>& inputs,
                const Attrs& attrs, const Weights& weights);
   void add_output(int tensor);
+  // Places the tensors in the arena; memory_bytes() is then known, nothing allocated yet.
+  void layout();
+  // Allocates (after layout()); throws MemoryLimit where memory_bytes() exceeds the limit.
   void finalize();
 
   // inputs: one pointer per graph input (shapes as declared); outputs: one buffer per graph output.
@@ -97,9 +117,11 @@ class Plan {
            std::vector<double>* step_seconds = nullptr);
 
   const Shape& shape(int tensor) const { return tensors_.at(tensor).shape; }
-  int num_threads() const { return pool_.size(); }
+  int num_threads() const { return pool_->size(); }
   const char* isa() const { return table_->isa; }
   size_t arena_bytes() const { return arena_floats_ * sizeof(float); }
+  // Working memory: the arena, every thread's scratch, the shared scratch and the ops' tables.
+  int64_t memory_bytes() const { return memory_bytes_; }
 
   struct StepInfo {
     std::string name, type;
@@ -126,7 +148,8 @@ class Plan {
     int output;
   };
   const KernelTable* table_;
-  ThreadPool pool_;
+  std::shared_ptr<ThreadPool> pool_;
+  int64_t max_bytes_;
   std::vector<Tensor> tensors_;
   std::vector<Step> steps_;
   std::vector<int> inputs_, outputs_;
@@ -136,8 +159,9 @@ class Plan {
   using Buffer = std::unique_ptr<float[], FreeAligned>;
   static Buffer alloc(size_t floats);
   Buffer arena_, scratch_, shared_;
-  size_t arena_floats_ = 0, scratch_stride_ = 0;
-  bool final_ = false;
+  size_t arena_floats_ = 0, scratch_stride_ = 0, shared_floats_ = 0;
+  int64_t memory_bytes_ = 0;
+  bool laid_out_ = false, final_ = false;
 };
 
 }  // namespace edgesep

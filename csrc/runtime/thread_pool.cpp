@@ -1,11 +1,41 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <map>
 
 namespace edgesep {
 
 ThreadPool::ThreadPool(int threads) : shares_(threads > 0 ? threads : 1) {
   for (int i = 1; i < threads; ++i) workers_.emplace_back(&ThreadPool::worker, this, i);
+}
+
+std::shared_ptr<ThreadPool> ThreadPool::shared(int threads) {
+  static std::mutex mu;
+  static std::map<int, std::weak_ptr<ThreadPool>> pools;
+  std::lock_guard<std::mutex> lock(mu);
+  std::shared_ptr<ThreadPool> p = pools[threads].lock();
+  if (!p) {
+    p = std::make_shared<ThreadPool>(threads);
+    pools[threads] = p;
+  }
+  return p;
+}
+
+namespace {
+std::atomic<int> g_runs{0};  // plan runs going on in the process
+ThreadPool& caller_only() {
+  static ThreadPool pool(1);  // no workers: run() calls fn inline, with no shared state
+  return pool;
+}
+}  // namespace
+
+ThreadPool::Claim::Claim(ThreadPool& pool) : pool_(pool), use_(&caller_only()) {
+  if (g_runs.fetch_add(1) == 0 && pool.claimed_.try_lock()) use_ = &pool;
+}
+
+ThreadPool::Claim::~Claim() {
+  if (use_ == &pool_) pool_.claimed_.unlock();
+  g_runs.fetch_sub(1);
 }
 
 ThreadPool::~ThreadPool() {

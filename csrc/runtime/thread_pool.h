@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -19,6 +20,27 @@ class ThreadPool {
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int size() const { return (int)workers_.size() + 1; }
+
+  // The process's pool of `threads`: one per size, shared by every plan that asks for it, so that
+  // several Models in one process do not each keep (and spin) their own workers.
+  static std::shared_ptr<ThreadPool> shared(int threads);
+
+  // The pool one plan run uses, held for the run: `pool` itself where no other run in the process is
+  // going on, else a pool without workers (the run stays on its caller's thread). Concurrent runs then
+  // add one busy thread each, never a pool's spinning workers on top of another's: four Models run
+  // from four threads keep the cores busy instead of oversubscribing them.
+  class Claim {
+   public:
+    explicit Claim(ThreadPool& pool);
+    ~Claim();
+    Claim(const Claim&) = delete;
+    Claim& operator=(const Claim&) = delete;
+    ThreadPool& pool() const { return *use_; }
+
+   private:
+    ThreadPool& pool_;
+    ThreadPool* use_;
+  };
 
   // Calls fn(task, thread) for every task in [0, n), thread in [0, size()); returns when all are done.
   // Thread i first takes the i-th contiguous share of the tasks, in order, then takes what is left of
@@ -48,6 +70,7 @@ class ThreadPool {
   std::vector<Share> shares_;
   std::atomic<unsigned> generation_{0};
   std::atomic<int> active_{0};  // workers still inside the current job
+  std::mutex claimed_;          // held by the run that uses the workers (Claim)
   bool stop_ = false;
 };
 

@@ -5,7 +5,7 @@ Device side: ``edgesep.load("model.esb").run(x)``. Compiling needs ``pip install
 """
 from . import runtime
 from .bundle import BundleError
-from .runtime import Model, TensorInfo, available_isas, load
+from .runtime import MemoryLimitError, Model, TensorInfo, available_isas, load
 
 __version__ = "0.1.0"
-__all__ = ["BundleError", "Model", "TensorInfo", "available_isas", "load", "runtime", "__version__"]
+__all__ = ["BundleError", "MemoryLimitError", "Model", "TensorInfo", "available_isas", "load", "runtime", "__version__"]

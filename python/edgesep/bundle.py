@@ -5,7 +5,7 @@ Layout of a file (little-endian)::
 
     0   8 bytes  magic b"EDGESEP\\0"
     8   u32      format version (FORMAT_VERSION)
-    12  u32      reserved, 0
+    12  u32      CRC-32 of the header bytes (format 4; 0 in formats 1-3)
     16  u64      header length in bytes
     24  u64      data offset (a multiple of 64, after the header)
     32  ...      header: UTF-8 JSON (graph, tensor table, metadata, report)
@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from .ops import ACTIVATION_LAYOUTS, ACTIVATIONS, OPS, is_depthwise
+from .ops import ACTIVATION_LAYOUTS, ACTIVATIONS, LIMITS, OPS, attr_range, is_depthwise
 
 MAGIC = b"EDGESEP\0"
 # 2 added the integer dtypes (sparse indices); 3 the NHWC activation layout (the `layout` attribute of
 # convs and pools, weight layouts conv_nhwc16 and khwc) and Winograd convs (attribute `winograd`, layout
-# wino23_nhwc16). Older files read unchanged (they are all NCHW).
-FORMAT_VERSION = 3
-READ_VERSIONS = (1, 2, 3)
+# wino23_nhwc16); 4 the header's CRC-32 in the preamble (the field was reserved, 0) and the value
+# limits (ops.LIMITS) stated. Older files read unchanged (1-3 are checked against the same limits).
+FORMAT_VERSION = 4
+READ_VERSIONS = (1, 2, 3, 4)
 DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint16": np.dtype("<u2")}
 ALIGN = 64
 _PREAMBLE = struct.Struct("<8sIIQQ")
@@ -169,6 +170,13 @@ def _layout_count(entry: dict) -> int:
     return math.prod(shape)
 
 
+def head_bytes(header: bytes) -> bytes:
+    """A bundle's bytes up to its data section: preamble (with the header's CRC-32), header, padding."""
+    data_offset = (_PREAMBLE.size + len(header) + ALIGN - 1) // ALIGN * ALIGN
+    return (_PREAMBLE.pack(MAGIC, FORMAT_VERSION, zlib.crc32(header), len(header), data_offset) + header
+            + b"\0" * (data_offset - _PREAMBLE.size - len(header)))
+
+
 class BundleWriter:
     """Collects tensors and writes one bundle file."""
 
@@ -199,11 +207,8 @@ class BundleWriter:
         """Writes the bundle: `graph` holds inputs, outputs and nodes; `meta` (producer, source, report...)
         is stored beside it in the header."""
         header = json.dumps({"graph": graph, "tensors": self._entries, **meta}, separators=(",", ":")).encode()
-        data_offset = (_PREAMBLE.size + len(header) + ALIGN - 1) // ALIGN * ALIGN
         with open(path, "wb") as f:
-            f.write(_PREAMBLE.pack(MAGIC, FORMAT_VERSION, 0, len(header), data_offset))
-            f.write(header)
-            f.write(b"\0" * (data_offset - _PREAMBLE.size - len(header)))
+            f.write(head_bytes(header))
             for blob in self._blobs:
                 f.write(blob)
                 f.write(b"\0" * (-len(blob) % ALIGN))
@@ -263,6 +268,22 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+def _str(x: Any) -> str | None:
+    """x if it is a string, else None (so that a list given for a name fails a lookup, not hashing)."""
+    return x if isinstance(x, str) else None
+
+
+def _check_dims(where: str, what: str, dims: Any, lo: int, allow_none: bool = False) -> None:
+    """A shape: a list of ints in [lo, max_dim] (None too where allow_none), at most max_elements in all."""
+    ok = isinstance(dims, list) and all((d is None and allow_none) or (_is_int(d) and lo <= d <= LIMITS["max_dim"])
+                                        for d in dims)
+    if not ok:
+        _fail(where, f"invalid {what} {dims!r} (ints from {lo} to {LIMITS['max_dim']}"
+                     f"{', null for a dynamic dim' if allow_none else ''})")
+    if math.prod(1 if d is None else d for d in dims) > LIMITS["max_elements"]:
+        _fail(where, f"{what} {dims!r} has more than {LIMITS['max_elements']} elements")
+
+
 def _check_tensors(tensors: Any, data_size: int) -> None:
     if not isinstance(tensors, list):
         _fail("header", "'tensors' must be a list")
@@ -270,13 +291,13 @@ def _check_tensors(tensors: Any, data_size: int) -> None:
         where = f"tensor {i}"
         if not isinstance(e, dict):
             _fail(where, "must be an object")
-        where = f"tensor {i} ({e.get('name', '?')})"
-        if e.get("dtype") not in DTYPES:
+        if not isinstance(e.get("name"), str):
+            _fail(where, f"name {e.get('name')!r} must be a string")
+        where = f"tensor {i} ({e['name']})"
+        if _str(e.get("dtype")) not in DTYPES:
             _fail(where, f"dtype {e.get('dtype')!r} is not supported (known: {', '.join(DTYPES)})")
-        shape = e.get("shape")
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            _fail(where, f"invalid shape {shape!r}")
-        if e.get("layout") not in LAYOUTS:
+        _check_dims(where, "shape", e.get("shape"), 0)
+        if _str(e.get("layout")) not in LAYOUTS:
             _fail(where, f"unknown layout {e.get('layout')!r} (known: {', '.join(LAYOUTS)})")
         off, nbytes = e.get("offset"), e.get("nbytes")
         if not (_is_int(off) and _is_int(nbytes) and off >= 0 and nbytes >= 0 and off % ALIGN == 0):
@@ -302,11 +323,21 @@ def _check_attrs(where: str, op: str, attrs: Any) -> None:
         if k not in spec:
             _fail(where, f"unknown attribute {k!r} for {op}")
         want = spec[k]
-        ok = (isinstance(v, str) if want is str else
-              isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
-              if want is list else isinstance(v, (int, float)) and not isinstance(v, bool))
-        if not ok:
-            _fail(where, f"attribute {k!r} must be {want.__name__}, got {v!r}")
+        if want is str:
+            if not isinstance(v, str):
+                _fail(where, f"attribute {k!r} must be a string, got {v!r}")
+            continue
+        values = v if want is list else [v]
+        if not isinstance(values, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+            _fail(where, f"attribute {k!r} must be {'a list of numbers' if want is list else 'a number'}, got {v!r}")
+        if want is float:
+            if not all(math.isfinite(x) for x in values):
+                _fail(where, f"attribute {k!r} must be finite, got {v!r}")
+            continue
+        lo, hi = attr_range(op, k)
+        for x in values:
+            if not (isinstance(x, int) or (math.isfinite(x) and x == int(x))) or not lo <= x <= hi:
+                _fail(where, f"attribute {k!r}: {x!r} is out of range (integers from {lo} to {hi})")
     if attrs.get("activation", "none") not in ACTIVATIONS:
         _fail(where, f"unknown activation {attrs['activation']!r}")
     if attrs.get("layout", ACTIVATION_LAYOUTS[0]) not in ACTIVATION_LAYOUTS:
@@ -323,21 +354,24 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
         _fail("graph", "'nodes' must be a list")
     defined: set[str] = set()
     for i, v in enumerate(inputs):
-        shape = v.get("shape") if isinstance(v, dict) else None
         if not isinstance(v, dict) or not isinstance(v.get("name"), str) or v.get("dtype") != "float32":
             _fail(f"graph input {i}", "needs a name and dtype float32")
-        if not isinstance(shape, list) or not shape or not all(d is None or (_is_int(d) and d > 0) for d in shape):
-            _fail(f"graph input {v['name']}", f"invalid shape {shape!r} (positive ints, null for a dynamic dim)")
+        shape = v.get("shape")
+        if not isinstance(shape, list) or not shape:
+            _fail(f"graph input {v['name']}", f"invalid shape {shape!r}")
+        _check_dims(f"graph input {v['name']}", "shape", shape, 1, allow_none=True)
         if v["name"] in defined:
             _fail(f"graph input {v['name']}", "defined twice")
         defined.add(v["name"])
     for i, n in enumerate(nodes):
         if not isinstance(n, dict):
             _fail(f"node {i}", "must be an object")
-        where = f"node {i} ({n.get('name', '?')})"
-        op = n.get("op")
+        if not isinstance(n.get("name"), str):
+            _fail(f"node {i}", f"name {n.get('name')!r} must be a string")
+        where = f"node {i} ({n['name']})"
+        op = _str(n.get("op"))
         if op not in OPS:
-            _fail(where, f"unknown op {op!r}")
+            _fail(where, f"unknown op {n.get('op')!r}")
         spec = OPS[op]
         ins = n.get("inputs")
         if not isinstance(ins, list) or not all(isinstance(x, str) for x in ins):
@@ -362,16 +396,17 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
                 _fail(where, f"weight {wname!r} has layout {tensors[ti]['layout']!r}")
             if tensors[ti]["dtype"] not in spec.dtypes.get(wname, "float32").split("|"):
                 _fail(where, f"weight {wname!r} has dtype {tensors[ti]['dtype']!r}")
-        _check_attrs(where, op, n.get("attrs", {}))
+        attrs = n.get("attrs", {})
+        _check_attrs(where, op, attrs)
         if op == "SparseFc":
-            block = n.get("attrs", {}).get("block", [1, 1])
+            block = attrs.get("block", [1, 1])
             for wname in ("values", "row_ptr", "columns"):
                 if wname in weights and tensors[weights[wname]].get("block") != block:
                     _fail(where, f"weight {wname!r} is encoded in blocks {tensors[weights[wname]].get('block')}, "
                                  f"the node says {block}")
-        nhwc = n.get("attrs", {}).get("layout", "nchw") == "nhwc"
+        nhwc = attrs.get("layout", "nchw") == "nhwc"
         if op == "SeparableConv":
-            strides = n.get("attrs", {}).get("strides", [1, 1])
+            strides = attrs.get("strides", [1, 1])
             for wname, stride in zip(("vertical", "horizontal"), strides):
                 if wname in weights and tensors[weights[wname]]["layout"] != ("conv_nhwc16" if nhwc else "conv_mr6"):
                     _fail(where, f"weight {wname!r} must be stored as {'conv_nhwc16' if nhwc else 'conv_mr6'} "
@@ -381,16 +416,18 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
                                  f"phases, the node's stride is {stride}")
         if op == "Conv" and "weight" in weights:
             t = tensors[weights["weight"]]
-            groups = n.get("attrs", {}).get("group", 1)
+            if len(t["shape"]) != 4:
+                _fail(where, f"conv weight must have 4 dims [N, C/group, kh, kw], has shape {t['shape']}")
+            groups = attrs.get("group", 1)
             dw = is_depthwise(t["shape"][1] * groups, t["shape"][0], groups)
             want = ("khwc" if dw else "conv_nhwc16") if nhwc else ("plain" if dw else "conv_mr6")
-            if n.get("attrs", {}).get("winograd", 0):
+            if attrs.get("winograd", 0):
                 want = "wino23_nhwc16"
             if t["layout"] != want or (want in ("conv_mr6", "conv_nhwc16") and t.get("groups") != groups):
                 _fail(where, f"conv weight must be stored as {want} with this node's group")
         defined.add(out)
     for v in outputs:
-        if not isinstance(v, dict) or v.get("name") not in defined:
+        if not isinstance(v, dict) or _str(v.get("name")) not in defined:
             _fail("graph outputs", f"{v!r} is not a defined value")
 
 
@@ -407,7 +444,7 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
     except OSError as e:
         raise BundleError(f"{path}: cannot open: {e}") from e
     try:
-        magic, version, _, header_len, data_offset = _PREAMBLE.unpack_from(m, 0)
+        magic, version, header_crc, header_len, data_offset = _PREAMBLE.unpack_from(m, 0)
         if magic != MAGIC:
             _fail(str(path), "not an edgesep bundle (bad magic)")
         if version not in READ_VERSIONS:
@@ -416,10 +453,15 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
                              f"(recompile the model with this edgesep, or install the edgesep that wrote it)")
         if _PREAMBLE.size + header_len > size or data_offset % ALIGN or not _PREAMBLE.size + header_len <= data_offset <= size:
             _fail(str(path), "header length or data offset out of range (truncated or corrupt file)")
+        raw = m[_PREAMBLE.size:_PREAMBLE.size + header_len]
+        if version >= 4 and zlib.crc32(raw) != header_crc:
+            _fail(str(path), "header checksum mismatch: the file is corrupt")
+        if version < 4 and header_crc != 0:
+            _fail(str(path), f"reserved preamble field is {header_crc}, not 0 (a corrupt file)")
         try:
-            header = json.loads(m[_PREAMBLE.size:_PREAMBLE.size + header_len].decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            _fail(str(path), f"header is not valid JSON: {e}")
+            header = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: JSON, or an int too long
+            _fail(str(path), f"header is not valid JSON: {str(e)[:200]}")
         if not isinstance(header, dict):
             _fail(str(path), "header must be a JSON object")
         _check_tensors(header.get("tensors"), size - data_offset)

@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         a.fn(a)
-    except (BundleError, ValueError, TypeError, OSError) as e:
+    except (BundleError, ValueError, TypeError, OSError, MemoryError) as e:
         print(f"edgesep {a.cmd}: error: {e}", file=sys.stderr)
         return 1
     return 0

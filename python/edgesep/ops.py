@@ -9,6 +9,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: The format's limits (docs/bundle-format.md, "Limits"); the C++ plan builder has the same numbers
+#: (csrc/runtime/limits.h, exposed as _core.LIMITS; a test compares them).
+LIMITS = {
+    "max_dim": 2**31 - 1,  # any dimension, count or integer attribute, in absolute value
+    "max_elements": 2**31 - 1,  # elements of any tensor (and of a conv's or pool's padded input)
+    "max_window": 65535,  # kernel_shape, strides, dilations, pads of a conv or pool
+    "max_threads": 256,  # threads of one plan
+}
+_DIM, _WIN = LIMITS["max_dim"], LIMITS["max_window"]
+#: The range of every integer attribute, by name (every value of a list attribute); op-specific
+#: ranges in _OP_RANGES. Float attributes must be finite.
+ATTR_RANGES: dict[str, tuple[int, int]] = {
+    "kernel_shape": (1, _WIN), "strides": (1, _WIN), "dilations": (1, _WIN), "pads": (0, _WIN),
+    "group": (1, _DIM), "out_channels": (1, _DIM), "rank": (1, _DIM), "out_features": (1, _DIM),
+    "axis": (-_DIM, _DIM), "shape": (-1, _DIM), "perm": (0, _DIM), "block": (1, 4),
+    "constant_index": (0, 1), "ceil_mode": (0, 1), "count_include_pad": (0, 1), "winograd": (0, 1),
+    "coerce_2d": (0, 1),
+}
+_OP_RANGES = {("Pad", "pads"): (0, _DIM)}
+
+
+def attr_range(op: str, name: str) -> tuple[int, int]:
+    """The range of integer attribute `name` of `op`."""
+    return _OP_RANGES.get((op, name), ATTR_RANGES.get(name, (-_DIM, _DIM)))
+
 #: Activations that Conv, Fc, Activation and the binary ops can apply to their output.
 ACTIVATIONS = ("none", "relu", "clip", "leaky_relu", "prelu", "sigmoid", "hard_sigmoid", "hard_swish", "tanh")
 _ACT_ATTRS = {"activation": str, "clip_min": float, "clip_max": float, "alpha": float, "beta": float}

@@ -25,6 +25,23 @@ class TensorInfo:
     dtype: np.dtype
 
 
+class MemoryLimitError(MemoryError):
+    """A run (or a load) whose plan would need more working memory than the Model's `max_memory`: the
+    message names the input shape (the batch) that caused it."""
+
+
+def default_max_memory() -> int:
+    """Half of the machine's physical memory: the default `max_memory` of a Model."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # no sysconf (not Linux): 2 GiB
+        return 2 << 30
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**28 else f"{n / 2**20:.1f} MiB"
+
+
 def available_isas() -> list[str]:
     """Kernel variants this CPU can run, reference ("ref") first, the default (best) last."""
     return list(_core.available_isas())
@@ -32,16 +49,26 @@ def available_isas() -> list[str]:
 
 class Model:
     """A loaded bundle. Weights stay in the memory-mapped file; a C++ plan (shapes, arena) is built
-    per distinct input shape and cached. `run` releases the GIL; concurrent calls take turns."""
+    per distinct input shape and cached, within `max_memory` bytes for all of them. `run` releases the
+    GIL; concurrent calls on one Model take turns; Models run from several threads share the process's
+    workers (one run at a time uses them, the others run on their own threads)."""
 
-    _PLAN_CACHE = 4
+    _PLAN_CACHE = 4  # plans kept, at most (and within max_memory together)
 
     def __init__(self, path: str | os.PathLike, num_threads: int | None = None, isa: str | None = None,
-                 verify: bool = True) -> None:
+                 verify: bool = True, max_memory: int | None = None) -> None:
+        cpus = os.cpu_count() or 1
+        most = min(_core.LIMITS["max_threads"], 4 * cpus)
+        if num_threads is not None and (not isinstance(num_threads, int) or isinstance(num_threads, bool)
+                                        or not 1 <= num_threads <= most):
+            raise ValueError(f"num_threads must be an int from 1 to {most} (4x this machine's {cpus} CPUs), "
+                             f"got {num_threads!r}")
+        if max_memory is not None and (not isinstance(max_memory, int) or isinstance(max_memory, bool)
+                                       or max_memory < 1):
+            raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
         self._bundle: Bundle = read_bundle(path, verify=verify)
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"num_threads must be a positive int, got {num_threads!r}")
         self.num_threads = num_threads or _core.physical_cores()
+        self.max_memory = max_memory or default_max_memory()
         self.isa = isa or os.environ.get("EDGESEP_ISA", "")
         g = self._bundle.graph
         self.inputs = [TensorInfo(v["name"], tuple(v["shape"]), np.dtype(np.float32)) for v in g["inputs"]]
@@ -49,7 +76,14 @@ class Model:
         self._lock = threading.Lock()
         # Building the plan for the declared shape (batch 1 where dynamic) checks the whole graph now,
         # so a bad bundle fails at load, not at the first run.
-        first = self._plan(tuple(tuple(1 if d is None else d for d in i.shape) for i in self.inputs))
+        try:
+            first = self._plan(tuple(tuple(1 if d is None else d for d in i.shape) for i in self.inputs))
+        except MemoryLimitError as e:
+            self._bundle.close()
+            raise BundleError(f"{self._bundle.path}: {e}") from None
+        except BundleError:
+            self._bundle.close()
+            raise
         dynamic = {i for i, v in enumerate(self.inputs) if v.shape[0] is None}
         self.outputs = [TensorInfo(v["name"], tuple(None if (dynamic and k == 0) else d for k, d in enumerate(first.shape(oid))),
                                    np.dtype(np.float32))
@@ -69,6 +103,11 @@ class Model:
         """The bundle's header: graph, tensor table, producer and source metadata, compile report."""
         return self._bundle.header
 
+    def memory_bytes(self) -> int:
+        """Working memory the cached plans hold (arenas, scratch, tables), in bytes."""
+        with self._lock:
+            return sum(p.memory_bytes for p in self._plans.values())
+
     def _plan(self, shapes: tuple) -> _core.Plan:
         with self._lock:
             plan = self._plans.get(shapes)
@@ -76,17 +115,26 @@ class Model:
                 self._plans.move_to_end(shapes)
                 return plan
             plan = self._build(shapes)
-            self._plans[shapes] = plan
-            if len(self._plans) > self._PLAN_CACHE:
+            # Room for the new plan: the least recently used go first.
+            while self._plans and (len(self._plans) >= self._PLAN_CACHE or
+                                   sum(p.memory_bytes for p in self._plans.values()) + plan.memory_bytes > self.max_memory):
                 self._plans.popitem(last=False)
+            plan.finalize()
+            self._plans[shapes] = plan
             return plan
 
+    def _memory_error(self, shapes: tuple, err: Exception) -> MemoryLimitError:
+        shown = ", ".join(f"{v.name!r} {tuple(s)}" for v, s in zip(self.inputs, shapes))
+        return MemoryLimitError(f"input shape {shown}: {err}; this Model's limit is {_gib(self.max_memory)} "
+                                f"(edgesep.load(..., max_memory=bytes)); run smaller batches")
+
     def _build(self, shapes: tuple) -> _core.Plan:
+        """A plan for these input shapes, laid out, not yet allocated (plan.memory_bytes known)."""
         b = self._bundle
         g = b.graph
-        plan = _core.Plan(self.num_threads, self.isa)
-        ids = {v["name"]: plan.add_input(list(s)) for v, s in zip(g["inputs"], shapes)}
         try:
+            plan = _core.Plan(self.num_threads, self.isa, self.max_memory)
+            ids = {v["name"]: plan.add_input(list(s)) for v, s in zip(g["inputs"], shapes)}
             for n in g["nodes"]:
                 weights = {}
                 for wname, ti in n.get("weights", {}).items():
@@ -94,12 +142,16 @@ class Model:
                     weights[wname] = (b.tensor(ti), e["layout"], e["shape"])
                 ids[n["output"]] = plan.add_node(n["name"], n["op"], [ids[x] for x in n["inputs"]],
                                                  n.get("attrs", {}), weights)
+            self._output_ids = [ids[v["name"]] for v in g["outputs"]]
+            for oid in self._output_ids:
+                plan.add_output(oid)
+            plan.layout()
+        except _core.MemoryLimit as e:
+            raise self._memory_error(shapes, e) from None
         except _core.PlanError as e:
             raise BundleError(f"{b.path}: {e}") from None
-        self._output_ids = [ids[v["name"]] for v in g["outputs"]]
-        for oid in self._output_ids:
-            plan.add_output(oid)
-        plan.finalize()
+        if plan.memory_bytes > self.max_memory:
+            raise self._memory_error(shapes, f"needs {_gib(plan.memory_bytes)} of working memory")
         return plan
 
     def _arrange(self, x: Inputs) -> list[np.ndarray]:
@@ -175,12 +227,15 @@ class Model:
         self._bundle.close()
 
 
-def load(path: str | os.PathLike, num_threads: int | None = None, isa: str | None = None, verify: bool = True) -> Model:
+def load(path: str | os.PathLike, num_threads: int | None = None, isa: str | None = None, verify: bool = True,
+         max_memory: int | None = None) -> Model:
     """Opens a bundle (memory-mapped, validated, CRC-checked unless verify=False) and prepares it to run.
 
     num_threads: threads per run (default: the physical cores). isa: force a kernel variant from
-    available_isas() (default: the best this CPU runs; or the EDGESEP_ISA environment variable)."""
-    return Model(path, num_threads=num_threads, isa=isa, verify=verify)
+    available_isas() (default: the best this CPU runs; or the EDGESEP_ISA environment variable).
+    max_memory: bytes of working memory the Model's plans may hold together (default: half the
+    machine's memory); a run whose batch would need more raises MemoryLimitError."""
+    return Model(path, num_threads=num_threads, isa=isa, verify=verify, max_memory=max_memory)
 
 
 def run(bundle: str | os.PathLike, x: Inputs, num_threads: int | None = None) -> np.ndarray | dict[str, np.ndarray]:
