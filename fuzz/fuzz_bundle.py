@@ -41,7 +41,10 @@ from edgesep.ops import ACTIVATION_LAYOUTS, ACTIVATIONS, ATTR_RANGES, OPS
 
 OK = (edgesep.BundleError, edgesep.MemoryLimitError)
 MAX_MEMORY = 256 << 20
-MAX_RUN_MACS = 200_000_000  # larger plans load but do not run: a legitimately big conv is not a hang
+# Larger plans load but do not run: a legitimately big conv is not a hang, and a declared input of
+# 2^31 - 1 elements (within the limits) is 8 GiB of the harness's own input array, not edgesep's memory.
+MAX_RUN_MACS = 200_000_000
+MAX_RUN_INPUT = 1 << 24
 WORK = Path(tempfile.mkdtemp(prefix="edgesep-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
 
 INTS = [0, 1, -1, 2, 3, 16, 255, 65535, 65536, 2**31 - 2, 2**31 - 1, 2**31, 2**32 - 1, 2**32, 2**32 + 1,
@@ -177,10 +180,11 @@ def test_one(data: bytes) -> None:
     path.write_bytes(data)
     try:
         m = edgesep.load(path, num_threads=1, max_memory=MAX_MEMORY)
-        if sum(r["macs"] for r in m.layers()) > MAX_RUN_MACS:
+        shapes = [[1 if d is None else d for d in i.shape] for i in m.inputs]
+        if sum(r["macs"] for r in m.layers()) > MAX_RUN_MACS or sum(map(np.prod, shapes)) > MAX_RUN_INPUT:
             return
         rng = np.random.default_rng(zlib.crc32(data))
-        xs = [rng.standard_normal([1 if d is None else d for d in i.shape]).astype(np.float32) for i in m.inputs]
+        xs = [rng.standard_normal(s).astype(np.float32) for s in shapes]
         m.run(xs)
         m.close()
     except OK:
