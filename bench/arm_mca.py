@@ -4,12 +4,17 @@ each kernel's innermost loop (the self-looping block with the most FMLAs), and c
 cycle with the core's peak under the same model (a loop of independent FMLAs).
 
     python bench/arm_mca.py [--write]     # --write: the table into docs/arm.md
+    python bench/arm_mca.py --compiler zig   # the same kernels compiled by zig's clang (pip install ziglang)
+
+GCC is what the ARM builds use today; zig (clang, a glibc 2.28 target) is the candidate for wheels with an
+older glibc floor, so its code is compared on the same loops.
 """
 from __future__ import annotations
 
 import argparse
 import re
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,16 +25,17 @@ DOC = ROOT / "docs" / "arm.md"
 CORES = ["cortex-a53", "cortex-a72"]
 # (symbol pattern, FMLAs of the wanted loop or None for the busiest, label). Where GCC inlines a loop
 # into a function with busier ones (the sparse mat-vec into spmm_rows beside the batch path), the
-# FMLA count picks it out.
+# FMLA count picks it out. Each pattern names the function as GCC and as clang (zig) leave it: they
+# inline differently.
 KERNELS = [
-    (r"detail10igemm_tileINS_4neon3VecELi4ELi1E", None, "NHWC conv tile 4 pixels x 16 channels (conv core v2)"),
-    (r"detail11dwconv_nhwcINS_4neon3VecE", None, "NHWC depthwise, 4 pixels x 4 channels"),
+    (r"detail10igemm_tileINS_4neon3VecELi4ELi1E|detail9IgemmTileINS_4neon3VecELi4ELi1EE3run", None, "NHWC conv tile 4 pixels x 16 channels (conv core v2)"),
+    (r"detail11dwconv_nhwcINS_4neon3VecE|detail9dw_pixelsINS_4neon3VecELi4E", None, "NHWC depthwise, 4 pixels x 4 channels"),
     (r"detail12gemm_ukernelI", None, "NCHW GEMM tile 6x16 (first core, separable pair)"),
     (r"detail6dwconvI", None, "NCHW depthwise conv (first core)"),
     (r"detail6fc_oneI", None, "fully connected, one input (4 rows of dot products)"),
     (r"detail7fc_tileINS_4neon3VecELi4ELi4E", None, "fully connected, 4 rows x 4 inputs"),
-    (r"detail9spmm_rowsINS_4neon3VecELi1ELi1EtEE", 4, "sparse mat-vec, 1x1 blocks (MACs = nonzeros)"),
-    (r"detail9spmm_rowsINS_4neon3VecELi4ELi1EtEE", 4, "sparse mat-vec, 4x1 blocks"),
+    (r"detail9spmm_rowsINS_4neon3VecELi1ELi1EtEE|detail8spmv_rowINS_4neon3VecELi1ELi1EtEE", 4, "sparse mat-vec, 1x1 blocks (MACs = nonzeros)"),
+    (r"detail9spmm_rowsINS_4neon3VecELi4ELi1EtEE|detail8spmv_rowINS_4neon3VecELi4ELi1EtEE", 4, "sparse mat-vec, 4x1 blocks"),
 ]
 
 
@@ -40,19 +46,24 @@ def neon_flags() -> list[str]:
     return m.group(1).split() if m else []
 
 
-def asm_for(core: str) -> str:
+def asm_for(core: str, compiler: str = "gcc") -> str:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "neon.s"
-        subprocess.run(["aarch64-linux-gnu-g++", "-O3", "-std=c++17", f"-mcpu={core}", "-mno-outline-atomics",
-                        *neon_flags(), "-S", str(ROOT / "csrc/kernels/isa/neon.cpp"), "-o", str(out)], check=True)
-        return out.read_text()
+        if compiler == "gcc":
+            cmd = ["aarch64-linux-gnu-g++", f"-mcpu={core}", "-mno-outline-atomics", *neon_flags()]
+        else:  # clang names cores with underscores
+            cmd = [sys.executable, "-m", "ziglang", "c++", "-target", "aarch64-linux-gnu.2.28",
+                   f"-mcpu={core.replace('-', '_')}", "-g0"]
+        subprocess.run([*cmd, "-O3", "-std=c++17", "-S", str(ROOT / "csrc/kernels/isa/neon.cpp"), "-o", str(out)],
+                       check=True)
+        return out.read_text(errors="replace")
 
 
 def functions(asm: str) -> dict[str, list[str]]:
     """Mangled function name -> its lines."""
     funcs, name = {}, None
     for line in asm.splitlines():
-        m = re.match(r"^(_Z\S+):$", line)
+        m = re.match(r"^(_Z\S+):(\s|$)", line)
         if m:
             name = m.group(1)
             funcs[name] = []
@@ -102,12 +113,13 @@ def lanes(i: str) -> int:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--write", action="store_true")
+    p.add_argument("--compiler", choices=["gcc", "zig"], default="gcc")
     a = p.parse_args()
     peak_body = [f"fmla v{i}.4s, v30.4s, v31.4s" for i in range(24)]
     rows = []
     for core in CORES:
         peak = 4 * 24 / mca(core, peak_body)  # fp32 MACs per cycle
-        funcs = functions(asm_for(core))
+        funcs = functions(asm_for(core, a.compiler))
         for pattern, count, what in KERNELS:
             # GCC may clone a kernel per constant argument (.constprop): look in every clone.
             found = [b for n, lines in funcs.items() if re.search(pattern, n) for b in loops(lines)
@@ -124,7 +136,7 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if a.write:
-        write_section(DOC, "mca", text)
+        write_section(DOC, "mca" if a.compiler == "gcc" else "mca-zig", text)
 
 
 if __name__ == "__main__":
