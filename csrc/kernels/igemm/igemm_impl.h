@@ -18,28 +18,34 @@ struct IgemmTile {
   static constexpr int NV = NP * kPanelNC / V::N;  // accumulators per pixel
   T acc[MR][NV];
 
-  // acc[r] += x_r[c] * w[0:NP*16] for one input channel c (x[r] = that channel's value in pixel r).
-  inline void step(const float* const* x, int c, const float* w, ptrdiff_t pstride) {
+  // a[r] += x_r[c] * w[0:NP*16] for one input channel c (x[r] = that channel's value in pixel r).
+  static inline void step(T (&a)[MR][NV], const float* const* x, int c, const float* w, ptrdiff_t pstride) {
     T wv[NV];
     for (int v = 0; v < NV; ++v) wv[v] = V::load(w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC);
     for (int r = 0; r < MR; ++r) {
       const T b = V::set1(x[r][c]);
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(b, wv[v], acc[r][v]);
+      for (int v = 0; v < NV; ++v) a[r][v] = V::fma(b, wv[v], a[r][v]);
     }
   }
 
   // Lane L of a4[r] (channels c..c+3 of pixel r) times the weights of channel c + L (aarch64).
   template <int L>
-  inline void lane_step(const T* a4, const float* w, ptrdiff_t pstride) {
+  static inline void lane_step(T (&a)[MR][NV], const T* a4, const float* w, ptrdiff_t pstride) {
     T wv[NV];
     for (int v = 0; v < NV; ++v) wv[v] = V::load(w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC);
     for (int r = 0; r < MR; ++r)
-      for (int v = 0; v < NV; ++v) acc[r][v] = V::template fma_lane<L>(acc[r][v], wv[v], a4[r]);
+      for (int v = 0; v < NV; ++v) a[r][v] = V::template fma_lane<L>(a[r][v], wv[v], a4[r]);
   }
 
-  // The whole depth for pixels p .. p + mr - 1 (rows past mr read the zero row and are not stored).
+  // The whole depth for pixels p .. p + mr - 1 (rows past mr read the zero row and are not stored). The
+  // sums live in a local array for the loop, whose address never escapes: this->acc might alias the
+  // float inputs for all the compiler knows, and clang then stores the accumulators on every depth
+  // step (as GCC did without -fgcse-sm; docs/arm.md, "Cycle estimates").
   inline void run(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
                   ptrdiff_t pstride, int mr) {
+    T a[MR][NV];
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) a[r][v] = acc[r][v];
     const int C = s.C;
     for (int t = 0; t < s.taps; ++t) {
       const float* x[MR];
@@ -54,14 +60,16 @@ struct IgemmTile {
           T a4[MR];
           for (int r = 0; r < MR; ++r) a4[r] = V::load(x[r] + c);
           const float* wc = wt + (ptrdiff_t)c * kPanelNC;
-          lane_step<0>(a4, wc, pstride);
-          lane_step<1>(a4, wc + kPanelNC, pstride);
-          lane_step<2>(a4, wc + 2 * kPanelNC, pstride);
-          lane_step<3>(a4, wc + 3 * kPanelNC, pstride);
+          lane_step<0>(a, a4, wc, pstride);
+          lane_step<1>(a, a4, wc + kPanelNC, pstride);
+          lane_step<2>(a, a4, wc + 2 * kPanelNC, pstride);
+          lane_step<3>(a, a4, wc + 3 * kPanelNC, pstride);
         }
       }
-      for (; c < C; ++c) step(x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
+      for (; c < C; ++c) step(a, x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
     }
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = a[r][v];
   }
 };
 
