@@ -1,5 +1,10 @@
 #include "cpu.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#include <cstdint>
 #include <fstream>
 #include <set>
 #include <string>
@@ -19,11 +24,24 @@ namespace {
 CpuFeatures detect() {
   CpuFeatures f;
 #if defined(__x86_64__) || defined(__i386__)
-  __builtin_cpu_init();  // libgcc checks OS support (XGETBV) for the AVX state too
-  f.sse41 = __builtin_cpu_supports("sse4.1");
-  f.avx2 = __builtin_cpu_supports("avx2");
-  f.fma = __builtin_cpu_supports("fma");
-  f.avx512f = __builtin_cpu_supports("avx512f");
+  // CPUID and XGETBV directly, not __builtin_cpu_supports: zig's compiler runtime (a candidate for
+  // wheels with an older glibc floor) leaves that builtin's data zero, and every CPU looked like "ref".
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d)) {
+    f.sse41 = c & bit_SSE4_1;
+    uint64_t xcr0 = 0;
+    if (c & bit_OSXSAVE) {
+      unsigned lo, hi;
+      __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+      xcr0 = ((uint64_t)hi << 32) | lo;
+    }
+    const bool ymm = (xcr0 & 0x6) == 0x6, zmm = (xcr0 & 0xe6) == 0xe6;  // the OS saves YMM / ZMM state
+    f.fma = ymm && (c & bit_FMA) && (c & bit_AVX);
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+      f.avx2 = ymm && (b & bit_AVX2);
+      f.avx512f = zmm && (b & bit_AVX512F);
+    }
+  }
 #elif defined(__aarch64__)
   f.neon = true;
 #elif defined(__arm__) && defined(__linux__)
