@@ -35,6 +35,14 @@ CASES = {
     "conv3x3_pad1": (model([conv()], [4, 9, 11], {"W": w(6, 4, 3, 3), "B": w(6)}), [4, 9, 11]),
     "conv_stride2_asym_pads": (model([conv(strides=[2, 2], pads=[0, 1, 2, 1])], [3, 10, 9],
                                      {"W": w(7, 3, 3, 3), "B": w(7)}), [3, 10, 9]),
+    # Windows that read only the left padding (a stride past the input; a fuzzed bundle's shape): the
+    # RGB-stem path (reading the NCHW input) and the padded-rows path of a small-channel NHWC conv.
+    "conv_window_in_left_padding": (model([conv(strides=[1, 255], pads=[0, 16, 0, 0])], [2, 4, 4],
+                                          {"W": w(3, 2, 3, 3), "B": w(3)}), [2, 4, 4]),
+    "conv_nhwc_rows_in_left_padding": (model([conv(("x", "W1"), "a"), conv(("a", "W", "B"), strides=[2, 255],
+                                                                           pads=[1, 16, 0, 2])],
+                                             [2, 6, 5], {"W1": w(3, 2, 1, 1), "W": w(4, 3, 3, 3), "B": w(4)}),
+                                       [2, 6, 5]),
     "conv_dilated": (model([conv(dilations=[2, 3], pads=[2, 3, 2, 3])], [2, 12, 13], {"W": w(5, 2, 3, 3), "B": w(5)}),
                      [2, 12, 13]),
     "conv_grouped": (model([conv(group=2, pads=[1, 1, 1, 1])], [4, 8, 8], {"W": w(6, 2, 3, 3), "B": w(6)}), [4, 8, 8]),

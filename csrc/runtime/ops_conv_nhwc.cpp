@@ -45,7 +45,9 @@ class IgemmConvOp : public Op {
             std::fill(d, d + row, 0.f);
             continue;
           }
-          const int64_t px = std::min<int64_t>(s.W, Wp - s.PL), n = px * ldi;
+          // Input pixels the padded row holds: none where the left padding alone is wider than what the
+          // windows read (a stride past the input: a fuzzed bundle wrote before the buffer here).
+          const int64_t px = std::max<int64_t>(0, std::min<int64_t>(s.W, Wp - s.PL)), n = px * ldi;
           std::fill(d, d + left, 0.f);
           if (nchw_input) {  // channel c of pixel ix from plane c
             for (int64_t c = 0; c < ldi; ++c) {
