@@ -26,6 +26,10 @@ import edgesep
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 
 
+def _isa() -> str:
+    return edgesep.available_isas()[-1]
+
+
 def throughput(models: list, callers: int, x: np.ndarray, seconds: float) -> float:
     """Runs per second of `callers` threads, thread i calling models[i % len(models)] in a loop."""
     for m in models:
@@ -66,7 +70,7 @@ def main() -> None:
                         f"| {shared:.0f} ({shared / one:.2f}) |")
             print(rows[-1], flush=True)
     text = "\n".join([
-        f"Runs per second, batch 1, {platform.machine()} with {cores} physical cores: Python threads calling "
+        f"Runs per second, batch 1, {platform.machine()} ({_isa()}) with {cores} physical cores: Python threads calling "
         f"`Model.run` in a loop for {a.seconds:.0f} s each (python bench/concurrency.py); in brackets the ratio to "
         "one Model called from one thread, measured in the same run.",
         "",
