@@ -63,6 +63,15 @@ def test_unsupported_op_names_op_node_and_opset(tmp_path):
         compile_case(tmp_path, proto)
 
 
+def test_negative_pads_are_refused_at_compile_time(tmp_path):
+    """Cropping by a negative Pad is not supported: a compile error naming the node, not a bundle that
+    fails to load."""
+    proto = model([helper.make_node("Pad", ["x", "p"], ["y"], name="crop")], [3, 8, 8],
+                  {"p": np.array([0, 0, -1, 0, 0, 0, 1, 0], np.int64)})
+    with pytest.raises(CompileError, match=r"Pad node 'crop'.*negative pads"):
+        compile_case(tmp_path, proto)
+
+
 def test_computation_on_dynamic_batch_is_refused_clearly(tmp_path):
     nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "i"], ["n"], axis=0),
              helper.make_node("Mul", ["n", "two"], ["n2"], name="double_batch"),

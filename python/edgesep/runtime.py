@@ -119,7 +119,10 @@ class Model:
             while self._plans and (len(self._plans) >= self._PLAN_CACHE or
                                    sum(p.memory_bytes for p in self._plans.values()) + plan.memory_bytes > self.max_memory):
                 self._plans.popitem(last=False)
-            plan.finalize()
+            try:
+                plan.finalize()
+            except _core.MemoryLimit as e:  # the allocation itself failed
+                raise self._memory_error(shapes, e) from None
             self._plans[shapes] = plan
             return plan
 

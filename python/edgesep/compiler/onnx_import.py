@@ -360,6 +360,8 @@ class _Importer:
             value = self.const_scalar(node, node.input[2]) if len(node.input) > 2 and node.input[2] else 0.0
             if len(node.input) > 3 and node.input[3]:
                 self.fail(node, "the axes input is not supported")
+        if min(pads) < 0:
+            self.fail(node, f"negative pads (cropping) are not supported: {list(pads)}")
         self.emit(node, "Pad", [self.activation_input(node)],
                   {"pads": [int(p) for p in pads], "mode": self.attr(node, "mode", "constant"), "value": float(value)})
 

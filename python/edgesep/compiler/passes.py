@@ -111,7 +111,7 @@ def fold_pad(g: Graph) -> int:
         readers = g.consumers(pad.output)
         add = (p[2], p[3], p[6], p[7])  # the Pad's [top, left, bottom, right]
         if (pad.attrs.get("mode", "constant") != "constant" or pad.attrs.get("value", 0.0) != 0 or len(p) != 8
-                or any(p[i] for i in (0, 1, 4, 5)) or pad.output in g.outputs or not readers
+                or any(p[i] for i in (0, 1, 4, 5)) or min(p) < 0 or pad.output in g.outputs or not readers
                 or not all(r.inputs == [pad.output] and (r.op == "Conv" or _pads_fit_pool(r, add)) for r in readers)):
             continue
         for r in readers:
