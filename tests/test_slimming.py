@@ -73,6 +73,12 @@ def test_zero_pad_into_conv_and_average_pool(tmp_path, pool):
     assert report["pads_folded"] == 1 and "Pad" not in ops(m)
 
 
+def test_pad_of_a_2d_tensor_stays(tmp_path):
+    net = nn.Sequential(nn.Flatten(), nn.ConstantPad1d((1, 2), 0.0), nn.Linear(3 * 4 * 4 + 3, 5))
+    m, report = compiled(net, (1, 3, 4, 4), tmp_path)
+    assert report["pads_folded"] == 0 and "Pad" in ops(m)
+
+
 def test_nonzero_or_reflect_pad_stays(tmp_path):
     net = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(3, 5, 3), nn.ConstantPad2d(1, 0.5), nn.Conv2d(5, 2, 3))
     m, report = compiled(net, (1, 3, 8, 7), tmp_path)

@@ -58,21 +58,32 @@ def fold_batchnorm(g: Graph) -> int:
     return folded
 
 
+def _channel_constant(g: Graph, n: Node) -> np.ndarray | None:
+    """The per-channel constant of n, an element-wise op by a constant over axis 1 without activation,
+    where n is affine in its input (x op c; for Add and Mul also c op x), else None."""
+    if "constant" not in n.weights or n.activation != "none":
+        return None
+    if n.op not in ("Add", "Mul") and n.attrs.get("constant_index", 1) != 1:
+        return None  # c - x and c / x are not affine in x per channel
+    prod = g.producer(n.inputs[0])
+    if prod is not None and prod.op in LINEAR:
+        channels = prod.weights["weight"].shape[0]
+    else:
+        s = g.shapes.get(n.inputs[0])
+        channels = s[1] if s and len(s) > 1 else None
+    return None if channels is None else channel_vector(n.weights["constant"], channels, g.rank(n.output))
+
+
 def fold_affine(g: Graph) -> int:
     folded = 0
-    for n in [n for n in g.nodes if n.op in ("Mul", "Add", "Sub", "Div") and "constant" in n.weights]:
-        if n not in g.nodes or n.activation != "none":
-            continue
-        if n.op in ("Sub", "Div") and n.attrs.get("constant_index", 1) != 1:
-            continue  # c - x and c / x are not affine in x per channel
+    for n in [n for n in g.nodes if n.op in ("Mul", "Add", "Sub", "Div")]:
         prod = g.producer(n.inputs[0])
         if prod is None or prod.op not in LINEAR or prod.activation != "none" or not g.only_feeds(prod, n):
             continue
-        channels = prod.weights["weight"].shape[0]
-        c = channel_vector(n.weights["constant"], channels, g.rank(n.output))
+        c = _channel_constant(g, n)
         if c is None or (n.op == "Div" and np.any(c == 0)):
             continue
-        one, zero = np.ones(channels, np.float32), np.zeros(channels, np.float32)
+        one, zero = np.ones(len(c), np.float32), np.zeros(len(c), np.float32)
         scale, shift = {"Mul": (c, zero), "Div": (1 / c, zero), "Add": (one, c), "Sub": (one, -c)}[n.op]
         _scale_linear(prod, scale.astype(np.float32), shift.astype(np.float32))
         g.absorb(prod, n)
@@ -108,9 +119,11 @@ def fold_pad(g: Graph) -> int:
     folded = 0
     for pad in [n for n in g.nodes if n.op == "Pad"]:
         p = pad.attrs["pads"]
+        if len(p) != 8:
+            continue  # not a 4-D tensor
         readers = g.consumers(pad.output)
         add = (p[2], p[3], p[6], p[7])  # the Pad's [top, left, bottom, right]
-        if (pad.attrs.get("mode", "constant") != "constant" or pad.attrs.get("value", 0.0) != 0 or len(p) != 8
+        if (pad.attrs.get("mode", "constant") != "constant" or pad.attrs.get("value", 0.0) != 0
                 or any(p[i] for i in (0, 1, 4, 5)) or min(p) < 0 or pad.output in g.outputs or not readers
                 or not all(r.inputs == [pad.output] and (r.op == "Conv" or _pads_fit_pool(r, add)) for r in readers)):
             continue
@@ -125,18 +138,6 @@ def fold_pad(g: Graph) -> int:
 _POSITIVE_HOMOGENEOUS = ("relu", "leaky_relu", "prelu")  # f(s y) = s f(y) for every s > 0
 
 
-def _channel_constant(g: Graph, n: Node, op: str) -> np.ndarray | None:
-    """n's per-channel constant if n is `op` by a constant over axis 1 (x op c) with no activation."""
-    if n.op != op or "constant" not in n.weights or n.activation != "none" or n.attrs.get("constant_index", 1) != 1:
-        return None
-    prod = g.producer(n.inputs[0])
-    channels = prod.weights["weight"].shape[0] if prod is not None and prod.op in LINEAR else None
-    if channels is None:
-        s = g.shapes.get(n.inputs[0])
-        channels = s[1] if s and len(s) > 1 else None
-    return None if channels is None else channel_vector(n.weights["constant"], channels, g.rank(n.output))
-
-
 def _pad_free_conv(n: Node) -> bool:
     return n.op == "Conv" and not any(n.attrs.get("pads", [0, 0, 0, 0]))
 
@@ -145,7 +146,7 @@ def fold_scale_after_activation(g: Graph) -> int:
     folded = 0
     for mul in [n for n in g.nodes if n.op == "Mul"]:
         prod = g.producer(mul.inputs[0])
-        c = _channel_constant(g, mul, "Mul")
+        c = _channel_constant(g, mul)
         if (c is None or prod is None or prod.op not in LINEAR or prod.activation not in _POSITIVE_HOMOGENEOUS
                 or not g.only_feeds(prod, mul) or not np.all(c > 0)):
             continue
@@ -153,7 +154,7 @@ def fold_scale_after_activation(g: Graph) -> int:
         g.absorb(prod, mul)
         folded += 1
     for add in [n for n in g.nodes if n.op in ("Add", "Sub")]:
-        t = _channel_constant(g, add, add.op)
+        t = _channel_constant(g, add)
         if t is None or add.output in g.outputs:
             continue
         t = t if add.op == "Add" else -t
