@@ -4,7 +4,6 @@
 // them again here: the plan builder is the last line in front of the kernels' 32-bit index math.
 #pragma once
 #include <cstdint>
-#include <string>
 #include <vector>
 
 namespace edgesep {
@@ -19,11 +18,12 @@ constexpr int64_t kMaxWindow = 65535;
 // Threads of one plan.
 constexpr int64_t kMaxThreads = 256;
 
+// (The messages are built only on failure: numel() runs these on every step of a run.)
 // a * b, or a PlanError naming `what` where the product is negative or exceeds `limit`.
-int64_t checked_mul(int64_t a, int64_t b, const std::string& what, int64_t limit = kMaxElements);
+int64_t checked_mul(int64_t a, int64_t b, const char* what, int64_t limit = kMaxElements);
 // The product of `dims`, each checked to be in [0, kMaxDim] and the product to be within `limit`.
-int64_t checked_product(const std::vector<int64_t>& dims, const std::string& what, int64_t limit = kMaxElements);
+int64_t checked_product(const std::vector<int64_t>& dims, const char* what, int64_t limit = kMaxElements);
 // v itself if within [lo, hi], else a PlanError naming `what` and the value.
-int64_t in_range(int64_t v, int64_t lo, int64_t hi, const std::string& what);
+int64_t in_range(int64_t v, int64_t lo, int64_t hi, const char* what);
 
 }  // namespace edgesep
