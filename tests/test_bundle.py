@@ -38,11 +38,12 @@ def split(path: Path) -> tuple[dict, bytes]:
 
 
 def rewrite(path: Path, mutate) -> Path:
-    """Re-writes the bundle with mutate(header) applied (the data section kept as it is)."""
+    """A copy of the bundle beside it with mutate(header) applied (valid header checksum, data kept)."""
     header, data = split(path)
     mutate(header)
-    path.write_bytes(head_bytes(json.dumps(header).encode()) + data)
-    return path
+    out = path.with_name("crafted.esb")
+    out.write_bytes(head_bytes(json.dumps(header).encode()) + data)
+    return out
 
 
 def test_valid_bundle_loads(bundle):

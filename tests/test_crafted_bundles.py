@@ -6,7 +6,6 @@ tested."""
 from __future__ import annotations
 
 import copy
-import json
 import subprocess
 import sys
 import threading
@@ -16,12 +15,12 @@ import numpy as np
 import onnx
 import pytest
 from onnx import helper
-from test_bundle import bundle, node, split  # noqa: F401 (bundle: a fixture)
+from test_bundle import bundle, node, rewrite  # noqa: F401 (bundle: a fixture)
 from test_ops import model, w
 
 import edgesep
 from edgesep import BundleError, MemoryLimitError, _core
-from edgesep.bundle import _PREAMBLE, head_bytes, read_bundle
+from edgesep.bundle import _PREAMBLE, read_bundle
 from edgesep.compiler import compile_onnx
 from edgesep.ops import LIMITS
 
@@ -39,21 +38,14 @@ def pad_pool(tmp_path) -> Path:
     return tmp_path / "m.esb"
 
 
-def rewrite(path: Path, mutate) -> Path:
-    """A copy of the bundle beside it with mutate(header) applied (valid checksum, data kept)."""
-    header, data = split(path)
-    mutate(header)
-    out = path.with_name("crafted.esb")
-    out.write_bytes(head_bytes(json.dumps(header).encode()) + data)
-    return out
-
-
 def cpp_plan(path: Path, mutate=None, shape=None) -> _core.Plan:
-    """Builds the C++ plan of a bundle straight from its (mutated) header, past the reader's checks."""
+    """Builds the C++ plan of a bundle straight from its header with mutate(header) applied (the same
+    mutations as rewrite's), past the reader's checks."""
     b = read_bundle(path)
-    g = copy.deepcopy(b.graph)
+    h = copy.deepcopy(b.header)
     if mutate:
-        mutate(g)
+        mutate(h)
+    g = h["graph"]
     plan = _core.Plan(1, "", BIG)
     ids = {v["name"]: plan.add_input(list(shape or [1 if d is None else d for d in v["shape"]])) for v in g["inputs"]}
     for n in g["nodes"]:
@@ -63,10 +55,6 @@ def cpp_plan(path: Path, mutate=None, shape=None) -> _core.Plan:
         plan.add_output(ids[v["name"]])
     plan.finalize()
     return plan
-
-
-def nodes_of(g: dict, op: str) -> dict:
-    return next(n for n in g["nodes"] if n["op"] == op)
 
 
 def test_the_limits_agree():
@@ -81,10 +69,12 @@ CONV_ATTRS = [("strides", [1, 2**32]), ("strides", [0, 1]), ("pads", [0, 0, 2**3
 
 @pytest.mark.parametrize("name,value", CONV_ATTRS)
 def test_out_of_range_conv_attributes(bundle, name, value):
+    def mutate(h):
+        node(h)["attrs"][name] = value
     with pytest.raises(BundleError, match=rf"node \d+ \(.*\): attribute '{name}'"):
-        edgesep.load(rewrite(bundle, lambda h: node(h)["attrs"].update({name: value})))
+        edgesep.load(rewrite(bundle, mutate))
     with pytest.raises(_core.PlanError, match=rf"node '.*' \(Conv\): .*{name}"):
-        cpp_plan(bundle, lambda g: nodes_of(g, "Conv")["attrs"].update({name: value}))
+        cpp_plan(bundle, mutate)
 
 
 @pytest.mark.parametrize("dims", [[1, 2**31, 6, 3], [2**31 - 1, 7, 6, 3], [1, 7, 2**20, 2**12]])
@@ -99,18 +89,19 @@ def test_pad_whose_element_count_wraps(pad_pool):
     """pads [0,0,0,0, 0,2**58,8,29] once wrapped the element count: the arena was sized from the wrapped
     number and the 4x4 max-pool after the Pad wrote past it."""
     pads = [0, 0, 0, 0, 0, 2**58, 8, 29]
-    assert nodes_of(read_bundle(pad_pool).graph, "Pad")
+    def mutate(h):
+        node(h, "Pad")["attrs"].update(pads=pads, mode="constant")
     with pytest.raises(BundleError, match=r"attribute 'pads': 288230376151711744 is out of range"):
-        edgesep.load(rewrite(pad_pool, lambda h: node(h, "Pad")["attrs"].update(pads=pads, mode="constant")))
+        edgesep.load(rewrite(pad_pool, mutate))
     with pytest.raises(_core.PlanError, match="attribute 'pads' must hold integers within"):
-        cpp_plan(pad_pool, lambda g: nodes_of(g, "Pad")["attrs"].update(pads=pads, mode="constant"))
+        cpp_plan(pad_pool, mutate)
     # Within the value range, the product is what overflows: caught by the checked element count.
-    h = (2**31 - 1 - 8) // 2  # every dim within the limit, their product far beyond
-    pads = [0, 0, h, h, 0, 0, h, h]
+    half = (2**31 - 1 - 8) // 2  # every dim within the limit, their product far beyond
+    pads = [0, 0, half, half, 0, 0, half, half]
     with pytest.raises(BundleError, match=r"node 'Pad.*' \(Pad\): tensor .* has more than 2147483647 elements"):
-        edgesep.load(rewrite(pad_pool, lambda h: node(h, "Pad")["attrs"].update(pads=pads, mode="constant")))
+        edgesep.load(rewrite(pad_pool, mutate))
     with pytest.raises(_core.PlanError, match="has more than 2147483647 elements"):
-        cpp_plan(pad_pool, lambda g: nodes_of(g, "Pad")["attrs"].update(pads=pads, mode="constant"))
+        cpp_plan(pad_pool, mutate)
 
 
 @pytest.mark.parametrize("mutate,message", [
