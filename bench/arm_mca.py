@@ -6,8 +6,8 @@ cycle with the core's peak under the same model (a loop of independent FMLAs).
     python bench/arm_mca.py [--write]     # --write: the table into docs/arm.md
     python bench/arm_mca.py --compiler zig   # the same kernels compiled by zig's clang (pip install ziglang)
 
-GCC is what the ARM builds use today; zig (clang, a glibc 2.28 target) is the candidate for wheels with an
-older glibc floor, so its code is compared on the same loops.
+zig (clang) builds the distributed wheels (tools/build_wheels.py); GCC builds the sdist on a board and the
+per-core toolchains/, so both compilers' code is modelled on the same loops.
 """
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def asm_for(core: str, compiler: str = "gcc") -> str:
         if compiler == "gcc":
             cmd = ["aarch64-linux-gnu-g++", f"-mcpu={core}", "-mno-outline-atomics", *neon_flags()]
         else:  # clang names cores with underscores
-            cmd = [sys.executable, "-m", "ziglang", "c++", "-target", "aarch64-linux-gnu.2.28",
+            cmd = [sys.executable, "-m", "ziglang", "c++", "-target", "aarch64-linux-gnu.2.17",
                    f"-mcpu={core.replace('-', '_')}", "-g0"]
         subprocess.run([*cmd, "-O3", "-std=c++17", "-S", str(ROOT / "csrc/kernels/isa/neon.cpp"), "-o", str(out)],
                        check=True)

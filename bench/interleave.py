@@ -6,7 +6,9 @@ after a run, and a process of ours beside them ran 2 ms where it ran 0.09 ms alo
 machine's speed then hits every runtime alike.
 
 A runtime is named with its model file: ("edgesep", bundle), ("onnxruntime", onnx), ("openvino", onnx),
-("ncnn", param file from pnnx, with its .bin beside it); all get the same input (seed 0).
+("ncnn", param file from pnnx, with its .bin beside it); all get the same input (seed 0). Two builds of
+edgesep compare as "edgesep" and "edgesep:<label>" with the second's package on its own PYTHONPATH
+(`envs`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import time
 
 def _runner(runtime: str, path: str, threads: int, x):
     """A function running one inference of `runtime` on x."""
-    if runtime == "edgesep":
+    if runtime.split(":")[0] == "edgesep":
         import edgesep
 
         model = edgesep.load(path, num_threads=threads)
@@ -82,12 +84,16 @@ def serve(runtime: str, path: str, threads: int, shape: list[int]) -> None:
         print(json.dumps(times), flush=True)
 
 
-def latency(runtimes: dict[str, str], threads: int, shape: list[int], runs: int) -> dict[str, float]:
-    """Median milliseconds per runtime (name -> its model file) over `runs` interleaved runs each."""
+def latency(runtimes: dict[str, str], threads: int, shape: list[int], runs: int,
+            envs: dict[str, dict[str, str]] | None = None) -> dict[str, float]:
+    """Median milliseconds per runtime (name -> its model file) over `runs` interleaved runs each; envs:
+    extra environment variables of some runtimes' processes."""
     import numpy as np
 
+    envs = envs or {}
     procs = {rt: subprocess.Popen([sys.executable, __file__, rt, path, str(threads), json.dumps(shape)],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, **envs.get(rt, {})})
              for rt, path in runtimes.items()}
     try:
         for rt, p in procs.items():
