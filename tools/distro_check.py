@@ -194,13 +194,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=sorted(python_headers.ARCHES))
     p.add_argument("--suite", choices=sorted(SUITES))
-    p.add_argument("--all", action="store_true", help="every architecture and release that can run here")
+    p.add_argument("--all", action="store_true", help="every release that can run here (of --arch, if given)")
     p.add_argument("--wheel", type=Path, help="default: the newest dist/ wheel for the arch and the release's Python")
     p.add_argument("--sdist", action="store_true", help="build from the sdist in the root instead of a wheel")
     p.add_argument("--write", action="store_true", help="the results' table into docs/wheels.md")
     a = p.parse_args()
     if a.all:
-        pairs = [(arch, suite) for arch in python_headers.ARCHES for suite in SUITES if runnable(arch, suite)]
+        pairs = [(arch, suite) for arch in python_headers.ARCHES for suite in SUITES
+                 if runnable(arch, suite) and a.arch in (None, arch)]
     elif a.arch and a.suite:
         if not runnable(a.arch, a.suite):
             p.error(f"no {a.suite} root for {a.arch} can be built here (Ubuntu's ARM archive is not reachable)")
