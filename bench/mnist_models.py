@@ -48,6 +48,30 @@ def vgg_mnist_fc_onnx() -> Path:
         nn.Dropout(0.3), nn.Linear(256, 10)))
 
 
+def mobilenet_mnist_onnx() -> Path:
+    """A MobileNetV2-style CNN (inverted residual blocks: 1x1 expand x4, depthwise 3x3, 1x1 project,
+    residual Adds; 32-64-128 channels at 14, 7, 4 px; GAP, FC to 10)."""
+    import torch.nn as nn
+
+    class Inverted(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            e = 4 * cin
+            self.res = stride == 1 and cin == cout
+            self.body = nn.Sequential(nn.Conv2d(cin, e, 1), nn.BatchNorm2d(e), nn.ReLU6(),
+                                      nn.Conv2d(e, e, 3, stride, 1, groups=e), nn.BatchNorm2d(e), nn.ReLU6(),
+                                      nn.Conv2d(e, cout, 1), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            return x + self.body(x) if self.res else self.body(x)
+
+    return _trained("mobilenet_mnist_v1", lambda: nn.Sequential(
+        nn.Conv2d(1, 32, 3, 2, 1), nn.BatchNorm2d(32), nn.ReLU6(), Inverted(32, 32, 1), Inverted(32, 32, 1),
+        Inverted(32, 64, 2), Inverted(64, 64, 1), Inverted(64, 128, 2), Inverted(128, 128, 1),
+        nn.Conv2d(128, 256, 1), nn.BatchNorm2d(256), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(256, 10)))
+
+
 def _trained(name: str, make) -> Path:
     """make()'s network trained on the 4000 training images, exported to ONNX (cached by name)."""
     from zoo import CACHE

@@ -25,7 +25,7 @@ def _compile(a: argparse.Namespace) -> None:
         shapes[name] = [None if d.strip() in ("N", "-1") else int(d) for d in dims.split(",")]
     calib = np.load(a.calib) if a.calib else None
     labels = np.load(a.labels) if a.labels else None
-    report = compile_onnx(a.model, out, shapes, separable=a.separable, sparse_fc=a.sparse_fc, calib=calib, labels=labels,
+    report = compile_onnx(a.model, out, shapes, separable=a.separable, sparse_fc=a.sparse_fc, prune=a.prune, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
                           num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty(),
                           layout=a.layout, winograd=not a.no_winograd)
@@ -127,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="sparsify fully-connected layers: S (prune to sparsity S, e.g. 0.9; add ',block=4x1' or "
                         "',block=1x4' to prune in blocks), dict=R (dictionary x sparse codes at R of the MACs), "
                         "or auto (budget on --calib)")
+    c.add_argument("--prune", metavar="SPEC",
+                   help="structured filter pruning: R (remove the fraction R of the channels of every prunable group "
+                        "of layers, lowest Mean Weight first; add ',score=l1|l2|activation' for another score, ',round=N' to "
+                        "keep a multiple of N channels, default 16); with --calib the layers after each pruned group "
+                        "are refit by least squares")
     c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input; best "
                                                     "not the training data; auto checks its budget on every fifth, "
                                                     "held out of the refits)")

@@ -74,9 +74,26 @@ def sparse_table(report: dict) -> str:
         [False, False, False, False, False, True, True, True, True, True, True, True, True, True, False])
 
 
+def prune_table(pr: dict) -> str:
+    """The pruning pass: per channel group what was kept, per layer the MACs and bytes it lost."""
+    how = f"{pr['ratio']:g} of each group's channels" if pr["ratio"] is not None else "auto: T-sensitive ratios per group"
+    lines = [f"filter pruning ({how}, score {pr['score']}"
+             f"{', consumers refit on calibration data' if pr['refit'] else ', no refit (no calibration data)'}): "
+             f"MACs {pr['macs_before'] / 1e6:.2f}M -> {pr['macs_after'] / 1e6:.2f}M "
+             f"({pr['macs_before'] / max(pr['macs_after'], 1):.2f}x fewer)"]
+    for grp in pr["groups"]:
+        lines.append(f"  {grp['group'][:48]:48} {grp['kept']:5d}/{grp['channels']:<5d} {grp['status']}")
+    for r in pr["layers"]:
+        lines.append(f"  {r['name'][:48]:48} {r['op']:8} MACs {r['macs_before'] / 1e6:8.2f}M -> {r['macs_after'] / 1e6:8.2f}M"
+                     f"  bytes {r['bytes_before'] / 1e3:8.1f}K -> {r['bytes_after'] / 1e3:8.1f}K")
+    return "\n".join(lines)
+
+
 def compression_tables(report: dict) -> str:
     """What the compression passes of a compile report chose, and the calibration result ("" if none ran)."""
     parts = []
+    if "prune" in report:
+        parts.append(prune_table(report["prune"]))
     if "separable" in report:
         parts.append(separable_table(report))
     if "sparse_fc" in report:

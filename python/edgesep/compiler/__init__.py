@@ -14,6 +14,8 @@ from .ir import CompileError, Graph
 from .lower import write_bundle
 from .onnx_import import import_onnx
 from .passes import cleanup
+from .prune import Spec as PruneSpec
+from .prune import prune_pass
 from .separable import Spec, separable_pass
 from .sparse_fc import Spec as SparseSpec
 from .sparse_fc import sparse_fc_pass
@@ -40,7 +42,7 @@ def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) 
 
 
 def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
-                 separable: str | None = None, sparse_fc: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 separable: str | None = None, sparse_fc: str | None = None, prune: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
                  max_output_error: float | None = None, max_accuracy_drop: float | None = None,
                  num_threads: int = 1, min_speedup: float = 1.0, progress: bool = False, layout: str = "nhwc",
                  winograd: bool = True) -> dict:
@@ -52,6 +54,10 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     separable: "energy=T", "ratio=R" or "auto" (see edgesep.compiler.separable); None leaves convs dense.
     sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", "dict" or "auto" (see edgesep.compiler.sparse_fc); None
     leaves Fc layers dense.
+    prune: "R" or "auto", with ",score=mean|l1|l2|activation" and ",round=N": structured filter pruning, the
+    fraction R of the channels of every prunable channel group, or per group the T-sensitive ratio within
+    the budget (see edgesep.compiler.prune), before the other passes; with calib, the layers reading
+    pruned channels are refit by least squares to the original network's outputs.
     calib [S, ...] float32 (and labels [S] int): calibration inputs; with them both passes refit by
     least squares, and "auto" keeps the output error (relative L2 of the first output) within
     max_output_error, or the top-1 accuracy drop (a fraction) within max_accuracy_drop, enforced as the
@@ -78,17 +84,28 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     _check_calib(graph, calib, labels)
     if max_accuracy_drop is not None and labels is None:
         raise CompileError("--max-accuracy-drop needs --labels")
+    pruning = PruneSpec.parse(prune) if prune else None
     sep = Spec.parse(separable) if separable else None
     sparse = SparseSpec.parse(sparse_fc) if sparse_fc else None
     reference = metric = budget = None  # calibration outputs of the uncompressed model, the budgeted metric
     fit = check = calib  # the calibration inputs the passes fit to, and those the budget is checked on
-    if calib is not None and (sep or sparse):
-        if (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched):
+    if calib is not None and (sep or sparse or pruning):
+        if (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched) or \
+                (pruning is not None and pruning.ratio is None):
             fit_idx, check_idx = _hold_out(len(calib), graph.inputs[0][1][0])
             fit, check = calib[fit_idx], calib[check_idx]
             labels = None if labels is None else labels[check_idx]
         reference = run(model_of(graph, num_threads=num_threads), check)[0]
         metric, budget = _budget(check, reference, max_output_error, max_accuracy_drop, num_threads)
+    if pruning:
+        # Searched with other budgeted passes after it, pruning may spend half of the budget.
+        others = (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched)
+        signal = None if reference is None else \
+            (lambda h: _rel_error(run(model_of(h, num_threads=num_threads), check)[0], reference))
+        report["prune"] = prune_pass(graph, pruning, fit, num_threads, metric,
+                                     budget / 2 if budget is not None and others else budget, _progress(progress, "prune"),
+                                     signal)
+        report["prune_spec"] = prune
     if sep:
         # With both passes budgeted, the separable pass may spend half; the sparse pass the rest.
         share = budget / 2 if budget is not None and sparse and sparse.searched else budget
@@ -99,7 +116,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
         report["sparse_fc"] = sparse_fc_pass(graph, sparse, num_threads, fit, metric, budget,
                                              _progress(progress, "sparse-fc"), min_speedup)
         report["sparse_fc_spec"] = sparse_fc
-    if (sep or sparse) and calib is not None:
+    if (sep or sparse or pruning) and calib is not None:
         out = run(model_of(graph, num_threads=num_threads), check)[0]
         report["calibration"] = {"samples": int(len(calib)), "fit_samples": int(len(fit)),
                                  "checked_samples": int(len(check)), "output_error": _rel_error(out, reference)}

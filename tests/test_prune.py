@@ -1,0 +1,217 @@
+"""Structured filter pruning (compiler/prune.py) on torch exports: channel groups on residual,
+depthwise and Concat nets; ratio 0 is the identity; a pruned graph stays valid and runs; the
+least-squares refit brings the pruned network closer to the original on calibration data."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from edgesep.compiler.execute import model_of, run
+from edgesep.compiler.onnx_import import import_onnx
+from edgesep.compiler.passes import cleanup
+from edgesep.compiler.prune import channel_groups, prune, remove_channels, scores
+
+
+def graph_of(module: nn.Module, shape: tuple, tmp_path):
+    torch.manual_seed(0)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(module.eval(), torch.randn(*shape), path, dynamo=False, opset_version=13, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    g = import_onnx(onnx.load(path), None)
+    cleanup(g)
+    return g
+
+
+def outputs(g, x):
+    return run(model_of(g), x)[0]
+
+
+class Block(nn.Module):
+    """A ResNet basic block: the residual Add ties the input's and the output's channels."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(c, c, 3, padding=1), nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x):
+        return torch.relu(x + self.b(torch.relu(self.a(x))))
+
+
+def resnet_like():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), Block(16), Block(16), nn.MaxPool2d(2),
+                         nn.Conv2d(16, 24, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(24, 10))
+
+
+class Inverted(nn.Module):
+    """A MobileNetV2 block: expand 1x1, depthwise 3x3, project 1x1, residual."""
+
+    def __init__(self, c, e):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(c, e, 1), nn.ReLU6(), nn.Conv2d(e, e, 3, padding=1, groups=e), nn.ReLU6(),
+                                  nn.Conv2d(e, c, 1))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+def mobilenet_like():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, 2, 1), nn.ReLU6(), Inverted(16, 48), Inverted(16, 48),
+                         nn.Conv2d(16, 32, 1), nn.ReLU6(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+
+
+class Fire(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.squeeze, self.e1, self.e3 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1), nn.Conv2d(8, 16, 3, padding=1)
+
+    def forward(self, x):
+        s = torch.relu(self.squeeze(x))
+        return torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
+
+
+def concat_net():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), Fire(), nn.Conv2d(32, 10, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def vgg_like():
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1),
+                         nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+X3 = np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32)
+
+
+def by_producer(groups):
+    return {p.name: grp for grp in groups for p in grp.producers}
+
+
+def test_residual_groups_tie_every_block(tmp_path):
+    g = graph_of(resnet_like(), (1, 3, 16, 16), tmp_path)
+    groups = channel_groups(g)
+    stream = [grp for grp in groups if len(grp.producers) == 3]
+    assert len(stream) == 1  # the stem conv and both blocks' second convs make one channel set
+    assert stream[0].why_not is None and len(stream[0].consumers) == 3  # two blocks' first convs + the 16->24 conv
+    inner = [grp for grp in groups if len(grp.producers) == 1 and grp.why_not is None]
+    assert len(inner) == 3  # each block's first conv, and the 24-channel conv before GAP + Flatten + Fc
+    assert [grp for grp in groups if grp.why_not] and all("graph output" in grp.why_not for grp in groups if grp.why_not)
+
+
+def test_depthwise_follows_its_input(tmp_path):
+    g = graph_of(mobilenet_like(), (1, 3, 32, 32), tmp_path)
+    groups = channel_groups(g)
+    expand = [grp for grp in groups if any(t.attrs.get("group", 1) > 1 for t in grp.tied)]
+    assert len(expand) == 2 and all(grp.channels == 48 and grp.why_not is None for grp in expand)
+
+
+def test_concat_inputs_stay_whole(tmp_path):
+    g = graph_of(concat_net(), (1, 3, 16, 16), tmp_path)
+    reasons = [grp.why_not or "" for grp in channel_groups(g)]
+    assert sum("Concat" in r for r in reasons) == 2  # both expand convs
+    assert any(r == "" for r in reasons)  # the stem and the squeeze conv can go
+
+
+@pytest.mark.parametrize("net,shape", [(resnet_like, (1, 3, 16, 16)), (mobilenet_like, (1, 3, 32, 32)),
+                                       (concat_net, (1, 3, 16, 16)), (vgg_like, (1, 1, 28, 28))])
+def test_ratio_zero_is_the_identity_and_half_stays_valid(tmp_path, net, shape):
+    g = graph_of(net(), shape, tmp_path)
+    x = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)
+    want = outputs(g, x)
+    g0 = copy.deepcopy(g)
+    prune(g0, 0.0)
+    np.testing.assert_array_equal(outputs(g0, x), want)
+    rows = prune(g, 0.5)
+    assert any(r["status"].startswith("pruned") for r in rows)
+    got = outputs(g, x)  # the pruned graph builds and runs
+    assert got.shape == want.shape and np.isfinite(got).all()
+
+
+def test_flatten_then_fc_loses_the_channel_columns(tmp_path):
+    g = graph_of(vgg_like(), (1, 1, 28, 28), tmp_path)
+    grp = next(grp for grp in channel_groups(g) if grp.channels == 32)
+    assert grp.why_not is None and grp.consumers[0][1] == 49  # 7 x 7 columns per channel
+    fc = grp.consumers[0][0]
+    w = fc.weights["weight"].copy()
+    keep = np.arange(0, 32, 4)
+    remove_channels(g, grp, keep)
+    assert fc.weights["weight"].shape == (64, 8 * 49)
+    np.testing.assert_array_equal(fc.weights["weight"][:, 49:98], w[:, 4 * 49:5 * 49])
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    assert outputs(g, x).shape == (2, 10)
+
+
+def test_mean_weight_ranks_like_l1_within_a_layer(tmp_path):
+    g = graph_of(vgg_like(), (1, 1, 28, 28), tmp_path)
+    grp = channel_groups(g)[0]
+    np.testing.assert_array_equal(np.argsort(scores(g, grp, "mean")), np.argsort(scores(g, grp, "l1")))
+
+
+def test_refit_brings_the_pruned_network_closer(tmp_path):
+    g = graph_of(vgg_like(), (1, 1, 28, 28), tmp_path)
+    calib = np.random.default_rng(1).standard_normal((64, 1, 28, 28)).astype(np.float32)
+    check = np.random.default_rng(2).standard_normal((32, 1, 28, 28)).astype(np.float32)
+    want = outputs(g, check)
+    plain, fitted = copy.deepcopy(g), copy.deepcopy(g)
+    prune(plain, 0.5)
+    rows = prune(fitted, 0.5, calib=calib)
+    assert all(r["status"] == "pruned + refit" for r in rows if r["status"].startswith("pruned"))
+
+    def err(h):
+        return np.linalg.norm(outputs(h, check) - want) / np.linalg.norm(want)
+
+    assert err(fitted) < 0.5 * err(plain)
+
+
+def test_cli_prunes_and_reports(tmp_path):
+    from edgesep.cli import main
+
+    net = vgg_like()
+    torch.onnx.export(net.eval(), torch.randn(1, 1, 28, 28), tmp_path / "m.onnx", dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    calib = np.random.default_rng(0).standard_normal((40, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", calib)
+    main(["compile", str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.esb"), "--prune", "0.5,round=1", "--calib",
+          str(tmp_path / "x.npy")])
+    import edgesep
+
+    m = edgesep.load(tmp_path / "m.esb")
+    pr = m.header["report"]["prune"]
+    assert pr["refit"] and pr["macs_after"] < 0.5 * pr["macs_before"]
+    assert m.run(calib[:2]).shape == (2, 10)
+
+
+@pytest.mark.parametrize("spec", ["1.0", "-0.1", "x", "0.3,score=max", "0.3,foo=1"])
+def test_bad_prune_specs_are_compile_errors(spec):
+    from edgesep.compiler import CompileError
+    from edgesep.compiler.prune import Spec
+
+    with pytest.raises(CompileError, match="--prune"):
+        Spec.parse(spec)
+
+
+def test_kept_channels_round_to_the_block(tmp_path):
+    g = graph_of(resnet_like(), (1, 3, 16, 16), tmp_path)
+    rows = {r["group"]: r for r in prune(g, 0.3, round_to=8)}
+    assert all(r["kept"] % 8 == 0 for r in rows.values() if r["status"].startswith("pruned"))
+    assert all(r["kept"] <= r["channels"] for r in rows.values())
+
+
+def test_auto_keeps_the_budget_on_the_checked_inputs(tmp_path):
+    from edgesep.compiler import compile_onnx
+
+    net = vgg_like()
+    torch.onnx.export(net.eval(), torch.randn(1, 1, 28, 28), tmp_path / "m.onnx", dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    calib = np.random.default_rng(0).standard_normal((60, 1, 28, 28)).astype(np.float32)
+    rep = compile_onnx(tmp_path / "m.onnx", tmp_path / "m.esb", prune="auto,round=1", calib=calib,
+                       max_output_error=0.3)
+    search = rep["prune"]["search"]
+    assert search["ratios"] and any(r > 0 for r in search["ratios"].values())
+    assert rep["calibration"]["output_error"] <= 0.3  # on the fifth of the inputs the refits did not see
+    assert all(t["ok"] == (t["metric"] <= 0.3) for t in search["trials"])
