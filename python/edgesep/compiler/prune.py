@@ -115,8 +115,6 @@ def _group(g: Graph, values: list[str], inputs: set[str]) -> Group | None:
         elif n not in producers and not set(_ties(n)) & vs:
             reasons.append(f"{v} comes from {n.op} {n.name}")
         elif n not in producers:
-            if any(t not in vs for t in _ties(n)):
-                reasons.append(f"{n.op} {n.name} mixes groups")
             grp.tied.append(n)
             if n.op in _BINARY and "constant" in n.weights and n.weights["constant"].size not in (1, grp.channels):
                 reasons.append(f"{n.op} {n.name}: its constant is not per channel")
