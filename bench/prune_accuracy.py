@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "pruning.md"
 PLOT = ROOT / "docs" / "pruning_accuracy.png"
 RATIOS = (0.1, 0.3, 0.5, 0.7)
+BUDGETS = (0.005, 0.01, 0.02)  # --prune auto --max-accuracy-drop
 
 
 def cpu() -> str:
@@ -56,32 +57,22 @@ def main() -> None:
             acc0, ms0 = evaluate(dense, xte, yte, 1)
             rows.append(f"| {name} | 0 | | | all | 1.00x | {acc0:.1%} | 1.00x ({ms0:.3f} ms) |")
             print(rows[-1], flush=True)
-            for r in RATIOS:
-                for rnd, data in ((16, "500 training images"), (1, "500 training images"), (16, "none")):
-                    out = Path(tmp) / "p.esb"
-                    rep = compile_onnx(onnx_path, out, prune=f"{r},round={rnd}", calib=calib if data != "none" else None)
-                    acc, ms = evaluate(out, xte, yte, 1)
-                    pr = rep["prune"]
-                    kept = sum(g["kept"] for g in pr["groups"] if g["status"].startswith("pruned"))
-                    total = sum(g["channels"] for g in pr["groups"] if g["status"].startswith("pruned"))
-                    rows.append(f"| {name} | {r} | {rnd} | {data} | {kept}/{total} | "
-                                f"{pr['macs_before'] / pr['macs_after']:.2f}x fewer | {acc:.1%} ({acc - acc0:+.1%}) | "
-                                f"{ms0 / ms:.2f}x |")
-                    print(rows[-1], flush=True)
-                    curves.setdefault(f"{name}, {'refit' if data != 'none' else 'data-free'}, round {rnd}", []).append(
-                        (ms0 / ms, acc - acc0))
-            for budget in (0.005, 0.01, 0.02):
+            # (row label, --prune, round, calibration, curve, --max-accuracy-drop)
+            runs = [(f"{r}", f"{r},round={rnd}", rnd, data, f"{'refit' if data != 'none' else 'data-free'}, round {rnd}", None)
+                    for r in RATIOS for rnd, data in ((16, "500 training images"), (1, "500 training images"), (16, "none"))]
+            runs += [(f"auto, {b:.1%} budget", "auto", 16, "500 training images + labels", "auto", b) for b in BUDGETS]
+            for label, spec, rnd, data, curve, budget in runs:
                 out = Path(tmp) / "p.esb"
-                rep = compile_onnx(onnx_path, out, prune="auto", calib=calib, labels=labels, max_accuracy_drop=budget)
+                rep = compile_onnx(onnx_path, out, prune=spec, calib=calib if data != "none" else None,
+                                   labels=labels if budget else None, max_accuracy_drop=budget)
                 acc, ms = evaluate(out, xte, yte, 1)
                 pr = rep["prune"]
-                kept = sum(g["kept"] for g in pr["groups"] if g["status"].startswith("pruned"))
-                total = sum(g["channels"] for g in pr["groups"] if g["status"].startswith("pruned"))
-                rows.append(f"| {name} | auto, {budget:.1%} budget | 16 | 500 training images + labels | {kept}/{total} | "
-                            f"{pr['macs_before'] / pr['macs_after']:.2f}x fewer | {acc:.1%} ({acc - acc0:+.1%}) | "
-                            f"{ms0 / ms:.2f}x |")
+                pruned = [g for g in pr["groups"] if g["status"].startswith("pruned")]
+                rows.append(f"| {name} | {label} | {rnd} | {data} | {sum(g['kept'] for g in pruned)}/"
+                            f"{sum(g['channels'] for g in pruned)} | {pr['macs_before'] / pr['macs_after']:.2f}x fewer | "
+                            f"{acc:.1%} ({acc - acc0:+.1%}) | {ms0 / ms:.2f}x |")
                 print(rows[-1], flush=True)
-                curves.setdefault(f"{name}, auto", []).append((ms0 / ms, acc - acc0))
+                curves.setdefault(f"{name}, {curve}", []).append((ms0 / ms, acc - acc0))
     text = (f"Measured on this machine (x86-64 {cpu()}, batch 1, 1 thread; `python bench/prune_accuracy.py`):\n\n"
             + "\n".join(rows))
     print(text)
