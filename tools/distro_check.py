@@ -197,7 +197,7 @@ def main() -> None:
     p.add_argument("--all", action="store_true", help="every release that can run here (of --arch, if given)")
     p.add_argument("--wheel", type=Path, help="default: the newest dist/ wheel for the arch and the release's Python")
     p.add_argument("--sdist", action="store_true", help="build from the sdist in the root instead of a wheel")
-    p.add_argument("--write", action="store_true", help="the results' table into docs/wheels.md")
+    p.add_argument("--write", action="store_true", help="the results' table into docs/wheels.md (wheels, not --sdist)")
     a = p.parse_args()
     if a.all:
         pairs = [(arch, suite) for arch in python_headers.ARCHES for suite in SUITES
@@ -209,13 +209,13 @@ def main() -> None:
     else:
         p.error("give --arch and --suite, or --all")
     rows = [check(arch, suite, a.wheel, a.sdist) for arch, suite in pairs]
-    if a.write:
+    if a.write and not a.sdist:
         sys.path.insert(0, str(ROOT / "bench"))
         from docs_section import write_section
 
         head = ("| arch | release | Python | installed from (tag: its rank among the interpreter's) | numpy | kernels | relative error vs x86 | "
                 "top-1 agreement | accuracy (200 digits) |\n|---|---|---|---|---|---|---|---|---|")
-        write_section(ROOT / "docs" / "wheels.md", "distro" + ("-sdist" if a.sdist else ""), head + "\n" + "\n".join(rows))
+        write_section(ROOT / "docs" / "wheels.md", "distro", head + "\n" + "\n".join(rows))
 
 
 if __name__ == "__main__":
