@@ -215,3 +215,24 @@ def test_auto_keeps_the_budget_on_the_checked_inputs(tmp_path):
     assert search["ratios"] and any(r > 0 for r in search["ratios"].values())
     assert rep["calibration"]["output_error"] <= 0.3  # on the fifth of the inputs the refits did not see
     assert all(t["ok"] == (t["metric"] <= 0.3) for t in search["trials"])
+
+
+class Viewed(nn.Module):
+    """x.view(x.size(0), -1) before the classifier: a Reshape to [0, -1], not a Flatten."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.fc = nn.Conv2d(1, 32, 3, padding=1), nn.Linear(32 * 14 * 14, 10)
+
+    def forward(self, x):
+        x = torch.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+def test_a_view_before_the_classifier_is_a_flatten(tmp_path):
+    g = graph_of(Viewed(), (1, 1, 28, 28), tmp_path)
+    grp = next(grp for grp in channel_groups(g) if grp.channels == 32)
+    assert grp.why_not is None and grp.consumers[0][1] == 196
+    calib = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    prune(g, 0.5, calib=calib)
+    assert outputs(g, calib).shape == (16, 10)

@@ -137,11 +137,17 @@ def _group(g: Graph, values: list[str], inputs: set[str]) -> Group | None:
 
 
 def _flattens(g: Graph, n: Node) -> bool:
-    """n turns [N, C, ...] into [N, C * ...] (a Flatten at axis 1, or a Reshape to that)."""
+    """n turns [N, C, ...] into [N, C * ...] (a Flatten at axis 1, or a Reshape to that: torch's
+    x.view(x.size(0), -1) is a Reshape to [0, -1], whose output shape the importer may not know)."""
     src, out = g.shapes.get(n.inputs[0]), g.shapes.get(n.output)
-    if not src or not out or len(out) != 2 or None in src[1:]:
+    if not src or len(src) < 2 or None in src[1:]:
         return False
-    return out[1] == int(np.prod(src[1:]))
+    if out is None:
+        out = [None, -1] if n.op == "Flatten" and n.attrs.get("axis", 1) == 1 else n.attrs.get("shape", [])
+        if len(out) != 2 or out[0] not in (None, 0, -1) or out[1] not in (-1, int(np.prod(src[1:]))) or out == [-1, -1]:
+            return False
+        return True
+    return len(out) == 2 and out[1] == int(np.prod(src[1:]))
 
 
 def scores(g: Graph, grp: Group, how: str, calib: np.ndarray | None = None, num_threads: int = 1) -> np.ndarray:
@@ -183,8 +189,9 @@ def remove_channels(g: Graph, grp: Group, keep: np.ndarray) -> None:
         if v in g.shapes:
             g.shapes[v] = [g.shapes[v][0], k, *g.shapes[v][2:]]
     for f in grp.flattens:
-        s = g.shapes[f.output]
-        g.shapes[f.output] = [s[0], s[1] // c * k]
+        if f.output in g.shapes:
+            s = g.shapes[f.output]
+            g.shapes[f.output] = [s[0], s[1] // c * k]
         if f.op == "Reshape":
             f.attrs["shape"] = [0, -1]
     grp.channels = k
