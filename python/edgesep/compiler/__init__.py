@@ -100,8 +100,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     if pruning:
         # Searched with other budgeted passes after it, pruning may spend half of the budget.
         others = (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched)
-        signal = None if reference is None else \
-            (lambda h: _rel_error(run(model_of(h, num_threads=num_threads), check)[0], reference))
+        signal = None if reference is None else _output_error(check, reference, num_threads)
         report["prune"] = prune_pass(graph, pruning, fit, num_threads, metric,
                                      budget / 2 if budget is not None and others else budget, _progress(progress, "prune"),
                                      signal)
@@ -157,8 +156,13 @@ def _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads):
         return (lambda g: float((run(model_of(g, num_threads=num_threads), calib)[0].argmax(1) != top1).mean()),
                 max_accuracy_drop)
     if max_output_error is not None:
-        return lambda g: _rel_error(run(model_of(g, num_threads=num_threads), calib)[0], reference), max_output_error
+        return _output_error(calib, reference, num_threads), max_output_error
     return None, None
+
+
+def _output_error(calib: np.ndarray, reference: np.ndarray, num_threads: int):
+    """A graph's relative output error against `reference` on calib."""
+    return lambda g: _rel_error(run(model_of(g, num_threads=num_threads), calib)[0], reference)
 
 
 def _rel_error(y: np.ndarray, ref: np.ndarray) -> float:

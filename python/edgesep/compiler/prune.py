@@ -142,12 +142,12 @@ def _flattens(g: Graph, n: Node) -> bool:
     src, out = g.shapes.get(n.inputs[0]), g.shapes.get(n.output)
     if not src or len(src) < 2 or None in src[1:]:
         return False
-    if out is None:
-        out = [None, -1] if n.op == "Flatten" and n.attrs.get("axis", 1) == 1 else n.attrs.get("shape", [])
-        if len(out) != 2 or out[0] not in (None, 0, -1) or out[1] not in (-1, int(np.prod(src[1:]))) or out == [-1, -1]:
-            return False
-        return True
-    return len(out) == 2 and out[1] == int(np.prod(src[1:]))
+    size = int(np.prod(src[1:]))
+    if out is not None:
+        return len(out) == 2 and out[1] == size
+    if n.op == "Flatten":
+        return n.attrs.get("axis", 1) == 1
+    return n.attrs.get("shape") in ([0, -1], [0, size], [-1, size])
 
 
 def scores(g: Graph, grp: Group, how: str, calib: np.ndarray | None = None, num_threads: int = 1) -> np.ndarray:
@@ -242,8 +242,8 @@ class Spec:
     """What `--prune` asked for: "R" (remove the fraction R of each prunable group's channels) with
     optional ",score=mean|l1|l2|activation" (default mean: the Mean Weight criterion) and ",round=N"
     (default 16: the number of channels kept rounded to the nearest multiple of N, the NHWC conv core's
-    block of output channels; on the VGG-style MNIST net at R = 0.7, round=16 ran 5.0x the dense speed
-    where round=1 ran 3.4x, at a smaller accuracy drop)."""
+    block of output channels; on the VGG-style MNIST net at R = 0.7, round=16 ran 4.85x the dense speed
+    where round=1 ran 3.37x, at a smaller accuracy drop: docs/pruning.md)."""
 
     ratio: float | None  # None: auto
     score: str = "mean"
@@ -282,31 +282,51 @@ def prune_pass(g: Graph, spec: Spec, calib: np.ndarray | None = None, num_thread
     if spec.ratio is None and (calib is None or metric is None):
         raise CompileError("--prune auto needs --calib and a budget (--max-accuracy-drop or --max-output-error)")
     before = {r["name"]: r for r in model_of(g, layout="nchw").layers(1)}
-    search = None
+    search, targets = None, Targets(g, calib, num_threads) if calib is not None else None
     if spec.ratio is None:
-        ratios, search = t_sensitive(g, metric, budget, spec, calib, num_threads, progress, signal)
+        ratios, search = t_sensitive(g, metric, budget, spec, targets, progress, signal)
     groups = prune(g, spec.ratio if spec.ratio is not None else ratios, spec.score, calib, num_threads,
-                   round_to=spec.round_to)
+                   round_to=spec.round_to, targets=targets)
     after = {r["name"]: r for r in model_of(g, layout="nchw").layers(1)}
     layers = [{"name": name, "op": r["op"], "macs_before": int(r["macs"]), "macs_after": int(after[name]["macs"]),
                "bytes_before": int(r["bytes"]), "bytes_after": int(after[name]["bytes"])}
               for name, r in before.items() if name in after and (r["macs"], r["bytes"]) != (after[name]["macs"], after[name]["bytes"])]
     return {"groups": groups, "layers": layers, "ratio": spec.ratio, "score": spec.score, "round": spec.round_to,
-            "search": search,
-            "refit": calib is not None,
+            "search": search, "refit": calib is not None,
             "macs_before": int(sum(r["macs"] for r in before.values())),
             "macs_after": int(sum(r["macs"] for r in after.values()))}
 
 
+class Targets:
+    """The refit's targets: each consumer's output before its activation in the original network on the
+    calibration inputs, computed once per consumer (the auto search prunes copies of one graph dozens of
+    times; the original network's outputs are the same each time)."""
+
+    def __init__(self, g: Graph, calib: np.ndarray, num_threads: int = 1):
+        self.original, self.calib, self.num_threads = copy.deepcopy(g), calib, num_threads
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, name: str) -> np.ndarray:
+        if name not in self._cache:
+            node = next(n for n in self.original.nodes if n.name == name)
+            self._cache[name] = preactivation(self.original, node, self.calib, self.num_threads)
+        return self._cache[name]
+
+
 def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: np.ndarray | None = None,
-          num_threads: int = 1, refit_consumers: bool = True, round_to: int = 1) -> list[dict]:
+          num_threads: int = 1, refit_consumers: bool = True, round_to: int = 1,
+          targets: Targets | None = None) -> list[dict]:
     """Removes the lowest-scoring `ratio` of the channels of every prunable group (or ratio[group name]
     of the groups named there; at least one kept, the number kept rounded to a multiple of round_to), in
-    graph order; with calib, refits each group's consumers. Returns one report row per group."""
+    graph order; with calib, refits each group's consumers to `targets` (by default g's own, as it is
+    now). Returns one report row per group."""
     ratios = ratio if isinstance(ratio, dict) else None
     if any(not 0 <= r < 1 for r in (ratios.values() if ratios is not None else [ratio])):
         raise ValueError(f"prune ratios must be in [0, 1), got {ratio}")
-    original = copy.deepcopy(g) if calib is not None and refit_consumers else None
+    if calib is not None and refit_consumers and targets is None:
+        targets = Targets(g, calib, num_threads)
+    elif not refit_consumers:
+        targets = None
     rows = []
     kept_out: dict[str, np.ndarray] = {}  # producer -> its original output channels still there
     for grp in channel_groups(g):
@@ -325,17 +345,12 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
             continue
         order = np.argsort(scores(g, grp, how, calib, num_threads), kind="stable")
         keep = np.sort(order[remove:])
-        targets = {}
-        if original is not None:
-            for c, _ in grp.consumers:
-                twin = next(n for n in original.nodes if n.name == c.name)
-                y = preactivation(original, twin, calib, num_threads)
-                targets[c.name] = y[:, kept_out[c.name]] if c.name in kept_out else y
         remove_channels(g, grp, keep)
         kept_out.update({p.name: keep for p in grp.producers})
-        for c, _ in grp.consumers:
-            if c.name in targets:
-                refit(g, c, targets[c.name], calib, num_threads)
+        if targets is not None:
+            for c, _ in grp.consumers:
+                y = targets(c.name)
+                refit(g, c, y[:, kept_out[c.name]] if c.name in kept_out else y, calib, num_threads)
         rows.append({**row, "kept": int(len(keep)), "status": "pruned" + (" + refit" if targets else "")})
     return rows
 
@@ -343,18 +358,18 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
 AUTO_RATIOS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
 
 
-def t_sensitive(g: Graph, metric: Callable[[Graph], float], budget: float, spec: Spec, calib: np.ndarray,
-                num_threads: int = 1, progress=None, signal: Callable[[Graph], float] | None = None
-                ) -> tuple[dict[str, float], dict]:
+def t_sensitive(g: Graph, metric: Callable[[Graph], float], budget: float, spec: Spec, targets: Targets,
+                progress=None, signal: Callable[[Graph], float] | None = None) -> tuple[dict[str, float], dict]:
     """DSD'22's T-sensitive allocation: each prunable group pruned alone (with the refit) at each of
     AUTO_RATIOS gives its sensitivity; a threshold T gives each group the largest ratio whose
     sensitivity stays <= T; T is the largest (binary search over the measured values) whose plan, all
     groups pruned together, keeps the budgeted metric within budget. The sensitivity is `signal` (a
     continuous one, the output error, where the budget counts top-1 changes: on 100 checked inputs those
     move in steps of 1%, too coarse to rank layers by; measured, a 1-point budget then pruned nothing on
-    either MNIST net) or else the metric itself. Returns the ratios by group name and the search's
-    record for the report."""
+    either MNIST net) or else the metric itself. The refits fit `targets` (g's outputs on the
+    calibration inputs). Returns the ratios by group name and the search's record for the report."""
     signal = signal or metric
+    calib, num_threads = targets.calib, targets.num_threads
     names = [grp.name for grp in channel_groups(g) if not grp.why_not]
     sens: dict[str, dict[float, float]] = {}
     for name in names:
@@ -363,7 +378,7 @@ def t_sensitive(g: Graph, metric: Callable[[Graph], float], budget: float, spec:
         sens[name] = {}
         for r in AUTO_RATIOS:
             h = copy.deepcopy(g)
-            rows = prune(h, {name: r}, spec.score, calib, num_threads, round_to=spec.round_to)
+            rows = prune(h, {name: r}, spec.score, calib, num_threads, round_to=spec.round_to, targets=targets)
             if not any(row["status"].startswith("pruned") for row in rows):
                 continue  # rounding keeps every channel at this ratio
             sens[name][r] = signal(h)
@@ -377,7 +392,7 @@ def t_sensitive(g: Graph, metric: Callable[[Graph], float], budget: float, spec:
         mid = (lo + hi + 1) // 2
         ratios = plan(thresholds[mid])
         h = copy.deepcopy(g)
-        prune(h, ratios, spec.score, calib, num_threads, round_to=spec.round_to)
+        prune(h, ratios, spec.score, calib, num_threads, round_to=spec.round_to, targets=targets)
         value = metric(h)
         trials.append({"threshold": thresholds[mid], "metric": value, "ok": value <= budget})
         if value <= budget:
