@@ -8,8 +8,8 @@ from calibration, without retraining:
 - calibrated on 500 *training* images (the data a user has), accuracy on the 1000 held-out images;
 - for R in 0.1 ... 0.7: pruning alone (data-free) and pruning with the least-squares refit of the layers
   after each pruned group; the kept channels rounded to 16 (the default) and not rounded;
-- `--prune auto` at budgets of 0.5, 1 and 2 points (`--max-accuracy-drop`, checked on the fifth of the
-  calibration images the refits do not see).
+- `--prune auto` at budgets of 0.5, 1 and 2 points (`--max-accuracy-drop`: the planner, compiler/plan.py,
+  checks the bound on the fifth of the calibration images the refits do not see and perturbed copies).
 
 Speed-up: the dense bundle's median latency over the pruned one's, batch 1, 1 thread, this machine.
 Writes docs/pruning.md's table and docs/pruning_accuracy.png.
@@ -66,10 +66,13 @@ def main() -> None:
                 rep = compile_onnx(onnx_path, out, prune=spec, calib=calib if data != "none" else None,
                                    labels=labels if budget else None, max_accuracy_drop=budget)
                 acc, ms = evaluate(out, xte, yte, 1)
-                pr = rep["prune"]
-                pruned = [g for g in pr["groups"] if g["status"].startswith("pruned")]
-                rows.append(f"| {name} | {label} | {rnd} | {data} | {sum(g['kept'] for g in pruned)}/"
-                            f"{sum(g['channels'] for g in pruned)} | {pr['macs_before'] / pr['macs_after']:.2f}x fewer | "
+                pr = rep.get("prune") or rep["plan"]  # (auto: the planner's report)
+                if "groups" in pr:
+                    pruned = [(g["kept"], g["channels"]) for g in pr["groups"] if g["status"].startswith("pruned")]
+                else:
+                    pruned = [tuple(map(int, u["choice"].split()[1].split("/"))) for u in pr["units"] if u["choice"] != "dense"]
+                rows.append(f"| {name} | {label} | {rnd} | {data} | {sum(k for k, _ in pruned)}/"
+                            f"{sum(c for _, c in pruned)} | {pr['macs_before'] / pr['macs_after']:.2f}x fewer | "
                             f"{acc:.1%} ({acc - acc0:+.1%}) | {ms0 / ms:.2f}x |")
                 print(rows[-1], flush=True)
                 curves.setdefault(f"{name}, {curve}", []).append((ms0 / ms, acc - acc0))

@@ -211,10 +211,11 @@ def test_auto_keeps_the_budget_on_the_checked_inputs(tmp_path):
     calib = np.random.default_rng(0).standard_normal((60, 1, 28, 28)).astype(np.float32)
     rep = compile_onnx(tmp_path / "m.onnx", tmp_path / "m.esb", prune="auto,round=1", calib=calib,
                        max_output_error=0.3)
-    search = rep["prune"]["search"]
-    assert search["ratios"] and any(r > 0 for r in search["ratios"].values())
-    assert rep["calibration"]["output_error"] <= 0.3  # on the fifth of the inputs the refits did not see
-    assert all(t["ok"] == (t["metric"] <= 0.3) for t in search["trials"])
+    plan = rep["plan"]
+    assert plan["passes"] == ["prune"] and any(u["choice"] != "dense" for u in plan["units"])
+    assert plan["final"]["signal"] <= 0.3  # on the fifth of the inputs the refits did not see, and copies
+    assert all(t["ok"] == (t["signal"] <= 0.3) for t in plan["trials"])
+    assert plan["macs_after"] < plan["macs_before"]
 
 
 class Viewed(nn.Module):

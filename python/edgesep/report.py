@@ -76,7 +76,7 @@ def sparse_table(report: dict) -> str:
 
 def prune_table(pr: dict) -> str:
     """The pruning pass: per channel group what was kept, per layer the MACs and bytes it lost."""
-    how = f"{pr['ratio']:g} of each group's channels" if pr["ratio"] is not None else "auto: T-sensitive ratios per group"
+    how = f"{pr['ratio']:g} of each group's channels"
     lines = [f"filter pruning ({how}, score {pr['score']}"
              f"{', consumers refit on calibration data' if pr['refit'] else ', no refit (no calibration data)'}): "
              f"MACs {pr['macs_before'] / 1e6:.2f}M -> {pr['macs_after'] / 1e6:.2f}M "
@@ -89,6 +89,28 @@ def prune_table(pr: dict) -> str:
     return "\n".join(lines)
 
 
+def plan_table(pl: dict) -> str:
+    """The planner's choices: per unit the choice, its measured time against the dense form, its
+    sensitivity and share of the budget; then the check that accepted the plan."""
+    b, f = pl["budget"], pl["final"]
+    rows = [[u["pass"], u["unit"][:40], u["choice"], f"{u['dense_ms']:.3f}", f"{u['ms']:.3f}",
+             f"{u['dense_ms'] / u['ms']:.2f}x" if u["ms"] > 0 else "", f"{u['signal']:.2e}", f"{u['share']:.0%}"]
+            for u in pl["units"]]
+    what = {"disagreement": "top-1 changes", "accuracy": "inputs turned wrong", "output": "output error"}[b["kind"]]
+    head = (f"plan (--optimize over {', '.join(pl['passes'])}; {pl['allocation']} allocation, plan {pl['chosen']} of "
+            f"{pl['plans'] - 1}" + (f" + {pl['refined']} step(s)" if pl["refined"] else "") + f"; layer times: {pl['times_measured']} measured here, {pl['times_looked_up']} from the cost table)")
+    if b["kind"] == "output":
+        check = f"output error {f['signal']:.4f} <= {b['limit']:g}"
+    else:
+        check = (f"{what} {f['events']}/{f['inputs']} = {f['rate']:.2%}, upper bound {f['bound']:.2%} at "
+                 f"{b['confidence']:.0%} confidence <= budget {b['limit']:.2%}")
+    foot = (f"checked on {pl['checked_inputs']} calibration inputs no refit saw + {pl['check_copies']} perturbed copies "
+            f"each: {check}; planned layers {pl['dense_ms']:.3f} -> {pl['planned_ms']:.3f} ms; MACs "
+            f"{pl['macs_before'] / 1e6:.2f}M -> {pl['macs_after'] / 1e6:.2f}M")
+    return head + ":\n" + table(["pass", "unit", "choice", "dense ms", "ms", "speed-up", "signal", "share"], rows,
+                                [False, False, False, True, True, True, True, True]) + "\n" + foot
+
+
 def compression_tables(report: dict) -> str:
     """What the compression passes of a compile report chose, and the calibration result ("" if none ran)."""
     parts = []
@@ -98,11 +120,11 @@ def compression_tables(report: dict) -> str:
         parts.append(separable_table(report))
     if "sparse_fc" in report:
         parts.append(sparse_table(report))
+    if "plan" in report:
+        parts.append(plan_table(report["plan"]))
     cal = report.get("calibration")
     if cal:
-        held = cal.get("checked_samples", cal["samples"]) < cal["samples"]
-        line = (f"calibration ({cal['samples']} inputs" + (f"; fitted to {cal['fit_samples']}, checked on the other "
-                f"{cal['checked_samples']}" if held else "") + f"): output error {cal['output_error']:.4f}")
+        line = f"calibration ({cal['samples']} inputs): output error {cal['output_error']:.4f}"
         if "accuracy_before" in cal:
             line += f", top-1 accuracy {cal['accuracy_before']:.2%} -> {cal['accuracy_after']:.2%}"
         parts.append(line)

@@ -14,13 +14,18 @@ from .ir import CompileError, Graph
 from .lower import write_bundle
 from .onnx_import import import_onnx
 from .passes import cleanup
+from .costs import Timer, write_candidates
+from .plan import Budget, Checks, plan_passes
+from .prune import Planner as PrunePlanner
 from .prune import Spec as PruneSpec
-from .prune import prune_pass
+from .prune import layer_changes, prune_pass
+from .separable import Planner as SeparablePlanner
 from .separable import Spec, separable_pass
+from .sparse_fc import Planner as SparsePlanner
 from .sparse_fc import Spec as SparseSpec
 from .sparse_fc import sparse_fc_pass
 
-__all__ = ["CompileError", "compile_onnx"]
+__all__ = ["CompileError", "candidates", "compile_onnx"]
 
 
 def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) -> None:
@@ -42,29 +47,36 @@ def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) 
 
 
 def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
-                 separable: str | None = None, sparse_fc: str | None = None, prune: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 separable: str | None = None, sparse_fc: str | None = None, prune: str | None = None,
+                 optimize: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
                  max_output_error: float | None = None, max_accuracy_drop: float | None = None,
-                 num_threads: int = 1, min_speedup: float = 1.0, progress: bool = False, layout: str = "nhwc",
-                 winograd: bool = True) -> dict:
+                 max_disagreement: float | None = None, confidence: float = 0.9, allocation: str = "greedy",
+                 cost_table: dict | None = None, num_threads: int = 1, min_speedup: float = 1.0,
+                 progress: bool = False, layout: str = "nhwc", winograd: bool = True) -> dict:
     """Compiles the ONNX model at `src` into the bundle `dst`. Returns the compile report (also stored
-    in the bundle): node counts, what each clean-up did, and per conv what the separable pass chose.
+    in the bundle): node counts, what each clean-up and each compression pass did.
 
     input_shapes: per input name, dims to fix (None keeps the batch dim dynamic), e.g.
     {"input": [None, 3, 480, 640]} for a model exported with dynamic spatial dims.
-    separable: "energy=T", "ratio=R" or "auto" (see edgesep.compiler.separable); None leaves convs dense.
-    sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", "dict" or "auto" (see edgesep.compiler.sparse_fc); None
-    leaves Fc layers dense.
-    prune: "R" or "auto", with ",score=mean|l1|l2|activation" and ",round=N": structured filter pruning, the
-    fraction R of the channels of every prunable channel group, or per group the T-sensitive ratio within
-    the budget (see edgesep.compiler.prune), before the other passes; with calib, the layers reading
-    pruned channels are refit by least squares to the original network's outputs.
-    calib [S, ...] float32 (and labels [S] int): calibration inputs; with them both passes refit by
-    least squares, and "auto" keeps the output error (relative L2 of the first output) within
-    max_output_error, or the top-1 accuracy drop (a fraction) within max_accuracy_drop, enforced as the
-    stricter bound: the fraction of calibration inputs whose top-1 prediction changes. A searched
-    setting holds every fifth calibration input out of the refits and checks the budget on those.
-    num_threads, min_speedup: a layer is replaced only if, timed on this machine's runtime with that
-    many threads, its new form runs more than min_speedup times faster than the dense layer.
+    optimize: "auto" plans every compression pass together within the budget (compiler/plan.py): per
+    unit (channel group, conv, Fc layer) dense or one of its candidate forms, the fastest plan whose
+    check passes. A pass given its own fixed spec below is applied as given instead (an override).
+    prune: "R" or "auto", with ",score=mean|l1|l2|activation" and ",round=N": structured filter pruning
+    (compiler/prune.py), the fraction R of the channels of every prunable channel group, or planned.
+    separable: "energy=T", "ratio=R" or "auto" (compiler/separable.py).
+    sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", or planned: "auto" (sparsity) or "dict" (ratio)
+    (compiler/sparse_fc.py).
+    calib [S, ...] float32 (and labels [S] int): calibration inputs (training data will do); with them
+    every pass refits by least squares. The planned passes fit to four fifths of them and are checked on
+    the fifth no refit sees, with perturbed copies.
+    max_disagreement / max_accuracy_drop / max_output_error (one of them, for the planned passes): the
+    budget, the rate of top-1 changes against the original model, of inputs turned from right to wrong
+    (needs labels), both as a one-sided upper bound at `confidence` on the check inputs, or the
+    relative L2 error of the first output there.
+    allocation: "greedy" or "threshold" (see compiler/plan.py). cost_table: layer times measured on the
+    target device (`edgesep profile`, compiler/costs.py), used instead of this machine's where it has them.
+    num_threads, min_speedup: a layer is replaced only if, timed with that many threads, its new form
+    runs more than min_speedup times faster than the dense layer.
     layout: the activations' layout in the bundle, "nhwc" (the conv core's; NCHW only where an op needs
     it) or "nchw" (the first core's, kept for comparison; see compiler/layout.py).
     winograd: on NHWC, run 3x3 convs of 32+ channels at stride 1 by Winograd F(2x2, 3x3) (1.4-1.8x
@@ -82,44 +94,54 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     report: dict = {"onnx_nodes": len(model.graph.node), "imported_nodes": len(graph.nodes),
                     "cleanup": cleanup(graph)}
     _check_calib(graph, calib, labels)
-    if max_accuracy_drop is not None and labels is None:
-        raise CompileError("--max-accuracy-drop needs --labels")
+    if optimize not in (None, "auto"):
+        raise CompileError(f"--optimize {optimize!r}: expected auto")
     pruning = PruneSpec.parse(prune) if prune else None
     sep = Spec.parse(separable) if separable else None
     sparse = SparseSpec.parse(sparse_fc) if sparse_fc else None
-    reference = metric = budget = None  # calibration outputs of the uncompressed model, the budgeted metric
-    fit = check = calib  # the calibration inputs the passes fit to, and those the budget is checked on
-    if calib is not None and (sep or sparse or pruning):
-        if (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched) or \
-                (pruning is not None and pruning.ratio is None):
-            fit_idx, check_idx = _hold_out(len(calib), graph.inputs[0][1][0])
-            fit, check = calib[fit_idx], calib[check_idx]
-            labels = None if labels is None else labels[check_idx]
-        reference = run(model_of(graph, num_threads=num_threads), check)[0]
-        metric, budget = _budget(check, reference, max_output_error, max_accuracy_drop, num_threads)
-    if pruning:
-        # Searched with other budgeted passes after it, pruning may spend half of the budget.
-        others = (sep is not None and sep.mode == "auto") or (sparse is not None and sparse.searched)
-        signal = None if reference is None else _output_error(check, reference, num_threads)
-        report["prune"] = prune_pass(graph, pruning, fit, num_threads, metric,
-                                     budget / 2 if budget is not None and others else budget, _progress(progress, "prune"),
-                                     signal)
+    planned = []  # the passes the planner decides, in the order they are applied
+    if pruning is None and optimize or pruning is not None and pruning.ratio is None:
+        planned.append(PrunePlanner(pruning or PruneSpec(None)))
+    if sep is None and optimize or sep is not None and sep.mode == "auto":
+        planned.append(SeparablePlanner())
+    if sparse is None and optimize or sparse is not None and sparse.searched:
+        planned.append(SparsePlanner(sparse or SparseSpec("auto")))
+    budgets = {k: v for k, v in (("output", max_output_error), ("accuracy", max_accuracy_drop),
+                                 ("disagreement", max_disagreement)) if v is not None}
+    if len(budgets) > 1:
+        raise CompileError("give one budget: --max-disagreement, --max-accuracy-drop or --max-output-error")
+    if planned and (calib is None or not budgets):
+        what = "--optimize auto" if optimize else "a searched setting (auto, or --sparse-fc dict)"
+        raise CompileError(f"{what} needs calibration data (--calib) and a budget (--max-disagreement, "
+                           "--max-accuracy-drop with --labels, or --max-output-error)"
+                           + ("; or give --sparse-fc the MAC ratio, dict=R" if sparse and sparse.mode == "dict" else ""))
+    fit = calib
+    if calib is not None and not planned and (sep or sparse or pruning):  # the uncompressed outputs, to report against
+        reference = run(model_of(graph, num_threads=num_threads), calib)[0]
+    if planned:
+        budget = Budget(*next(iter(budgets.items())), confidence)
+        fit_idx, check_idx = _hold_out(len(calib), graph.inputs[0][1][0])
+        fit = calib[fit_idx]
+        checks = Checks(graph, calib[check_idx], None if labels is None else labels[check_idx], budget, num_threads)
+    if pruning is not None and pruning.ratio is not None:
+        report["prune"] = prune_pass(graph, pruning, fit, num_threads)
         report["prune_spec"] = prune
-    if sep:
-        # With both passes budgeted, the separable pass may spend half; the sparse pass the rest.
-        share = budget / 2 if budget is not None and sparse and sparse.searched else budget
-        report["separable"] = separable_pass(graph, sep, num_threads, fit, metric, share,
-                                             _progress(progress, "separable"), min_speedup)
+    if sep is not None and sep.mode != "auto":
+        report["separable"] = separable_pass(graph, sep, num_threads, fit, _progress(progress, "separable"), min_speedup)
         report["separable_spec"] = separable
-    if sparse:
-        report["sparse_fc"] = sparse_fc_pass(graph, sparse, num_threads, fit, metric, budget,
-                                             _progress(progress, "sparse-fc"), min_speedup)
+    if sparse is not None and not sparse.searched:
+        report["sparse_fc"] = sparse_fc_pass(graph, sparse, num_threads, fit, _progress(progress, "sparse-fc"), min_speedup)
         report["sparse_fc_spec"] = sparse_fc
-    if (sep or sparse or pruning) and calib is not None:
-        out = run(model_of(graph, num_threads=num_threads), check)[0]
-        report["calibration"] = {"samples": int(len(calib)), "fit_samples": int(len(fit)),
-                                 "checked_samples": int(len(check)), "output_error": _rel_error(out, reference)}
-        if labels is not None:  # (the checked inputs' labels)
+    if planned:
+        before = model_of(graph, layout="nchw").layers(1)
+        timer = Timer(num_threads, cost_table)
+        report["plan"] = plan_passes(graph, planned, fit, checks, timer, min_speedup, allocation, _progress(progress, "plan"))
+        report["plan"].update(layer_changes(before, graph))
+        report["plan"]["passes"] = [p.kind for p in planned]
+    elif calib is not None and (sep or sparse or pruning):
+        out = run(model_of(graph, num_threads=num_threads), calib)[0]
+        report["calibration"] = {"samples": int(len(calib)), "output_error": _rel_error(out, reference)}
+        if labels is not None:
             report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
                                           "accuracy_after": float((out.argmax(1) == labels).mean())})
     report["nodes"] = len(graph.nodes)
@@ -128,6 +150,20 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
               "producer_version": model.producer_version, "opset": opset}
     write_bundle(graph, dst, layout=layout, winograd=winograd, producer={"name": "edgesep", "version": __version__}, source=source, report=report)
     return report
+
+
+def candidates(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
+               passes: tuple[str, ...] = ("prune", "separable", "sparse_fc")) -> int:
+    """Writes every layer form the planner would time for the ONNX model at `src` (compiler/costs.py) to
+    the zip `dst`, for `edgesep profile` on the device; returns how many."""
+    graph = import_onnx(onnx.load(str(src)), input_shapes)
+    cleanup(graph)
+    timer = Timer(measure=False)
+    makers = {"prune": lambda: PrunePlanner(PruneSpec(None)), "separable": SeparablePlanner,
+              "sparse_fc": lambda: SparsePlanner(SparseSpec("auto"))}
+    for name in passes:
+        makers[name]().units(graph, timer)
+    return write_candidates(timer, dst)
 
 
 def _hold_out(samples: int, fixed_batch: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -143,26 +179,6 @@ def _hold_out(samples: int, fixed_batch: int | None) -> tuple[np.ndarray, np.nda
     held = np.arange(groups) % 5 == 4 if groups >= 5 else np.arange(groups) == groups - 1
     idx = np.arange(samples).reshape(groups, unit)
     return idx[~held].ravel(), idx[held].ravel()
-
-
-def _budget(calib, reference, max_output_error, max_accuracy_drop, num_threads):
-    """The budgeted metric of a candidate graph on the calibration data, and its bound (None, None
-    without a bound)."""
-    if max_accuracy_drop is not None:
-        # The fraction of calibration inputs whose top-1 changes: it bounds the accuracy drop on them
-        # from above and, unlike the drop itself, cannot hide a break behind a lucky fix, so it holds
-        # up better on data the choice did not see.
-        top1 = reference.argmax(1)
-        return (lambda g: float((run(model_of(g, num_threads=num_threads), calib)[0].argmax(1) != top1).mean()),
-                max_accuracy_drop)
-    if max_output_error is not None:
-        return _output_error(calib, reference, num_threads), max_output_error
-    return None, None
-
-
-def _output_error(calib: np.ndarray, reference: np.ndarray, num_threads: int):
-    """A graph's relative output error against `reference` on calib."""
-    return lambda g: _rel_error(run(model_of(g, num_threads=num_threads), calib)[0], reference)
 
 
 def _rel_error(y: np.ndarray, ref: np.ndarray) -> float:

@@ -55,12 +55,43 @@ def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: in
     return median_seconds(lambda: m.run(x), runs=runs, warmup=3)
 
 
-def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1) -> np.ndarray:
-    """The output of `node` (a Conv or Fc of g) before its activation, with g fed x."""
-    xin = run(model_of(g, [node.inputs[0]], num_threads), x)[0]
+def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1, xin: np.ndarray | None = None) -> np.ndarray:
+    """The output of `node` (a Conv or Fc of g) before its activation, with g fed x (xin: node's input
+    then, if known)."""
+    if xin is None:
+        xin = run(model_of(g, [node.inputs[0]], num_threads), x)[0]
     bare = Node(node.op, node.name, ["x"], node.output, {**node.attrs, "activation": "none"},
                 {k: v for k, v in node.weights.items() if k != "slope"})
     return run(model_of(Graph([("x", [None, *xin.shape[1:]])], [node.output], [bare])), xin)[0]
+
+
+class Stage:
+    """A graph as it stands before a pass changes copies of it, with what the refits need of it on the
+    fit inputs `x`, each computed once: a value's activations, a layer's output before its activation
+    (the target the changed network is refit to). The planner tries dozens of candidates on one stage."""
+
+    def __init__(self, g: Graph, x: np.ndarray, num_threads: int = 1):
+        self.graph, self.x, self.num_threads = copy.deepcopy(g), x, num_threads
+        self._values: dict[str, np.ndarray] = {}
+        self._targets: dict[str, np.ndarray] = {}
+        self._memo: dict = {}
+
+    def memo(self, key, make):
+        """make(), computed once per key on this stage (a pass's per-layer work shared by its candidates)."""
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def activations(self, value: str) -> np.ndarray:
+        if value not in self._values:
+            self._values[value] = run(model_of(self.graph, [value], self.num_threads), self.x)[0]
+        return self._values[value]
+
+    def target(self, name: str) -> np.ndarray:
+        if name not in self._targets:
+            node = next(n for n in self.graph.nodes if n.name == name)
+            self._targets[name] = preactivation(self.graph, node, self.x, self.num_threads, self.activations(node.inputs[0]))
+        return self._targets[name]
 
 
 def adopt_if_faster(g: Graph, node: Node, nodes: list[Node], row: dict, t_dense: float, t_new: float,

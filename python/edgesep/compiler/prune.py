@@ -25,8 +25,9 @@ from typing import Callable
 
 import numpy as np
 
-from .execute import model_of, preactivation, run
+from .execute import Stage, model_of, node_shapes, run
 from .ir import CompileError, Graph, Node
+from .plan import Option, Unit
 
 SCORES = ("mean", "l1", "l2", "activation")
 _BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
@@ -271,51 +272,32 @@ class Spec:
         return Spec(ratio, score, round_to)
 
 
-def prune_pass(g: Graph, spec: Spec, calib: np.ndarray | None = None, num_threads: int = 1,
-               metric: Callable[[Graph], float] | None = None, budget: float | None = None, progress=None,
-               signal: Callable[[Graph], float] | None = None) -> dict:
-    """Prunes g as spec says (refitting on calib if given; auto: T-sensitive ratios within `budget` of
-    `metric`); returns the report: per group what went, per layer the MACs and weight bytes before and
-    after."""
+def prune_pass(g: Graph, spec: Spec, calib: np.ndarray | None = None, num_threads: int = 1) -> dict:
+    """Prunes the fraction spec.ratio of every prunable group of g (refitting on calib if given; auto is
+    the planner's, see Planner); returns the report: per group what went, per layer the MACs and weight
+    bytes before and after."""
     if spec.score == "activation" and calib is None:
         raise CompileError("--prune score=activation needs --calib")
-    if spec.ratio is None and (calib is None or metric is None):
-        raise CompileError("--prune auto needs --calib and a budget (--max-accuracy-drop or --max-output-error)")
-    before = {r["name"]: r for r in model_of(g, layout="nchw").layers(1)}
-    search, targets = None, Targets(g, calib, num_threads) if calib is not None else None
-    if spec.ratio is None:
-        ratios, search = t_sensitive(g, metric, budget, spec, targets, progress, signal)
-    groups = prune(g, spec.ratio if spec.ratio is not None else ratios, spec.score, calib, num_threads,
-                   round_to=spec.round_to, targets=targets)
+    before = model_of(g, layout="nchw").layers(1)
+    groups = prune(g, spec.ratio, spec.score, calib, num_threads, round_to=spec.round_to)
+    return {"groups": groups, **layer_changes(before, g), "ratio": spec.ratio, "score": spec.score,
+            "round": spec.round_to, "refit": calib is not None}
+
+
+def layer_changes(before: list[dict], g: Graph) -> dict:
+    """Per layer whose MACs or weight bytes changed since `before` (model.layers() of g as it was):
+    both figures before and after, and the model's MAC totals."""
     after = {r["name"]: r for r in model_of(g, layout="nchw").layers(1)}
-    layers = [{"name": name, "op": r["op"], "macs_before": int(r["macs"]), "macs_after": int(after[name]["macs"]),
-               "bytes_before": int(r["bytes"]), "bytes_after": int(after[name]["bytes"])}
-              for name, r in before.items() if name in after and (r["macs"], r["bytes"]) != (after[name]["macs"], after[name]["bytes"])]
-    return {"groups": groups, "layers": layers, "ratio": spec.ratio, "score": spec.score, "round": spec.round_to,
-            "search": search, "refit": calib is not None,
-            "macs_before": int(sum(r["macs"] for r in before.values())),
+    layers = [{"name": r["name"], "op": r["op"], "macs_before": int(r["macs"]), "macs_after": int(after[r["name"]]["macs"]),
+               "bytes_before": int(r["bytes"]), "bytes_after": int(after[r["name"]]["bytes"])}
+              for r in before if r["name"] in after and (r["macs"], r["bytes"]) != (after[r["name"]]["macs"], after[r["name"]]["bytes"])]
+    return {"layers": layers, "macs_before": int(sum(r["macs"] for r in before)),
             "macs_after": int(sum(r["macs"] for r in after.values()))}
-
-
-class Targets:
-    """The refit's targets: each consumer's output before its activation in the original network on the
-    calibration inputs, computed once per consumer (the auto search prunes copies of one graph dozens of
-    times; the original network's outputs are the same each time)."""
-
-    def __init__(self, g: Graph, calib: np.ndarray, num_threads: int = 1):
-        self.original, self.calib, self.num_threads = copy.deepcopy(g), calib, num_threads
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __call__(self, name: str) -> np.ndarray:
-        if name not in self._cache:
-            node = next(n for n in self.original.nodes if n.name == name)
-            self._cache[name] = preactivation(self.original, node, self.calib, self.num_threads)
-        return self._cache[name]
 
 
 def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: np.ndarray | None = None,
           num_threads: int = 1, refit_consumers: bool = True, round_to: int = 1,
-          targets: Targets | None = None) -> list[dict]:
+          targets: Callable[[str], np.ndarray] | None = None) -> list[dict]:
     """Removes the lowest-scoring `ratio` of the channels of every prunable group (or ratio[group name]
     of the groups named there; at least one kept, the number kept rounded to a multiple of round_to), in
     graph order; with calib, refits each group's consumers to `targets` (by default g's own, as it is
@@ -324,7 +306,7 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
     if any(not 0 <= r < 1 for r in (ratios.values() if ratios is not None else [ratio])):
         raise ValueError(f"prune ratios must be in [0, 1), got {ratio}")
     if calib is not None and refit_consumers and targets is None:
-        targets = Targets(g, calib, num_threads)
+        targets = Stage(g, calib, num_threads).target
     elif not refit_consumers:
         targets = None
     rows = []
@@ -355,49 +337,42 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
     return rows
 
 
-AUTO_RATIOS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)
+RATIOS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # the planner's candidates: fractions of a group's channels
 
 
-def t_sensitive(g: Graph, metric: Callable[[Graph], float], budget: float, spec: Spec, targets: Targets,
-                progress=None, signal: Callable[[Graph], float] | None = None) -> tuple[dict[str, float], dict]:
-    """DSD'22's T-sensitive allocation: each prunable group pruned alone (with the refit) at each of
-    AUTO_RATIOS gives its sensitivity; a threshold T gives each group the largest ratio whose
-    sensitivity stays <= T; T is the largest (binary search over the measured values) whose plan, all
-    groups pruned together, keeps the budgeted metric within budget. The sensitivity is `signal` (a
-    continuous one, the output error, where the budget counts top-1 changes: on 100 checked inputs those
-    move in steps of 1%, too coarse to rank layers by; measured, a 1-point budget then pruned nothing on
-    either MNIST net) or else the metric itself. The refits fit `targets` (g's outputs on the
-    calibration inputs). Returns the ratios by group name and the search's record for the report."""
-    signal = signal or metric
-    calib, num_threads = targets.calib, targets.num_threads
-    names = [grp.name for grp in channel_groups(g) if not grp.why_not]
-    sens: dict[str, dict[float, float]] = {}
-    for name in names:
-        if progress:
-            progress(name)
-        sens[name] = {}
-        for r in AUTO_RATIOS:
-            h = copy.deepcopy(g)
-            rows = prune(h, {name: r}, spec.score, calib, num_threads, round_to=spec.round_to, targets=targets)
-            if not any(row["status"].startswith("pruned") for row in rows):
-                continue  # rounding keeps every channel at this ratio
-            sens[name][r] = signal(h)
+class Planner:
+    """The pruning pass for the planner (compiler/plan.py): a unit per prunable channel group, an option
+    per candidate ratio (distinct after rounding), timed as the sum of the group's layers (producers,
+    depthwise convs, consumers) on the runtime."""
 
-    def plan(t: float) -> dict[str, float]:
-        return {n: max((r for r, v in s.items() if v <= t), default=0.0) for n, s in sens.items()}
+    kind = "prune"
 
-    thresholds = sorted({v for s in sens.values() for v in s.values()})
-    lo, hi, best, trials = -1, len(thresholds) - 1, {}, []
-    while lo < hi:  # invariant: thresholds[lo] passes (lo = -1: nothing pruned), above hi fails
-        mid = (lo + hi + 1) // 2
-        ratios = plan(thresholds[mid])
-        h = copy.deepcopy(g)
-        prune(h, ratios, spec.score, calib, num_threads, round_to=spec.round_to, targets=targets)
-        value = metric(h)
-        trials.append({"threshold": thresholds[mid], "metric": value, "ok": value <= budget})
-        if value <= budget:
-            lo, best = mid, ratios
-        else:
-            hi = mid - 1
-    return best, {"budget": budget, "sensitivity": {n: {str(r): v for r, v in s.items()} for n, s in sens.items()},
-                  "trials": trials, "ratios": best}
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    def units(self, g: Graph, timer) -> list[Unit]:
+        units = []
+        for grp in channel_groups(g):
+            if grp.why_not:
+                continue
+            names = [n.name for n in grp.producers + [t for t in grp.tied if _depthwise(t)] + [c for c, _ in grp.consumers]]
+            u = Unit(self.kind, grp.name, _seconds(g, names, timer))
+            kept_seen = {grp.channels}
+            for r in RATIOS:
+                h = copy.deepcopy(g)
+                row = next(x for x in prune(h, {grp.name: r}, round_to=self.spec.round_to) if x["group"] == grp.name)
+                if row["kept"] not in kept_seen:
+                    kept_seen.add(row["kept"])
+                    u.options.append(Option(r, f"keep {row['kept']}/{grp.channels}", _seconds(h, names, timer)))
+            units.append(u)
+        return units
+
+    def apply(self, g: Graph, choices: dict[str, object], stage: Stage) -> None:
+        prune(g, choices, self.spec.score, stage.x, stage.num_threads, round_to=self.spec.round_to, targets=stage.target)
+
+
+def _seconds(g: Graph, names: list[str], timer) -> float:
+    """The summed time of g's nodes `names`, each alone (timer: compiler.costs.Timer)."""
+    shapes = node_shapes(g)
+    nodes = {n.name: n for n in g.nodes}
+    return sum(timer([nodes[m]], shapes[m][0]) for m in dict.fromkeys(names))

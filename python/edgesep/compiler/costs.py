@@ -1,0 +1,76 @@
+"""Layer costs for the planner: each candidate form (a chain of nodes at an input shape) timed on this
+machine's runtime, or read from a cost table measured on the target device.
+
+On the device, no onnx needed: `edgesep candidates m.onnx -o m.cands.zip` (here) writes every chain the
+planner would time as a small bundle named by its signature; `edgesep profile m.cands.zip -o pi4.json`
+(there; edgesep.profile) times each; `edgesep compile ... --cost-table pi4.json` plans with those times.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .execute import time_nodes
+from .ir import CompileError, Graph, Node
+from .lower import write_bundle
+
+
+def signature(nodes: list[Node], input_shape: tuple) -> str:
+    """What a chain's time depends on: ops, attributes, weight shapes and the input shape (not names,
+    not weight values; a sparse weight's stored block count is in its shapes)."""
+    desc = [list(input_shape)] + [[n.op, sorted((k, repr(v)) for k, v in n.attrs.items()),
+                                   sorted((k, list(w.shape), str(w.dtype)) for k, w in n.weights.items())] for n in nodes]
+    return hashlib.sha1(json.dumps(desc, default=repr).encode()).hexdigest()[:16]
+
+
+class Timer:
+    """Seconds of a chain of nodes: from `table` (a cost table's "seconds" by signature) where it has
+    the chain, else measured here (unless measure=False: then 0, for listing the candidates). Every chain
+    asked about is kept in `chains` by signature."""
+
+    def __init__(self, num_threads: int = 1, table: dict | None = None, measure: bool = True):
+        self.num_threads, self.measure = num_threads, measure
+        self.table = (table or {}).get("seconds", {})
+        self.chains: dict[str, tuple[list[Node], tuple]] = {}
+        self.looked_up = self.timed = 0
+
+    def __call__(self, nodes: list[Node], input_shape: tuple) -> float:
+        key = signature(nodes, input_shape)
+        self.chains.setdefault(key, ([copy.deepcopy(n) for n in nodes], tuple(input_shape)))
+        if key in self.table:
+            self.looked_up += 1
+            return float(self.table[key])
+        self.timed += 1
+        return time_nodes(nodes, input_shape, self.num_threads) if self.measure else 0.0
+
+
+def write_candidates(timer: Timer, path: str | Path) -> int:
+    """The timer's chains as bundles in a zip (one per signature, `<signature>.esb`); returns how many."""
+    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for key, (nodes, shape) in timer.chains.items():
+            g = Graph([("x", list(shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
+            g.nodes[0].inputs = ["x"]
+            bundle = Path(tmp) / f"{key}.esb"
+            write_bundle(g, bundle)
+            z.write(bundle, bundle.name)
+    return len(timer.chains)
+
+
+def read_cost_table(path: str | Path) -> dict:
+    """A cost table written by `edgesep profile`, checked for shape."""
+    try:
+        table = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise CompileError(f"--cost-table {path}: not a readable cost table: {e}") from e
+    seconds = table.get("seconds") if isinstance(table, dict) else None
+    if not isinstance(seconds, dict) or not all(isinstance(v, (int, float)) and np.isfinite(v) and v >= 0
+                                                for v in seconds.values()):
+        raise CompileError(f"--cost-table {path}: expected {{'seconds': {{signature: seconds}}, ...}} "
+                           "as `edgesep profile` writes it")
+    return table

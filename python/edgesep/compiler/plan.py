@@ -1,0 +1,334 @@
+"""The compression planner: one budgeted search for every pass. The passes (compiler/prune.py,
+separable.py, sparse_fc.py) say only which units they can change (a channel group, a conv, an Fc
+layer), the candidate settings of each, and how to apply a set of choices with its least-squares
+refits; this module decides. docs/planner.md states the method and the measurements behind it.
+
+1. Latency table: every option of every unit timed on the runtime (or read from a cost table measured
+   on the device), against the unit's dense time. Options that do not run faster are dropped.
+2. Sensitivity table: every option applied alone, refit on the fit inputs, and scored on the check
+   inputs by a continuous signal: the mean KL divergence of the model's class probabilities from the
+   original's (classification budgets) or the relative L2 error of the output.
+3. Allocation: a sequence of ever faster plans. "greedy": from the dense model, the step (one unit to
+   a faster option) with the least signal added per second saved, repeated. "threshold" (DSD'22's
+   T-sensitive rule): for a threshold T, each unit takes its fastest option whose signal is <= T.
+4. Final check: bisection along the sequence for the fastest plan that passes, all its choices applied
+   together (refits in order, each layer fitted to the network as already changed). A plan passes when
+   the one-sided Clopper-Pearson upper bound (at `confidence`) on its event rate over the check inputs is
+   within the budget; the events are the top-1 changes against the original model (disagreement) or
+   the inputs it gets right and the plan gets wrong (accuracy drop).
+
+The check inputs are the fifth of the calibration inputs no refit sees, plus perturbed copies of them
+(shifted by a pixel, with noise): a model is over-confident on its own training inputs, so a plan that
+flips none of them flips held-out inputs all the same; on the perturbed copies its margins are like
+those on unseen data (measured in docs/planner.md).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+
+from .costs import Timer
+from .execute import Stage, model_of, run
+from .ir import CompileError, Graph
+
+ALLOCATIONS = ("greedy", "threshold")
+KINDS = ("disagreement", "accuracy", "output")
+# The check inputs' perturbed copies (docs/planner.md, "Perturbed copies": the weakest perturbation under
+# which a plan's event rate on training inputs is not below its rate on held-out ones).
+COPIES = 3  # copies of each check input
+NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
+SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
+REFINE = 6  # checks of single steps after the bisection (back-off)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What may be lost: the rate of `kind` events ("disagreement": top-1 changes against the original
+    model; "accuracy": inputs the original gets right and the plan wrong) bounded at `limit` with
+    `confidence`, or ("output") the relative L2 error of the first output at most `limit`."""
+
+    kind: str
+    limit: float
+    confidence: float = 0.9
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"budget kind {self.kind!r}: expected one of {KINDS}")
+        if not (self.limit > 0 and math.isfinite(self.limit)) or (self.kind != "output" and self.limit >= 1):
+            raise CompileError(f"the budget must be positive{' and below 1' if self.kind != 'output' else ''}, "
+                               f"got {self.limit}")
+        if not 0.5 <= self.confidence < 1:
+            raise CompileError(f"--confidence must be in [0.5, 1), got {self.confidence}")
+
+
+def upper_bound(events: int, n: int, confidence: float) -> float:
+    """One-sided Clopper-Pearson upper bound on a rate seen `events` times in n trials: the rate p at
+    which P(Binomial(n, p) <= events) = 1 - confidence."""
+    if n <= 0:
+        return 1.0
+    if events >= n:
+        return 1.0
+
+    def cdf(p: float) -> float:
+        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p) +
+                (n - i) * math.log1p(-p) for i in range(events + 1)]
+        top = max(logs)
+        return math.exp(top) * sum(math.exp(v - top) for v in logs)
+
+    lo, hi = events / n, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        if mid <= 0 or cdf(mid) > 1 - confidence:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def perturbed(x: np.ndarray, copies: int = COPIES, seed: int = 0) -> np.ndarray:
+    """`copies` perturbed copies of the inputs x [N, C, ...] (concatenated): each input shifted by up to
+    SHIFT of every spatial axis longer than 1 (edges repeated) and given Gaussian noise of NOISE times
+    the standard deviation of x."""
+    rng = np.random.default_rng(seed)
+    axes = [a for a in range(2, x.ndim) if x.shape[a] > 1]
+    std = float(x.std()) or 1.0
+    out = []
+    for _ in range(copies):
+        y = x.copy()
+        for a in axes:
+            most = max(1, round(SHIFT * x.shape[a])) if SHIFT > 0 else 0
+            if not most:
+                continue
+            pad = [(0, 0)] * x.ndim
+            pad[a] = (most, most)
+            xp = np.pad(y, pad, mode="edge")
+            shifts = rng.integers(-most, most + 1, len(x))
+            for s in np.unique(shifts):
+                rows = shifts == s
+                y[rows] = np.take(xp[rows], np.arange(most - s, most - s + x.shape[a]), axis=a)
+        out.append(y + rng.normal(0, NOISE * std, y.shape).astype(np.float32))
+    return np.ascontiguousarray(np.concatenate(out), np.float32)
+
+
+def _probabilities(y: np.ndarray) -> np.ndarray:
+    y = y.astype(np.float64)
+    if y.min() >= 0 and np.allclose(y.sum(1), 1, atol=1e-3):  # a softmax output already
+        return np.clip(y, 1e-12, 1)
+    e = np.exp(y - y.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+class Checks:
+    """The inputs every candidate is scored on and a plan is checked on (the check split and its
+    perturbed copies), with the original model's outputs on them."""
+
+    def __init__(self, g: Graph, x: np.ndarray, labels: np.ndarray | None, budget: Budget, num_threads: int = 1,
+                 copies: int = COPIES):
+        if budget.kind == "accuracy" and labels is None:
+            raise CompileError("--max-accuracy-drop needs --labels")
+        self.x = np.concatenate([x, perturbed(x, copies)]) if copies else x
+        self.labels = None if labels is None else np.tile(labels, copies + 1)
+        self.budget, self.num_threads, self.checked = budget, num_threads, len(x)
+        self.reference = run(model_of(g, num_threads=num_threads), self.x)[0]
+        if budget.kind != "output":
+            if self.reference.ndim != 2:
+                raise CompileError(f"a top-1 budget needs a [N, classes] first output, this model's is "
+                                   f"{list(self.reference.shape[1:])}: use --max-output-error")
+            self.p_ref = _probabilities(self.reference)
+
+    def outputs(self, g: Graph) -> np.ndarray:
+        return run(model_of(g, num_threads=self.num_threads), self.x)[0]
+
+    def signal(self, y: np.ndarray) -> float:
+        """The search's continuous score of outputs y (lower is better)."""
+        if self.budget.kind == "output":
+            return float(np.linalg.norm(y - self.reference) / max(np.linalg.norm(self.reference), 1e-30))
+        p = _probabilities(y)
+        return float(np.mean(np.sum(self.p_ref * (np.log(self.p_ref) - np.log(p)), axis=1)))
+
+    def events(self, y: np.ndarray) -> int:
+        top = y.argmax(1)
+        if self.budget.kind == "disagreement":
+            return int(np.sum(top != self.reference.argmax(1)))
+        return int(np.sum((self.reference.argmax(1) == self.labels) & (top != self.labels)))
+
+    def verdict(self, y: np.ndarray) -> dict:
+        """Whether outputs y keep the budget, with the figures behind it."""
+        signal = self.signal(y)
+        if self.budget.kind == "output":
+            return {"signal": signal, "ok": signal <= self.budget.limit}
+        events, n = self.events(y), len(y)
+        bound = upper_bound(events, n, self.budget.confidence)
+        return {"signal": signal, "events": events, "inputs": n, "rate": events / n, "bound": bound,
+                "ok": bound <= self.budget.limit}
+
+
+@dataclass
+class Option:
+    """One candidate form of a unit: the setting its pass applies, and what it costs."""
+
+    setting: object
+    label: str
+    seconds: float
+    signal: float = math.nan
+
+
+@dataclass
+class Unit:
+    """What a pass can change as one piece (a conv, an Fc layer, a channel group), its dense time and its
+    candidate forms."""
+
+    kind: str
+    name: str
+    dense_seconds: float
+    options: list[Option] = field(default_factory=list)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+class Pass(Protocol):
+    """What a compression pass gives the planner."""
+
+    kind: str
+
+    def units(self, g: Graph, timer: Timer) -> list[Unit]:
+        """The units of g this pass can change, each option timed by timer(nodes, input_shape)."""
+
+    def apply(self, g: Graph, choices: dict[str, object], stage: Stage) -> None:
+        """Applies choices {unit name: setting} to g in place, refitting to the stage's targets (g is
+        the stage's graph, or a copy, when called)."""
+
+
+Plan = dict  # unit key -> option index
+
+
+def apply_plan(g: Graph, passes: list[Pass], units: dict[str, Unit], plan: Plan, fit: np.ndarray, num_threads: int) -> None:
+    """Applies a plan to g in place, pass by pass in the given order, each pass's refits fitted to the
+    graph as the earlier passes left it."""
+    for p in passes:
+        choices = {units[k].name: units[k].options[i].setting for k, i in plan.items() if units[k].kind == p.kind}
+        if choices:
+            p.apply(g, choices, Stage(g, fit, num_threads))
+
+
+def _steps(units: list[Unit], plan: Plan) -> list[tuple[float, str, int]]:
+    """Every single step from plan (one unit to a faster option): (signal added per second saved, unit
+    key, option index)."""
+    steps = []
+    for u in units:
+        cur = u.options[plan[u.key]] if u.key in plan else None
+        t0, s0 = (cur.seconds, cur.signal) if cur else (u.dense_seconds, 0.0)
+        steps += [((o.signal - s0) / (t0 - o.seconds), u.key, i) for i, o in enumerate(u.options)
+                  if o.seconds < t0 and math.isfinite(o.signal)]
+    return steps
+
+
+def greedy(units: list[Unit]) -> list[Plan]:
+    """Ever faster plans: from dense, each step moves one unit to a faster option, the one adding the
+    least signal per second saved (a saving that adds none, or lowers it, first)."""
+    plan: Plan = {}
+    plans = [dict(plan)]
+    while steps := _steps(units, plan):
+        _, key, i = min(steps)
+        plan[key] = i
+        plans.append(dict(plan))
+    return plans
+
+
+def threshold(units: list[Unit]) -> list[Plan]:
+    """DSD'22's T-sensitive plans: for each threshold T among the measured signals, in increasing order,
+    each unit's fastest option with signal <= T."""
+    plans: list[Plan] = [{}]
+    for t in sorted({o.signal for u in units for o in u.options if math.isfinite(o.signal)}):
+        plan = {}
+        for u in units:
+            ok = [(o.seconds, i) for i, o in enumerate(u.options) if o.signal <= t]
+            if ok:
+                plan[u.key] = min(ok)[1]
+        if plan != plans[-1]:
+            plans.append(plan)
+    return plans
+
+
+def seconds_of(units: dict[str, Unit], plan: Plan) -> float:
+    """The planned model's time over its units (the rest of the model left out)."""
+    return sum(u.options[plan[k]].seconds if k in plan else u.dense_seconds for k, u in units.items())
+
+
+def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, timer: Timer,
+                min_speedup: float = 1.0, allocation: str = "greedy", progress: Callable[[str], None] | None = None) -> dict:
+    """Plans and applies `passes` to g in place within checks.budget (refits on the fit inputs, layer
+    times from timer); returns the report."""
+    if allocation not in ALLOCATIONS:
+        raise CompileError(f"allocation {allocation!r}: expected one of {ALLOCATIONS}")
+    found: list[Unit] = []
+    for p in passes:
+        for u in p.units(g, timer):
+            u.options = [o for o in u.options if o.seconds * min_speedup < u.dense_seconds]
+            if u.options:
+                found.append(u)
+    units = {u.key: u for u in found}
+    stage = Stage(g, fit, timer.num_threads)
+    for u in found:  # the sensitivity table: each option alone
+        for o in u.options:
+            if progress:
+                progress(f"{u.name} {o.label}")
+            h = copy.deepcopy(g)
+            next(p for p in passes if p.kind == u.kind).apply(h, {u.name: o.setting}, stage)
+            o.signal = checks.signal(checks.outputs(h))
+    plans = (greedy if allocation == "greedy" else threshold)(found)
+
+    trials: list[dict] = []
+    checked: set = set()
+
+    def check(plan: Plan, what: str) -> bool:
+        checked.add(frozenset(plan.items()))
+        h = copy.deepcopy(g)
+        apply_plan(h, passes, units, plan, fit, timer.num_threads)
+        v = checks.verdict(checks.outputs(h))
+        trials.append({"plan": what, "units": len(plan), "seconds": seconds_of(units, plan), **v})
+        if progress:
+            progress(f"check {what}")
+        return v["ok"]
+
+    lo, hi = 0, len(plans) - 1  # plans[lo] passes (0: dense), above hi fails
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if check(plans[mid], f"{mid}/{len(plans) - 1}"):
+            lo = mid
+        else:
+            hi = mid - 1
+    best, refined = dict(plans[lo]), 0
+    # Back-off: the next plan of the sequence failed, but a gentler step may pass (the sequence jumps past
+    # options off its convex hull). Single steps from the accepted plan not checked yet, the least signal
+    # added first, up to REFINE more checks.
+    for _ in range(REFINE):
+        steps = sorted((units[k].options[i].signal - (units[k].options[best[k]].signal if k in best else 0.0), k, i)
+                       for _, k, i in _steps(found, best) if frozenset({**best, k: i}.items()) not in checked)
+        if not steps:
+            break
+        _, key, i = steps[0]
+        if check({**best, key: i}, f"{lo}/{len(plans) - 1} + {units[key].name} {units[key].options[i].label}"):
+            best[key], refined = i, refined + 1
+    apply_plan(g, passes, units, best, fit, timer.num_threads)
+    final = checks.verdict(checks.outputs(g))
+    total = sum(units[k].options[i].signal for k, i in best.items()) or 1.0
+    rows = []
+    for u in found:
+        o = u.options[best[u.key]] if u.key in best else None
+        rows.append({"unit": u.name, "pass": u.kind, "choice": o.label if o else "dense",
+                     "dense_ms": 1e3 * u.dense_seconds, "ms": 1e3 * (o.seconds if o else u.dense_seconds),
+                     "signal": o.signal if o else 0.0, "share": o.signal / total if o else 0.0,
+                     "options": [{"label": x.label, "ms": 1e3 * x.seconds, "signal": x.signal} for x in u.options]})
+    budget = checks.budget
+    return {"budget": {"kind": budget.kind, "limit": budget.limit, "confidence": budget.confidence},
+            "allocation": allocation, "checked_inputs": checks.checked, "check_copies": len(checks.x) // checks.checked - 1,
+            "plans": len(plans), "chosen": lo, "refined": refined, "trials": trials, "final": final, "units": rows,
+            "dense_ms": 1e3 * seconds_of(units, {}), "planned_ms": 1e3 * seconds_of(units, best),
+            "times_looked_up": timer.looked_up, "times_measured": timer.timed}

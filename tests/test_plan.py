@@ -1,0 +1,190 @@
+"""The compression planner (compiler/plan.py) and layer costs (compiler/costs.py, edgesep.profile): the
+confidence bound against simulation, the allocations against brute force on toy units, the perturbed
+copies, a whole plan on a torch export (what was checked is what the bundle computes), manual specs as
+overrides, and the cost table's round trip from `edgesep candidates` through `edgesep profile`."""
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import edgesep
+from edgesep.cli import main as cli
+from edgesep.compiler import CompileError, _hold_out, candidates, compile_onnx
+from edgesep.compiler import plan as P
+from edgesep.compiler.costs import read_cost_table
+from edgesep.profile import profile
+
+
+def test_upper_bound_closed_form_and_coverage():
+    # No events: P(X = 0) = (1 - p)^n = 1 - confidence.
+    for n, c in ((100, 0.9), (400, 0.95), (37, 0.5)):
+        assert P.upper_bound(0, n, c) == pytest.approx(1 - (1 - c) ** (1 / n), rel=1e-6)
+    bounds = [P.upper_bound(k, 300, 0.9) for k in range(301)]
+    assert all(a < b for a, b in zip(bounds, bounds[1:-1])) and bounds[-1] == 1.0
+    # Coverage: over simulated event counts, the bound is at or above the true rate >= 90% of the time
+    # (4000 draws: 3 standard errors = 1.4 points), and not far above it (Clopper-Pearson is conservative).
+    rng = np.random.default_rng(0)
+    for p in (0.003, 0.01, 0.03, 0.1):
+        k = rng.binomial(300, p, 4000)
+        coverage = np.mean(np.array(bounds)[k] >= p)
+        assert coverage >= 0.9 - 0.014, (p, coverage)
+        assert np.median(np.array(bounds)[k]) <= p + 2.5 * math.sqrt(p * (1 - p) / 300) + 3 / 300
+
+
+def toy_units():
+    """Three units with diminishing returns (each further option saves less time for more signal)."""
+    def unit(name, dense, steps):
+        u = P.Unit("toy", name, dense)
+        t, s = dense, 0.0
+        for saved, added in steps:
+            t, s = t - saved, s + added
+            u.options.append(P.Option(len(u.options), f"{name}{len(u.options)}", t, s))
+        return u
+    return [unit("a", 10.0, [(4, 0.1), (2, 0.3), (1, 0.9)]), unit("b", 6.0, [(3, 0.5), (1, 0.6)]),
+            unit("c", 3.0, [(0.5, 0.05), (0.5, 2.0)])]
+
+
+def totals(units, plan):
+    return (sum(u.options[plan[u.key]].seconds if u.key in plan else u.dense_seconds for u in units),
+            sum(u.options[plan[u.key]].signal for u in units if u.key in plan))
+
+
+def test_greedy_plans_are_pareto_optimal_and_threshold_plans_keep_their_threshold():
+    units = toy_units()
+    every = [{u.key: i for u, i in zip(units, pick) if i is not None}
+             for pick in itertools.product(*[[None, *range(len(u.options))] for u in units])]
+    plans = P.greedy(units)
+    assert plans[0] == {} and len(plans) == 1 + sum(len(u.options) for u in units)
+    assert plans[1] == {"toy:a": 0}  # 4 s saved for 0.1: the best ratio first
+    for plan in plans:  # no plan is faster at the same or less signal
+        t, s = totals(units, plan)
+        assert not any(totals(units, q)[0] < t - 1e-9 and totals(units, q)[1] <= s + 1e-9 for q in every)
+    assert [totals(units, p)[0] for p in plans] == sorted((totals(units, p)[0] for p in plans), reverse=True)
+    for plan in P.threshold(units)[1:]:
+        t = max(u.options[i].signal for u in units for k, i in plan.items() if k == u.key)
+        for u in units:  # each unit at its fastest option within the plan's threshold
+            within = [o.seconds for o in u.options if o.signal <= t]
+            assert (u.options[plan[u.key]].seconds if u.key in plan else None) == (min(within) if within else None)
+
+
+def test_perturbed_copies_shift_by_at_most_two_pixels_and_add_the_noise(monkeypatch):
+    x = np.random.default_rng(0).standard_normal((6, 2, 28, 28)).astype(np.float32)
+    monkeypatch.setattr(P, "NOISE", 0.0)
+    y = P.perturbed(x, copies=2)
+    assert y.shape == (12, 2, 28, 28)
+    pad = np.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="edge")
+    for i, img in enumerate(y):
+        src = pad[i % 6]
+        assert any(np.array_equal(img, src[:, 2 - dy:30 - dy, 2 - dx:30 - dx]) for dy in range(-2, 3) for dx in range(-2, 3))
+    monkeypatch.setattr(P, "NOISE", 0.3)
+    monkeypatch.setattr(P, "SHIFT", 0.0)
+    noise = P.perturbed(x, copies=3) - np.tile(x, (3, 1, 1, 1))
+    assert noise.std() == pytest.approx(0.3 * x.std(), rel=0.05)
+
+
+class Net(nn.Module):
+    """Convs, a pool and two Fc layers: something for every pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1),
+                                      nn.ReLU(), nn.MaxPool2d(2))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(32 * 7 * 7, 64), nn.ReLU(), nn.Linear(64, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("plan") / "net.onnx"
+    torch.onnx.export(Net().eval(), torch.randn(1, 1, 14, 14), path, dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    return path
+
+
+def calibration(n=60):
+    return np.random.default_rng(1).standard_normal((n, 1, 14, 14)).astype(np.float32)
+
+
+def test_a_plan_is_what_the_bundle_computes(net, tmp_path):
+    calib = calibration()
+    rep = compile_onnx(net, tmp_path / "d.esb")
+    rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calib, max_output_error=0.2, min_speedup=0)
+    plan = rep["plan"]
+    assert plan["passes"] == ["prune", "separable", "sparse_fc"]
+    assert {u["pass"] for u in plan["units"]} == {"prune", "separable", "sparse_fc"}
+    assert any(u["choice"] != "dense" for u in plan["units"]) and plan["macs_after"] < plan["macs_before"]
+    assert all(t["ok"] == (t["signal"] <= 0.2) for t in plan["trials"])
+    # The final check, recomputed from the bundle on the same inputs (the held-out fifth and its copies).
+    _, check = _hold_out(len(calib), None)
+    x = np.concatenate([calib[check], P.perturbed(calib[check])])
+    ref, got = (edgesep.load(tmp_path / f).run(x) for f in ("d.esb", "p.esb"))
+    err = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+    assert err == pytest.approx(plan["final"]["signal"], rel=1e-3) and err <= 0.2
+    assert sum(u["share"] for u in plan["units"]) == pytest.approx(1.0)
+
+
+def test_a_top1_budget_holds_as_a_bound_and_needs_a_classifier(net, tmp_path):
+    rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calibration(100), max_disagreement=0.05,
+                       min_speedup=0)
+    f = rep["plan"]["final"]
+    assert f["inputs"] == 4 * 20 and f["bound"] <= 0.05
+    assert f["bound"] == pytest.approx(P.upper_bound(f["events"], f["inputs"], 0.9))
+
+
+def test_manual_specs_override_their_pass(net, tmp_path):
+    rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", separable="ratio=0.5", calib=calibration(),
+                       max_output_error=0.3, min_speedup=0)
+    assert rep["plan"]["passes"] == ["prune", "sparse_fc"] and "separable" in rep
+    assert rep["separable_spec"] == "ratio=0.5"
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(optimize="auto"), "needs calibration data"),
+    (dict(optimize="auto", calib=calibration(), max_disagreement=0.01, max_output_error=0.1), "give one budget"),
+    (dict(optimize="auto", calib=calibration(), max_accuracy_drop=0.01), "needs --labels"),
+    (dict(optimize="auto", calib=calibration(), max_disagreement=1.5), "below 1"),
+    (dict(optimize="auto", calib=calibration(), max_disagreement=0.01, confidence=1.0), "--confidence"),
+    (dict(optimize="fast"), "--optimize"),
+    (dict(optimize="auto", calib=calibration(), max_output_error=0.1, allocation="best"), "allocation"),
+])
+def test_bad_plans_are_refused(net, tmp_path, kw, match):
+    with pytest.raises(CompileError, match=match):
+        compile_onnx(net, tmp_path / "p.esb", **kw)
+
+
+def test_cost_table_round_trip(net, tmp_path):
+    """`edgesep candidates` here, `edgesep profile` on the device, `compile --cost-table`: every layer time
+    the planner needs comes from the table."""
+    n = candidates(net, tmp_path / "c.zip")
+    table = profile(tmp_path / "c.zip", runs=3)
+    assert len(table["seconds"]) == n > 10 and all(v > 0 for v in table["seconds"].values())
+    (tmp_path / "costs.json").write_text(json.dumps(table))
+    rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calibration(), max_output_error=0.2,
+                       cost_table=read_cost_table(tmp_path / "costs.json"))
+    assert rep["plan"]["times_measured"] == 0 and rep["plan"]["times_looked_up"] > 0
+    by_unit = {u["unit"]: u for u in rep["plan"]["units"]}
+    assert all(math.isfinite(u["dense_ms"]) for u in by_unit.values())
+    (tmp_path / "bad.json").write_text('{"seconds": {"x": -1}}')
+    with pytest.raises(CompileError, match="cost-table"):
+        read_cost_table(tmp_path / "bad.json")
+
+
+def test_cli_plans_with_a_device_cost_table(net, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", calibration())
+    assert cli(["candidates", str(net), "-o", str(tmp_path / "c.zip")]) == 0
+    assert cli(["profile", str(tmp_path / "c.zip"), "-o", str(tmp_path / "costs.json"), "--runs", "3"]) == 0
+    assert cli(["compile", str(net), "-o", str(tmp_path / "p.esb"), "--optimize", "auto", "--calib",
+                str(tmp_path / "x.npy"), "--max-output-error", "0.2", "--cost-table", str(tmp_path / "costs.json")]) == 0
+    out = capsys.readouterr().out
+    assert "plan (--optimize over prune, separable, sparse_fc" in out and "0 measured here" in out
+    assert cli(["compile", str(net), "--optimize", "auto", "--calib", str(tmp_path / "x.npy")]) == 1
+    assert "needs calibration data" in capsys.readouterr().err
