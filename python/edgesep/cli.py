@@ -136,7 +136,7 @@ def _bench(a: argparse.Namespace) -> None:
 def _demo(a: argparse.Namespace) -> None:
     from .demo import main
 
-    main(num_threads=a.threads)
+    main(num_threads=a.threads, optimize=not a.dense_only)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,8 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--runs", type=int, default=50)
     b.add_argument("--layers", action="store_true", help="also time each layer (median per step)")
     b.set_defaults(fn=_bench)
-    d = sub.add_parser("demo", help="compile and run the built-in digits CNN on real held-out images")
+    d = sub.add_parser("demo", help="compile the built-in digits CNN (dense and --optimize auto) and run it on real "
+                                     "held-out images, beside onnxruntime")
     d.add_argument("--threads", type=int)
+    d.add_argument("--dense-only", action="store_true", help="skip the --optimize auto compile (half a minute or so)")
     d.set_defaults(fn=_demo)
     a = p.parse_args(argv)
     try:
