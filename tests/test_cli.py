@@ -53,6 +53,7 @@ def test_demo_entry_point():
     assert "held-out accuracy" in out and "onnxruntime" in out and "--optimize auto" not in out
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_demo_reaches_the_trained_accuracy():
     from edgesep.demo import main as demo
 

@@ -114,6 +114,7 @@ def calibration(n=60):
     return np.random.default_rng(1).standard_normal((n, 1, 14, 14)).astype(np.float32)
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_a_plan_is_what_the_bundle_computes(net, tmp_path):
     calib = calibration()
     rep = compile_onnx(net, tmp_path / "d.esb")
@@ -140,6 +141,7 @@ def test_a_top1_budget_holds_as_a_bound_and_needs_a_classifier(net, tmp_path):
     assert f["bound"] == pytest.approx(P.upper_bound(f["events"], f["inputs"], 0.9))
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_manual_specs_override_their_pass(net, tmp_path):
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", separable="ratio=0.5", calib=calibration(),
                        max_output_error=0.3, min_speedup=0)

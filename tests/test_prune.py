@@ -202,6 +202,7 @@ def test_kept_channels_round_to_the_block(tmp_path):
     assert all(r["kept"] <= r["channels"] for r in rows.values())
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_auto_keeps_the_budget_on_the_checked_inputs(tmp_path):
     from edgesep.compiler import compile_onnx
 

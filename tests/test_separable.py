@@ -125,6 +125,7 @@ def test_calibration_refit_lowers_the_output_error(three_convs, tmp_path):
         np.linalg.norm(edgesep.load(tmp_path / "fit.esb").run(calib) - ref) / np.linalg.norm(ref), rel=1e-3)
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_auto_keeps_the_output_error_within_budget(three_convs, tmp_path):
     calib = np.random.default_rng(4).standard_normal((32, 8, 20, 20)).astype(np.float32)
     for budget in (0.05, 0.3, 0.7):  # (random weights: even rank 3/4 of full loses 0.45 of the output)
@@ -135,6 +136,7 @@ def test_auto_keeps_the_output_error_within_budget(three_convs, tmp_path):
     assert any(u["choice"] != "dense" for u in r["plan"]["units"])  # at the loose budget something is split
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_auto_on_real_digits_keeps_the_accuracy_budget(tmp_path):
     """The shipped digits CNN, calibrated on 300 held-out images, checked on the other 700."""
     from edgesep.demo import _data

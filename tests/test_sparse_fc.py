@@ -83,6 +83,7 @@ def test_sparsity_zero_equals_dense(tmp_path):
     np.testing.assert_allclose(model.run(x), dense, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_refit_and_budget_on_real_data(tmp_path):
     """The demo's MNIST model (1568->128->10; the 128->10 classifier is too small to prune): pruning the
     big FC to 97% costs 4.6 points on 500 held-out digits without data (97.8% -> 93.2% when measured);
@@ -143,6 +144,7 @@ def test_bad_specs(text):
         Spec.parse(text)
 
 
+@pytest.mark.usefixtures("mac_costs")
 def test_dictionary_searched_within_a_budget(tmp_path):
     """`dict` alone: the planner picks each layer's MAC ratio among the dictionary candidates."""
     path, images, labels = _data()
