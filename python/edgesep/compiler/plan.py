@@ -37,8 +37,8 @@ from .ir import CompileError, Graph
 
 ALLOCATIONS = ("greedy", "threshold")
 KINDS = ("disagreement", "accuracy", "output")
-# The check inputs' perturbed copies (docs/planner.md, "Perturbed copies": the weakest perturbation under
-# which a plan's event rate on training inputs is not below its rate on held-out ones).
+# The check inputs' perturbed copies (docs/planner.md, "The check inputs": where 1-2 point budgets decide,
+# a plan's event rate on such copies of training inputs is at or above its rate on held-out inputs).
 COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
