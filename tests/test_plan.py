@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import zipfile
 
 import numpy as np
 import pytest
@@ -168,7 +169,8 @@ def test_cost_table_round_trip(net, tmp_path):
     the planner needs comes from the table."""
     n = candidates(net, tmp_path / "c.zip")
     table = profile(tmp_path / "c.zip", runs=3)
-    assert len(table["seconds"]) == n > 10 and all(v > 0 for v in table["seconds"].values())
+    with zipfile.ZipFile(tmp_path / "c.zip") as z:  # one time per candidate bundle, by its signature
+        assert sorted(table["seconds"]) == sorted(name[:-4] for name in z.namelist()) and n > 10
     (tmp_path / "costs.json").write_text(json.dumps(table))
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calibration(), max_output_error=0.2,
                        cost_table=read_cost_table(tmp_path / "costs.json"))

@@ -212,14 +212,11 @@ def refit(layer: Layer, v: np.ndarray, x_in: np.ndarray, y_target: np.ndarray, m
     return h.astype(np.float32), sol[-1].astype(np.float32)
 
 
-def fitted(layer: Layer, k: int, x_in: np.ndarray | None = None, y_target: np.ndarray | None = None, factors=None):
-    """Rank-k vertical and horizontal weights and the refit bias (None without data): by SVD, or, given
-    the layer's input x_in and its original pre-activation output y_target, fitted to the data
-    (factors: weighted_factors of the layer on x_in, if already computed)."""
+def fitted(layer: Layer, k: int, x_in: np.ndarray, y_target: np.ndarray, factors=None):
+    """Rank-k vertical and horizontal weights and the bias fitted to the data: the layer's input x_in and
+    its original pre-activation output y_target (factors: weighted_factors of the layer on x_in, if
+    already computed)."""
     w = layer.node.weights["weight"]
-    if x_in is None:
-        v, h, _ = split(w, k)
-        return v, h, None
     v, _ = split_weighted(w, k, None, factors or weighted_factors(w, column_covariance(layer, x_in)))
     return (v, *refit(layer, v, x_in, y_target))
 
@@ -252,7 +249,7 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
         if kmax < 1:
             rows.append({**row, "status": "skipped: no rank has fewer MACs than the dense conv"})
             continue
-        sigma = split(node.weights["weight"], 1)[2]
+        v_all, h_all, sigma = split(node.weights["weight"], layer.full_rank)
         if spec.mode == "energy":
             k = energy_rank(sigma, spec.value)
             if k > kmax:
@@ -261,13 +258,15 @@ def separable_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
                 continue
         else:
             k = min(layer.ratio_rank(spec.value), kmax)
-        data = (None, None) if calib is None else (run(model_of(g, [node.inputs[0]], num_threads), calib)[0],
-                                                    preactivation(original, node, calib, num_threads))
+        if calib is None:
+            weights = (v_all[:k], h_all[:, :k], None)
+        else:
+            weights = fitted(layer, k, run(model_of(g, [node.inputs[0]], num_threads), calib)[0],
+                             preactivation(original, node, calib, num_threads))
         # The fused kernel where the geometry allows it, else two convs; where both are possible, the
         # faster as measured (the fused kernel loses on wide maps with many channels).
-        timed = sorted((time_nodes(f, layer.in_shape, num_threads), name, f)
-                       for name, f in forms(layer, fitted(layer, k, *data)).items())
-        t_pair, form, nodes = timed[0]
+        t_pair, form, nodes = min(((time_nodes(f, layer.in_shape, num_threads), name, f)
+                                   for name, f in forms(layer, weights).items()), key=lambda t: t[:2])
         err = float(np.sqrt(np.sum(sigma[k:] ** 2) / np.sum(sigma ** 2)))
         t_dense = time_nodes([node], layer.in_shape, num_threads)
         row.update({"rank": k, "full_rank": layer.full_rank, "pair_macs": layer.pair_macs(k), "weight_error": err,

@@ -278,7 +278,9 @@ def sparse_fc_pass(g: Graph, spec: Spec, num_threads: int = 1, calib: np.ndarray
             x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0].reshape(len(calib), -1)
             y = preactivation(original, node, calib, num_threads).reshape(len(calib), -1)
         if spec.mode == "magnitude":
-            nodes, wq, bq, row["refit"] = magnitude_form(node, spec.value, spec.block, x, y)
+            nodes, wq, bq, how = magnitude_form(node, spec.value, spec.block, x, y)
+            if how:
+                row["refit"] = how
             method = f"magnitude {spec.value:g}" + (f" {spec.block[0]}x{spec.block[1]}" if spec.block != (1, 1) else "")
         else:
             d, a, bq, _ = dictionary(w, spec.value, x, y, b)
