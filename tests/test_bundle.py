@@ -180,14 +180,19 @@ def test_missing_file_and_empty_file(tmp_path):
     (np.zeros((2, 7, 6, 3), np.float64), TypeError, "must be float32, got float64"),
     (np.zeros((2, 3, 6, 7), np.float32).transpose(0, 3, 2, 1), ValueError, "not C-contiguous"),
     (np.full((1, 7, 6, 3), np.nan, np.float32), ValueError, "NaN"),
+    (np.pad(np.full((1, 1, 1, 1), -np.inf, np.float32), ((0, 0), (6, 0), (5, 0), (2, 0))), ValueError, "infinity"),
     (np.zeros((0, 7, 6, 3), np.float32), ValueError, "empty"),
     ([[1.0]], TypeError, "numpy array"),
     ({"other": np.zeros((1, 7, 6, 3), np.float32)}, ValueError, "missing"),
     ([np.zeros((1, 7, 6, 3), np.float32)] * 2, ValueError, "takes 1 inputs"),
 ])
 def test_bad_run_inputs(bundle, x, error, message):
+    m = edgesep.load(bundle)
     with pytest.raises(error, match=message):
-        edgesep.load(bundle).run(x)
+        m.run(x)
+    m.run(np.zeros((1, 7, 6, 3), np.float32))  # and with the plan for a good input's shape cached
+    with pytest.raises(error, match=message):
+        m.run(x)
 
 
 def test_run_forms_and_one_call(bundle):

@@ -191,6 +191,19 @@ class Model:
         """Runs the model. `x`: one float32 C-contiguous array for a one-input model, else a list in
         input order or a dict by input name. Returns one array, or a dict by output name when the model
         has several outputs."""
+        if type(x) is np.ndarray and len(self.inputs) == 1:
+            # The common call, a few microseconds shorter (a tenth of a small model's run): the one cached
+            # plan is for this shape (several: the long way keeps their LRU order), and its run checks
+            # dtype, layout, shape and finiteness itself; what it refuses goes the long way, whose checks
+            # say what is wrong.
+            plan = self._plans.get((x.shape,)) if len(self._plans) == 1 else None
+            if plan is not None:
+                try:
+                    outs = plan.run([x])
+                except _core.PlanError:
+                    pass
+                else:
+                    return outs[0] if len(outs) == 1 else {i.name: y for i, y in zip(self.outputs, outs)}
         xs = self._arrange(x)
         plan = self._plan(tuple(a.shape for a in xs))
         outs = plan.run(xs)
