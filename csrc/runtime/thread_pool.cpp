@@ -22,6 +22,12 @@ std::shared_ptr<ThreadPool> ThreadPool::shared(int threads) {
 }
 
 namespace {
+inline void pause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 std::atomic<int> g_runs{0};  // plan runs going on in the process
 ThreadPool& caller_only() {
   static ThreadPool pool(1);  // no workers: run() calls fn inline, with no shared state
@@ -39,10 +45,10 @@ ThreadPool::Claim::~Claim() {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true);
+  generation_.fetch_add(1);
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    generation_.fetch_add(1);
+    std::lock_guard<std::mutex> lock(mu_);  // so that no worker is between its check and its wait
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -62,34 +68,37 @@ void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parall
     for (int i = 0; i < n; ++i) fn(i, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    job_ = &fn;
-    const int shares = (int)shares_.size();
-    for (int i = 0; i < shares; ++i) {
-      shares_[i].next.store((int)((int64_t)n * i / shares));
-      shares_[i].end = (int)((int64_t)n * (i + 1) / shares);
-    }
-    active_.store((int)workers_.size());
-    generation_.fetch_add(1);
+  // The hand-off takes no lock while the workers spin (a layer follows the last within microseconds):
+  // the job is published by the generation's increment, and the mutex is taken only to wake a worker
+  // that went to sleep (sleepers_, read after the increment; a worker counts itself before its last
+  // look at the generation, so one of the two sees the other).
+  job_ = &fn;
+  const int shares = (int)shares_.size();
+  for (int i = 0; i < shares; ++i) {
+    shares_[i].next.store((int)((int64_t)n * i / shares), std::memory_order_relaxed);
+    shares_[i].end = (int)((int64_t)n * (i + 1) / shares);
   }
-  wake_.notify_all();
+  active_.store((int)workers_.size(), std::memory_order_relaxed);
+  generation_.fetch_add(1);
+  if (sleepers_.load() > 0) {
+    { std::lock_guard<std::mutex> lock(mu_); }
+    wake_.notify_all();
+  }
   drain(0);
   // Wait for the workers to leave the job, so that fn (a reference) outlives every use of it: spin
   // first (they are usually a few microseconds behind; a futex wake-up costs more than that).
-  for (int spin = 0; spin < 20000 && active_.load(std::memory_order_acquire) != 0; ++spin) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+  for (int spin = 0; spin < 20000 && active_.load(std::memory_order_acquire) != 0; ++spin) pause();
+  if (active_.load(std::memory_order_acquire) != 0) {
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_sleeps_.store(true);
+    done_.wait(lock, [&] { return active_.load() == 0; });
+    caller_sleeps_.store(false);
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return active_.load() == 0; });
-  job_ = nullptr;
 }
 
 void ThreadPool::run_range(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, bool parallel) {
   if (n <= 0) return;
-  const int64_t parts = parallel ? std::min<int64_t>(n, 4 * size()) : 1, per = (n + parts - 1) / parts;
+  const int64_t parts = parallel ? std::min<int64_t>(n, 8 * size()) : 1, per = (n + parts - 1) / parts;
   run((int)((n + per - 1) / per), [&](int t, int thread) { fn(t * per, std::min(n, (t + 1) * per), thread); },
       parallel);
 }
@@ -98,21 +107,19 @@ void ThreadPool::worker(int index) {
   unsigned seen = 0;
   for (;;) {
     // Spin briefly before sleeping: consecutive layers follow each other within microseconds.
-    for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin) {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
-    {
+    for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin) pause();
+    if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mu_);
+      sleepers_.fetch_add(1);
       wake_.wait(lock, [&] { return generation_.load() != seen; });
-      seen = generation_.load();
-      if (stop_) return;
+      sleepers_.fetch_sub(1);
     }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_.load()) return;
     drain(index);
-    if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-      std::lock_guard<std::mutex> lock(mu_);  // taken so that the notify cannot fall between the
-      done_.notify_one();                     // caller's check and its wait
+    if (active_.fetch_sub(1) == 1 && caller_sleeps_.load()) {
+      { std::lock_guard<std::mutex> lock(mu_); }  // the caller is in its wait, not before it
+      done_.notify_one();
     }
   }
 }

@@ -68,10 +68,12 @@ class ThreadPool {
     int end = 0;
   };
   std::vector<Share> shares_;
-  std::atomic<unsigned> generation_{0};
-  std::atomic<int> active_{0};  // workers still inside the current job
-  std::mutex claimed_;          // held by the run that uses the workers (Claim)
-  bool stop_ = false;
+  std::atomic<unsigned> generation_{0};  // one more per job (and at shutdown)
+  std::atomic<int> active_{0};           // workers still inside the current job
+  std::atomic<int> sleepers_{0};         // workers waiting on wake_
+  std::atomic<bool> caller_sleeps_{false};  // the caller is waiting on done_
+  std::atomic<bool> stop_{false};
+  std::mutex claimed_;  // held by the run that uses the workers (Claim)
 };
 
 }  // namespace edgesep
