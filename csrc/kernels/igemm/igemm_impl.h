@@ -7,43 +7,75 @@
 // aarch64 loads four channels of a pixel at once and multiplies by lane (one load per four FMA rows).
 #pragma once
 #include <cstring>
+#include <type_traits>
 
 #include "../kernels.h"
 
+// The tile's functions are inlined whatever the compiler's heuristics say: a depth loop called with
+// the sums by reference kept them in memory (clang: a load and a store per FMA row, 100% -> 50% of the
+// Cortex-A72's peak in the llvm-mca model).
+#define EDGESEP_TILE_INLINE inline __attribute__((always_inline))
+
 namespace edgesep::detail {
 
-// A register tile of MR pixels x NP panels: its sums, a local array of vectors that lives in
-// registers for the whole tile (init, depth, epilogue in one function, its address never escaping:
-// a tile struct's member array was copied to the stack and back around the depth loop, 100 vector
-// moves per tile, half the time of a 1x1 conv of depth 16).
-template <class V, int MR, int NP>
+// V's half-width vector where it has one (AVX-512), else V itself (never used as a half).
+template <class V, class = void>
+struct HalfOf {
+  using type = V;
+  static constexpr bool kHas = false;
+};
+template <class V>
+struct HalfOf<V, std::void_t<typename V::Half>> {
+  using type = typename V::Half;
+  static constexpr bool kHas = true;
+};
+
+// A register tile of MR pixels x NV vectors of V (+ one half vector when HALF): as many vectors as the
+// channels need, so a tail of 8 channels costs one 8-lane vector, not a whole panel's. Its sums are
+// local arrays that live in registers for the whole tile (init, depth, epilogue in one function, their
+// address never escaping: a tile struct's member array was copied to the stack and back around the
+// depth loop, 100 vector moves per tile, half the time of a 1x1 conv of depth 16).
+template <class V, int MR, int NV, bool HALF>
 struct IgemmTile {
   using T = typename V::T;
-  static constexpr int NV = NP * kPanelNC / V::N;  // accumulators per pixel
-  using Acc = T[MR][NV];
+  using H = typename HalfOf<V>::type;
+  using HT = typename H::T;
+  static_assert(!HALF || (HalfOf<V>::kHas && !V::kLaneFma), "a half vector needs V::Half");
+  static constexpr int NA = NV > 0 ? NV : 1;              // the array's extent (NV = 0: a half vector alone)
+  static constexpr int NC = NV * V::N + (HALF ? H::N : 0);  // channels covered
+  using Acc = T[MR][NA];
+  using HAcc = HT[MR];
 
-  // a[r] += x_r[c] * w[0:NP*16] for one input channel c (x[r] = that channel's value in pixel r).
-  static inline void step(Acc& a, const float* const* x, int c, const float* w, ptrdiff_t pstride) {
-    T wv[NV];
-    for (int v = 0; v < NV; ++v) wv[v] = V::load(w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC);
+  // The weights of vector v (v = NV: the half vector) in panels of kPanelNC channels, pstride apart.
+  static EDGESEP_TILE_INLINE const float* wp(const float* w, int v, ptrdiff_t pstride) {
+    return w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC;
+  }
+
+  // a[r] += x_r[c] * w[0:NC] for one input channel c (x[r] = that channel's value in pixel r).
+  static EDGESEP_TILE_INLINE void step(Acc& a, HAcc& h, const float* const* x, int c, const float* w, ptrdiff_t pstride) {
+    T wv[NA];
+    for (int v = 0; v < NV; ++v) wv[v] = V::load(wp(w, v, pstride));
+    HT wh{};
+    if constexpr (HALF) wh = H::load(wp(w, NV, pstride));
     for (int r = 0; r < MR; ++r) {
       const T b = V::set1(x[r][c]);
       for (int v = 0; v < NV; ++v) a[r][v] = V::fma(b, wv[v], a[r][v]);
+      if constexpr (HALF) h[r] = H::fma(H::set1(x[r][c]), wh, h[r]);
     }
   }
 
   // Lane L of a4[r] (channels c..c+3 of pixel r) times the weights of channel c + L (aarch64).
   template <int L>
-  static inline void lane_step(Acc& a, const T* a4, const float* w, ptrdiff_t pstride) {
-    T wv[NV];
-    for (int v = 0; v < NV; ++v) wv[v] = V::load(w + (v * V::N / kPanelNC) * pstride + (v * V::N) % kPanelNC);
+  static EDGESEP_TILE_INLINE void lane_step(Acc& a, const T* a4, const float* w, ptrdiff_t pstride) {
+    T wv[NA];
+    for (int v = 0; v < NV; ++v) wv[v] = V::load(wp(w, v, pstride));
     for (int r = 0; r < MR; ++r)
       for (int v = 0; v < NV; ++v) a[r][v] = V::template fma_lane<L>(a[r][v], wv[v], a4[r]);
   }
 
   // The whole depth for pixels p .. p + mr - 1 (rows past mr read the zero row and are not stored).
-  static inline void depth(Acc& a, const IgemmShape& s, const float* in, const int32_t* ind, const float* zero,
-                           const float* w, ptrdiff_t pstride, int mr) {
+  static EDGESEP_TILE_INLINE void depth(Acc& a, HAcc& h, const IgemmShape& s, const float* in, const int32_t* ind,
+                           const float* zero, const float* w, ptrdiff_t pstride, int mr) {
     const int C = s.C;
     for (int t = 0; t < s.taps; ++t) {
       const float* x[MR];
@@ -64,19 +96,21 @@ struct IgemmTile {
           lane_step<3>(a, a4, wc + 3 * kPanelNC, pstride);
         }
       }
-      for (; c < C; ++c) step(a, x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
+      for (; c < C; ++c) step(a, h, x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
     }
   }
 };
 
-// One tile: init from bias (+ sum), the depth, clamp, store the valid mr x nc part.
-template <class V, int MR, int NP>
-inline void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
+// One tile: init from bias (+ sum), the depth, clamp, store the valid mr x nc part (nc <= NC).
+template <class V, int MR, int NV, bool HALF>
+EDGESEP_TILE_INLINE void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
                        ptrdiff_t pstride, const float* bias, const float* sum, float* out, int mr, int nc, float lo,
                        float hi) {
-  using Tile = IgemmTile<V, MR, NP>;
+  using Tile = IgemmTile<V, MR, NV, HALF>;
   using T = typename V::T;
-  constexpr int NV = Tile::NV, NC = NP * kPanelNC;
+  using H = typename Tile::H;
+  using HT = typename Tile::HT;
+  constexpr int NC = Tile::NC;
   alignas(64) float buf[NC];
   const bool full = nc == NC;
   // NC floats from src: src itself, or (a tail) its nc floats zero-padded in buf.
@@ -86,47 +120,64 @@ inline void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind,
     std::memset(buf + nc, 0, sizeof(float) * (NC - nc));
     return buf;
   };
-  T a[MR][NV];
+  T a[MR][Tile::NA];
+  HT h[MR];
   const float* bp = bias ? whole(bias) : nullptr;
   for (int v = 0; v < NV; ++v) {
     const T b = bp ? V::load(bp + v * V::N) : V::zero();
     for (int r = 0; r < MR; ++r) a[r][v] = b;
   }
+  if constexpr (HALF) {
+    const HT b = bp ? H::load(bp + NV * V::N) : H::set1(0.f);
+    for (int r = 0; r < MR; ++r) h[r] = b;
+  }
   if (sum)
     for (int r = 0; r < mr; ++r) {
       const float* sr = whole(sum + (ptrdiff_t)r * s.ldo);
       for (int v = 0; v < NV; ++v) a[r][v] = V::add(a[r][v], V::load(sr + v * V::N));
+      if constexpr (HALF) h[r] = H::add(h[r], H::load(sr + NV * V::N));
     }
-  Tile::depth(a, s, in, ind, zero, w, pstride, mr);
+  Tile::depth(a, h, s, in, ind, zero, w, pstride, mr);
   const T vlo = V::set1(lo), vhi = V::set1(hi);
   for (int r = 0; r < mr; ++r) {
     float* o = out + (ptrdiff_t)r * s.ldo;
     float* dst = full ? o : buf;
     for (int v = 0; v < NV; ++v) V::store(dst + v * V::N, V::min(V::max(a[r][v], vlo), vhi));
+    if constexpr (HALF) H::store(dst + NV * V::N, H::min(H::max(h[r], H::set1(lo)), H::set1(hi)));
     if (!full) std::memcpy(o, buf, sizeof(float) * nc);
   }
 }
 
-// Output channels [n, n + nc) of pixels [p, p + mr): a tile of as many panels as nc needs.
+// A tile of exactly the vectors nc channels need: NV full vectors of V, or fewer (NVMAX counts down
+// to the match), plus a half vector where V has one and the last 8 or fewer channels fit in it.
+template <class V, int MR, int NVMAX, bool HALF>
+inline void igemm_fit(int nv, const IgemmShape& s, const float* in, const int32_t* ind, const float* zero,
+                      const float* w, ptrdiff_t pstride, const float* bias, const float* sum, float* out, int mr,
+                      int nc, float lo, float hi) {
+  if constexpr (NVMAX > (HALF ? 0 : 1))
+    if (nv < NVMAX)
+      return igemm_fit<V, MR, NVMAX - 1, HALF>(nv, s, in, ind, zero, w, pstride, bias, sum, out, mr, nc, lo, hi);
+  igemm_tile<V, MR, NVMAX, HALF>(s, in, ind, zero, w, pstride, bias, sum, out, mr, nc, lo, hi);
+}
+
+// Output channels [n, n + nc) of pixels [p, p + mr), nc <= NP panels.
 template <class V, int MR, int NP>
 inline void igemm_block(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
                         const float* bias, const float* sum, float* out, int p, int mr, int n, int nc, float lo,
                         float hi) {
+  constexpr int NVMAX = NP * kPanelNC / V::N;
   const ptrdiff_t pstride = (ptrdiff_t)s.taps * s.C * kPanelNC;  // floats per weight panel
-  const int panels = (nc + kPanelNC - 1) / kPanelNC;
   const float* wp = w + (ptrdiff_t)(n / kPanelNC) * pstride;
   const float* bp = bias ? bias + n : nullptr;
   const int32_t* ip = ind + (ptrdiff_t)p * s.taps;
   const float* sp = sum ? sum + (ptrdiff_t)p * s.ldo + n : nullptr;
   float* op = out + (ptrdiff_t)p * s.ldo + n;
-  if (NP >= 4 && panels == 4)
-    igemm_tile<V, MR, (NP >= 4 ? 4 : 1)>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
-  else if (NP >= 3 && panels == 3)
-    igemm_tile<V, MR, (NP >= 3 ? 3 : 1)>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
-  else if (NP >= 2 && panels == 2)
-    igemm_tile<V, MR, (NP >= 2 ? 2 : 1)>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
-  else
-    igemm_tile<V, MR, 1>(s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
+  const int nv = (nc + V::N - 1) / V::N;
+  if constexpr (HalfOf<V>::kHas) {
+    if (nc % V::N != 0 && nc % V::N <= HalfOf<V>::type::N)
+      return igemm_fit<V, MR, NVMAX - 1, true>(nv - 1, s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
+  }
+  igemm_fit<V, MR, NVMAX, false>(nv, s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
 }
 
 template <class V, int MR, int NP>
