@@ -131,6 +131,11 @@ using PoolRowFn = void (*)(float* acc, const float* x, int64_t n, bool is_max);
 // for c < C (taps: the window's input pixels inside the input, n >= 1).
 using PoolTapsFn = void (*)(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale);
 
+// One image's transpose, [rows][cols] -> [cols][rows] (NCHW <-> NHWC where the layout changes):
+// y[c * rows + r] = x[r * cols + c] for r in [r0, r1), c in [c0, c1) (a task's share).
+using TransposeFn = void (*)(const float* x, int64_t rows, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
+                             int64_t c1, float* y);
+
 // ---- The NHWC conv core (conv core v2) ----
 // Activations of a conv chain are NHWC: a pixel's channels are contiguous. A conv is an indirect GEMM:
 // an output pixel's inputs are found through a table of input-pixel offsets per tap (no im2col copy),
@@ -201,6 +206,7 @@ struct KernelTable {
   WinoInputFn wino_input;
   WinoOutputFn wino_output;
   PoolTapsFn pool_taps;
+  TransposeFn transpose;
 };
 
 // The depthwise kernels' scratch layout (see dwconv_impl.h): SH x SW phase planes of hq x wq, each
@@ -245,6 +251,7 @@ void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, f
 void activation(ActCode code, float* x, int64_t n, float a, float b);
 void pool_row(float* acc, const float* x, int64_t n, bool is_max);
 void pool_taps(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale);
+void transpose(const float* x, int64_t rows, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* y);
 void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
            const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi);
 void dwconv_nhwc(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int oy1,

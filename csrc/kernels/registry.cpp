@@ -33,6 +33,7 @@ const KernelTable* table_ref() {
     k.wino_input = ref::wino_input;
     k.wino_output = ref::wino_output;
     k.pool_taps = ref::pool_taps;
+    k.transpose = ref::transpose;
     return k;
   }();
   return &t;

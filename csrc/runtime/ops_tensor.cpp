@@ -145,23 +145,26 @@ class TransposeOp : public Op {
 };
 
 // A transpose that swaps two blocks of dims (per image [rows][cols] -> [cols][rows]): NCHW <-> NHWC,
-// where the layout changes. In tiles of 32 x 32, so both sides stream whole cache lines.
+// where the layout changes (kernels.h: TransposeFn). Tasks take slices of 32 along the longer side:
+// of the output's rows (input columns) where the input has few rows (to NHWC: C rows of H x W), so
+// that no two threads write parts of one output row (cache lines bounced between the cores, and two
+// threads ran slower than one).
 class Transpose2dOp : public Op {
  public:
-  static constexpr int64_t kTile = 32;
   int64_t images = 0, rows = 0, cols = 0;
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    const int64_t rtiles = (rows + kTile - 1) / kTile;
-    ctx.pool->run_range(images * rtiles, [&](int64_t t0, int64_t t1, int) {
+    constexpr int64_t kSlice = 32;
+    const bool by_rows = rows >= cols;
+    const int64_t n = by_rows ? rows : cols, slices = (n + kSlice - 1) / kSlice;
+    ctx.pool->run_range(images * slices, [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) {
-        const int64_t b = t / rtiles, r0 = (t % rtiles) * kTile, r1 = std::min(rows, r0 + kTile);
+        const int64_t b = t / slices, i0 = t % slices * kSlice, i1 = std::min(n, i0 + kSlice);
         const float* x = in[0] + b * rows * cols;
         float* y = out + b * rows * cols;
-        for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
-          const int64_t c1 = std::min(cols, c0 + kTile);
-          for (int64_t c = c0; c < c1; ++c)
-            for (int64_t r = r0; r < r1; ++r) y[c * rows + r] = x[r * cols + c];
-        }
+        if (by_rows)
+          ctx.k->transpose(x, rows, cols, i0, i1, 0, cols, y);
+        else
+          ctx.k->transpose(x, rows, cols, 0, rows, i0, i1, y);
       }
     }, parallel());
   }

@@ -489,6 +489,27 @@ void test_pool_taps(const KernelTable& t, Rng& rng) {
       }
 }
 
+// The image transpose: exact (a copy), over sizes around the 4 x 4 block and the 32 x 32 tile, in
+// blocks that start anywhere; the output is pre-filled with NaN so that a missed element shows.
+void test_transpose(const KernelTable& t, Rng& rng) {
+  for (int rows : {1, 3, 4, 5, 31, 32, 33, 67})
+    for (int cols : {1, 2, 4, 7, 16, 32, 37, 96}) {
+      std::vector<float> x((size_t)rows * cols), want(x.size()), got(x.size(), NAN);
+      for (auto& v : x) v = rng.normal();
+      ref::transpose(x.data(), rows, cols, 0, rows, 0, cols, want.data());
+      // Four blocks, cut at a random row and column (the second of each unaligned).
+      const int rc = rows > 2 ? rng.uniform(1, rows - 1) : rows, cc = cols > 2 ? rng.uniform(1, cols - 1) : cols;
+      t.transpose(x.data(), rows, cols, 0, rc, 0, cc, got.data());
+      t.transpose(x.data(), rows, cols, 0, rc, cc, cols, got.data());
+      t.transpose(x.data(), rows, cols, rc, rows, 0, cc, got.data());
+      t.transpose(x.data(), rows, cols, rc, rows, cc, cols, got.data());
+      if (std::memcmp(got.data(), want.data(), sizeof(float) * got.size()) != 0) {
+        std::printf("FAIL %s transpose %d x %d (cut at row %d, column %d)\n", t.isa, rows, cols, rc, cc);
+        ++failures;
+      }
+    }
+}
+
 void test_pool_row(const KernelTable& t, Rng& rng) {
   for (bool is_max : {true, false})
     for (int n : {1, 3, 4, 5, 8, 15, 16, 17, 31, 32, 33, 64, 100}) {
@@ -686,6 +707,7 @@ int main() {
     test_activation(t, rng);
     test_pool_row(t, rng);
     test_pool_taps(t, rng);
+    test_transpose(t, rng);
     // Sparse x dense: every block shape, batches around each vector width, odd sizes, very wide rows
     // (32-bit column indices past 65536), densities from one block per row to every slot.
     const int blocks[][2] = {{1, 1}, {1, 4}, {4, 1}};

@@ -11,6 +11,7 @@
 #include "../pool/pool_impl.h"
 #include "../sepconv/sepconv_impl.h"
 #include "../spmm/spmm_impl.h"
+#include "../transpose/transpose_impl.h"
 #include "../winograd/winograd_impl.h"
 #include "../kernels.h"
 
@@ -37,6 +38,7 @@ KernelTable make_table(const char* isa) {
   t.wino_input = wino_input<V>;
   t.wino_output = wino_output<V>;
   t.pool_taps = pool_taps<V>;
+  t.transpose = transpose<V>;
   return t;
 }
 

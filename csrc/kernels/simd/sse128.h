@@ -6,6 +6,8 @@
 #pragma once
 #include <immintrin.h>
 
+#include <cstddef>
+
 namespace edgesep {
 
 template <class Owner, bool kFma>
@@ -32,6 +34,12 @@ struct Sse128 {
   static T mul(T a, T b) { return _mm_mul_ps(a, b); }
   static T max(T a, T b) { return _mm_max_ps(a, b); }
   static T min(T a, T b) { return _mm_min_ps(a, b); }
+  // The 4 x 4 block at x (rows ldx apart) transposed into y (rows ldy apart).
+  static void transpose4(const float* x, ptrdiff_t ldx, float* y, ptrdiff_t ldy) {
+    T a = load(x), b = load(x + ldx), c = load(x + 2 * ldx), d = load(x + 3 * ldx);
+    _MM_TRANSPOSE4_PS(a, b, c, d);
+    store(y, a), store(y + ldy, b), store(y + 2 * ldy, c), store(y + 3 * ldy, d);
+  }
   static float hsum(T v) {
     v = _mm_add_ps(v, _mm_movehl_ps(v, v));
     v = _mm_add_ss(v, _mm_shuffle_ps(v, v, 1));

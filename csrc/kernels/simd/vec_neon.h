@@ -3,6 +3,8 @@
 #pragma once
 #include <arm_neon.h>
 
+#include <cstddef>
+
 namespace edgesep::neon {
 struct Vec {
   using T = float32x4_t;
@@ -20,6 +22,15 @@ struct Vec {
     return vld1q_lane_f32(base + i[3], v, 3);
   }
   static void store(float* p, T v) { vst1q_f32(p, v); }
+  // The 4 x 4 block at x (rows ldx apart) transposed into y (rows ldy apart).
+  static void transpose4(const float* x, ptrdiff_t ldx, float* y, ptrdiff_t ldy) {
+    // ab = {a0 b0 a2 b2}, {a1 b1 a3 b3}; cd likewise: column j of the block is half of ab and cd.
+    const float32x4x2_t ab = vtrnq_f32(load(x), load(x + ldx)), cd = vtrnq_f32(load(x + 2 * ldx), load(x + 3 * ldx));
+    store(y, vcombine_f32(vget_low_f32(ab.val[0]), vget_low_f32(cd.val[0])));
+    store(y + ldy, vcombine_f32(vget_low_f32(ab.val[1]), vget_low_f32(cd.val[1])));
+    store(y + 2 * ldy, vcombine_f32(vget_high_f32(ab.val[0]), vget_high_f32(cd.val[0])));
+    store(y + 3 * ldy, vcombine_f32(vget_high_f32(ab.val[1]), vget_high_f32(cd.val[1])));
+  }
   static T fma(T a, T b, T c) { return vfmaq_f32(c, a, b); }
   static T add(T a, T b) { return vaddq_f32(a, b); }
   static T sub(T a, T b) { return vsubq_f32(a, b); }
