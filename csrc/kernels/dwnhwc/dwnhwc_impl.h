@@ -37,7 +37,8 @@ inline void dw_pixels(const ConvShape& s, const float* in, const float* w, const
         const float* x = in + ((ptrdiff_t)(iy0 + ky * s.DH) * s.W + ix0) * C + c;
         const float* wr = w + (ptrdiff_t)ky * 3 * C + c;
         T xv[PX + 2];
-        for (int i = 0; i < PX + 2; ++i) xv[i] = U::load(x + (ptrdiff_t)i * C);
+        const float* xp = x;  // a running pointer: one add per load, not an index's multiply-add
+        for (int i = 0; i < PX + 2; ++i, xp += C) xv[i] = U::load(xp);
         for (int kx = 0; kx < 3; ++kx) {
           const T wv = U::load(wr + (ptrdiff_t)kx * C);
           for (int i = 0; i < PX; ++i) acc[i] = U::fma(xv[i + kx], wv, acc[i]);
@@ -86,9 +87,10 @@ inline void dw_channels(const ConvShape& s, const float* in, const float* w, con
 template <class V>
 void dwconv_nhwc(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy0, int oy1,
                  float lo, float hi) {
-  // Four pixels: 8 (AVX-512) measured slower on mobilenet_v2's depthwise layers (1.43 vs 1.00 ms in
-  // all; fewer interior groups on 7x7 and 14x14 maps), though llvm-mca models it faster on Cortex-A53.
-  constexpr int PX = 4;
+  // Four pixels on x86: 8 (AVX-512) measured slower on mobilenet_v2's depthwise layers (1.43 vs 1.00 ms
+  // in all; fewer interior groups on 7x7 and 14x14 maps). Eight on aarch64, where four sums were too
+  // few to cover the FMLA latency (llvm-mca: Cortex-A53 22% -> 38% of peak, A72 70% -> 100%).
+  constexpr int PX = V::kLaneFma ? 8 : 4;
   // Output columns whose whole window lies inside the input: [in0, in1).
   const int span = (s.KW - 1) * s.DW;
   int in0 = (s.PL + s.SW - 1) / s.SW, in1 = s.W - 1 - span + s.PL >= 0 ? (s.W - 1 - span + s.PL) / s.SW + 1 : 0;
