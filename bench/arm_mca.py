@@ -28,7 +28,7 @@ CORES = ["cortex-a53", "cortex-a72"]
 # FMLA count picks it out. Each pattern names the function as GCC and as clang (zig) leave it: they
 # inline differently.
 KERNELS = [
-    (r"detail9igemm_fitINS_4neon3VecELi4ELi4ELb0E", None, "NHWC conv tile 4 pixels x 16 channels (conv core v2)"),
+    (r"detail9igemm_fitINS_4neon3VecELi4ELi4ELb0E|detail10igemm_tileINS_4neon3VecELi4ELi4ELb0E", None, "NHWC conv tile 4 pixels x 16 channels (conv core v2)"),
     (r"detail11dwconv_nhwcINS_4neon3VecE|detail9dw_pixelsINS_4neon3VecELi8E", None, "NHWC depthwise, 8 pixels x 4 channels"),
     (r"detail12gemm_ukernelI", None, "NCHW GEMM tile 6x16 (first core, separable pair)"),
     (r"detail6dwconvI", None, "NCHW depthwise conv (first core)"),
