@@ -71,7 +71,8 @@ void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parall
   // The hand-off takes no lock while the workers spin (a layer follows the last within microseconds):
   // the job is published by the generation's increment, and the mutex is taken only to wake a worker
   // that went to sleep (sleepers_, read after the increment; a worker counts itself before its last
-  // look at the generation, so one of the two sees the other).
+  // look at the generation, so one of the two sees the other: both sides' first steps are
+  // read-modify-writes, which order the load after them on every target).
   job_ = &fn;
   const int shares = (int)shares_.size();
   for (int i = 0; i < shares; ++i) {
@@ -90,7 +91,10 @@ void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parall
   for (int spin = 0; spin < 20000 && active_.load(std::memory_order_acquire) != 0; ++spin) pause();
   if (active_.load(std::memory_order_acquire) != 0) {
     std::unique_lock<std::mutex> lock(mu_);
-    caller_sleeps_.store(true);
+    // An exchange, not a store: a read-modify-write orders it before the check of active_ below on
+    // every target (under qemu-user on x86, an aarch64 store-release then load-acquire was not, and
+    // the caller slept through the last worker's exit: a hang in CI).
+    caller_sleeps_.exchange(true);
     done_.wait(lock, [&] { return active_.load() == 0; });
     caller_sleeps_.store(false);
   }
