@@ -195,7 +195,7 @@ std::unique_ptr<Op> make_sepconv_nhwc(const std::vector<Shape>& in, const SepSha
   op->B = in[0][0];
   // Bands whose intermediate (rows x W x K) stays within ~128 KB, fewer rows where the threads need tasks.
   int64_t rows = std::max<int64_t>(1, std::min<int64_t>(OH, 32768 / ((int64_t)s.W * s.K)));
-  const int64_t want = c.threads > 1 ? 8 * c.threads : 1;
+  const int64_t want = c.threads > 1 ? ThreadPool::kTasksPerThread * c.threads : 1;
   if (op->B * ((OH + rows - 1) / rows) < want) rows = std::max<int64_t>(1, chunk_size(OH, (want + op->B - 1) / op->B, 1));
   op->rows = rows;
   op->bands = (OH + rows - 1) / rows;
@@ -245,7 +245,7 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
     op->act = parse_activation(a, w, N);
     // Blocks of up to 36 tiles (a multiple of every ISA's tile height), fewer where the threads need tasks.
-    const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr, want = c.threads > 1 ? 8 * c.threads : 1;
+    const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr, want = c.threads > 1 ? ThreadPool::kTasksPerThread * c.threads : 1;
     int64_t tb = std::min<int64_t>(36, T);
     if (B * ((T + tb - 1) / tb) < want) tb = std::max<int64_t>(mr, chunk_size(T, (want + B - 1) / B, mr));
     op->tb = std::min(tb, T);
@@ -302,9 +302,9 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
       throw PlanError("input " + shape_str(in[0]) + " too large for 32-bit pixel offsets");
     op->zero.assign(op->is.C, 0.f);
     // Pixel chunks whose input (about chunk x C floats) stays in L2 across the channel panels; with
-    // several threads, enough tasks for each to get four: smaller pixel chunks (down to two tiles),
+    // several threads, enough tasks for each to get eight: smaller pixel chunks (down to two tiles),
     // then channel ranges too.
-    const int64_t P = s.P(), mr = c.k->igemm_mr, BG = B * G, want = c.threads > 1 ? 8 * c.threads : 1;
+    const int64_t P = s.P(), mr = c.k->igemm_mr, BG = B * G, want = c.threads > 1 ? ThreadPool::kTasksPerThread * c.threads : 1;
     int64_t pchunk = std::max<int64_t>(4 * mr, 32768 / std::max<int64_t>(1, G * s.C) / mr * mr);
     if (c.threads > 1 && BG * ((P + pchunk - 1) / pchunk) < want)
       pchunk = std::max<int64_t>(2 * mr, chunk_size(P, (want + BG - 1) / BG, mr));

@@ -102,7 +102,7 @@ void ThreadPool::run(int n, const std::function<void(int, int)>& fn, bool parall
 
 void ThreadPool::run_range(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn, bool parallel) {
   if (n <= 0) return;
-  const int64_t parts = parallel ? std::min<int64_t>(n, 8 * size()) : 1, per = (n + parts - 1) / parts;
+  const int64_t parts = parallel ? std::min<int64_t>(n, (int64_t)kTasksPerThread * size()) : 1, per = (n + parts - 1) / parts;
   run((int)((n + per - 1) / per), [&](int t, int thread) { fn(t * per, std::min(n, (t + 1) * per), thread); },
       parallel);
 }

@@ -129,7 +129,7 @@ inline void igemm_tile(const IgemmShape& s, const float* in, const int32_t* ind,
     for (int r = 0; r < MR; ++r) a[r][v] = b;
   }
   if constexpr (HALF) {
-    const HT b = bp ? H::load(bp + NV * V::N) : H::set1(0.f);
+    const HT b = bp ? H::load(bp + NV * V::N) : H::zero();
     for (int r = 0; r < MR; ++r) h[r] = b;
   }
   if (sum)

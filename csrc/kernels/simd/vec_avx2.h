@@ -2,30 +2,18 @@
 #pragma once
 #include <immintrin.h>
 
+#include "avx256.h"
 #include "broadcast_weights.h"
 #include "sse128.h"
 
 namespace edgesep::avx2 {
-struct Vec : BroadcastWeights<Vec> {
-  using T = __m256;
+struct Vec : BroadcastWeights<Vec>, Avx256<Vec> {
   using V4 = Fma128<Vec>;  // for 4-wide work
-  static constexpr int N = 8;
-  static T zero() { return _mm256_setzero_ps(); }
-  static T set1(float x) { return _mm256_set1_ps(x); }
-  static T load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
-  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-  static T add(T a, T b) { return _mm256_add_ps(a, b); }
-  static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
-  static T mul(T a, T b) { return _mm256_mul_ps(a, b); }
-  static T div(T a, T b) { return _mm256_div_ps(a, b); }
   static T floor(T a) { return _mm256_floor_ps(a); }
   // 2^n for integer-valued n in [-126, 127] (built in the exponent field).
   static T pow2(T n) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
   }
-  static T max(T a, T b) { return _mm256_max_ps(a, b); }
-  static T min(T a, T b) { return _mm256_min_ps(a, b); }
   static float hsum(T v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));

@@ -2,23 +2,14 @@
 #pragma once
 #include <immintrin.h>
 
+#include "avx256.h"
 #include "broadcast_weights.h"
 #include "sse128.h"
 
 namespace edgesep::avx512 {
 // The lower 256 bits, for tiles whose last 8 channels would leave half a zmm idle (24 channels: one
 // zmm and one ymm instead of two zmm; on cores that split a zmm FMA in two, a quarter less work).
-struct Half {
-  using T = __m256;
-  static constexpr int N = 8;
-  static T set1(float x) { return _mm256_set1_ps(x); }
-  static T load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, T v) { _mm256_storeu_ps(p, v); }
-  static T fma(T a, T b, T c) { return _mm256_fmadd_ps(a, b, c); }
-  static T add(T a, T b) { return _mm256_add_ps(a, b); }
-  static T max(T a, T b) { return _mm256_max_ps(a, b); }
-  static T min(T a, T b) { return _mm256_min_ps(a, b); }
-};
+struct Half : Avx256<Half> {};
 
 struct Vec : BroadcastWeights<Vec> {
   using Half = avx512::Half;
