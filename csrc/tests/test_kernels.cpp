@@ -687,6 +687,17 @@ int main() {
         if (!make_shape(s, k[3], k[3])) continue;
         test_dwnhwc(t, s, rng, C % 2 == 0, C % 3 ? -INFINITY : 0.f, C % 5 ? INFINITY : 6.f);
       }
+    // The 3x3 row sweep: widths around its two-pixel step and edge pixels, paddings 0-2 on either side
+    // (windows that cross both edges at once, rows with no input row under them), a vertical stride that
+    // differs from the horizontal one.
+    for (int C : {1, 5, 16, 20, 35})
+      for (int W : {1, 2, 3, 4, 5, 6, 9})
+        for (const auto& k : {std::array<int, 5>{1, 1, 0, 0, 0}, {1, 1, 1, 1, 1}, {1, 2, 2, 2, 1}, {2, 1, 1, 0, 2},
+                              {2, 2, 0, 1, 1}, {3, 2, 2, 1, 0}, {1, 1, 2, 2, 2}}) {
+          ConvShape s{C, 4, W, C, 3, 3, k[0], k[1], 1, 1, k[2], k[3], 0, 0};
+          if (!make_shape(s, k[4], k[4])) continue;
+          test_dwnhwc(t, s, rng, (C + W) % 2 == 0, W % 3 ? -INFINITY : 0.f, W % 4 ? INFINITY : 6.f);
+        }
     // Winograd F(2x2, 3x3): odd and even output sizes (partial tiles), channel tails, every padding.
     for (const auto& c : {std::array<int, 8>{1, 1, 1, 1, 1, 1, 1, 1}, {3, 5, 7, 16, 1, 1, 1, 1}, {16, 8, 8, 32, 1, 1, 1, 1},
                           {17, 9, 6, 33, 0, 0, 0, 0}, {5, 7, 11, 20, 1, 0, 0, 1}, {64, 14, 14, 64, 1, 1, 1, 1},
