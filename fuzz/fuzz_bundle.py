@@ -171,7 +171,7 @@ def mutate(data: bytes, max_size: int, seed: int) -> bytes:
     if rng.random() < 0.03:
         out = out[:rng.randrange(len(out) + 1)]
     if rng.random() < 0.02 and len(out) >= 16:  # another version (1-3 have no header checksum)
-        out = out[:8] + struct.pack("<II", rng.choice([1, 2, 3, 4, 5]), 0) + out[16:]
+        out = out[:8] + struct.pack("<II", rng.choice([1, 2, 3, 4, 5, 6]), 0) + out[16:]
     return out[:max_size]
 
 

@@ -92,6 +92,40 @@ def test_a_version_2_bundle_still_runs(tmp_path):
     np.testing.assert_allclose(old.run(x), edgesep.load(tmp_path / "new.esb").run(x), rtol=1e-5, atol=1e-5)
 
 
+def test_a_version_4_winograd_bundle_still_runs(tmp_path):
+    """Before version 5 a Winograd conv's `winograd` attribute was 1 (F(2x2, 3x3), the only one): such a
+    file still loads and runs F(2x2, 3x3); 3 is refused."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    wt = np.random.default_rng(0).standard_normal((32, 32, 3, 3)).astype(np.float32) * 0.1
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 9, 9])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(wt, "W")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    compile_onnx(path, tmp_path / "new.esb")
+    header, _ = split(tmp_path / "new.esb")
+    assert [n["attrs"].get("winograd") for n in header["graph"]["nodes"] if n["op"] == "Conv"] == [2]
+
+    def set_winograd(value):
+        def mutate(h):
+            for n in h["graph"]["nodes"]:
+                if n["op"] == "Conv":
+                    n["attrs"]["winograd"] = value
+        return mutate
+
+    raw = bytearray(rewrite(tmp_path / "new.esb", set_winograd(1)).read_bytes())
+    struct.pack_into("<I", raw, 8, 4)  # version 4 (the header's checksum does not cover the preamble)
+    (tmp_path / "old.esb").write_bytes(bytes(raw))
+    old = edgesep.load(tmp_path / "old.esb")
+    assert old.format_version == 4
+    x = np.random.default_rng(1).standard_normal((1, 32, 9, 9)).astype(np.float32)
+    np.testing.assert_array_equal(old.run(x), edgesep.load(tmp_path / "new.esb").run(x))
+    with pytest.raises(BundleError, match="winograd must be 2 or 4"):
+        edgesep.load(rewrite(tmp_path / "new.esb", set_winograd(3)))
+
+
 def test_header_length_out_of_range_and_bad_json(bundle):
     _, data = split(bundle)
     raw = bytearray(bundle.read_bytes())

@@ -136,27 +136,30 @@ def test_conv_weights_are_stored_prepacked(tmp_path, layout):
 
 
 def test_wide_3x3_convs_run_by_winograd_and_match_onnxruntime(tmp_path):
-    """3x3 convs at stride 1 with >= 32 channels in and out go to Winograd F(2x2, 3x3) (weights stored
-    transformed; the stored weight unpacks to the original); others stay direct."""
+    """3x3 convs at stride 1 with >= 64 channels in and out on maps of 14+ go to Winograd F(4x4, 3x3), with
+    >= 32 to F(2x2, 3x3) (weights stored transformed; the stored weight unpacks to the original); others
+    stay direct. Partial tiles at the right and bottom edges (30 x 29 maps)."""
     from conftest import PARITY_RTOL, ort_run, rel_err
 
     from edgesep.bundle import read_bundle
 
-    W1, W2, W3 = w(32, 32, 3, 3), w(40, 32, 3, 3), w(16, 40, 3, 3)
+    W1, W2, W3 = w(64, 64, 3, 3), w(40, 64, 3, 3), w(16, 40, 3, 3)
     proto = model([helper.make_node("Conv", ["x", "W1"], ["a"], pads=[1, 1, 1, 1]),
                    helper.make_node("Relu", ["a"], ["b"]),
                    helper.make_node("Conv", ["b", "W2"], ["c"], pads=[0, 1, 1, 0]),
                    helper.make_node("Conv", ["c", "W3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
-                  [32, 9, 7], {"W1": W1, "W2": W2, "W3": W3})
+                  [64, 30, 29], {"W1": W1, "W2": W2, "W3": W3})
     path = tmp_path / "m.onnx"
     onnx.save(proto, path)
     compile_onnx(path, tmp_path / "m.esb")
     b = read_bundle(tmp_path / "m.esb")
     convs = [n for n in b.graph["nodes"] if n["op"] == "Conv"]
-    assert [n["attrs"].get("winograd", 0) for n in convs] == [1, 1, 0]  # the third: stride 2, 16 out
-    assert [b.tensors[n["weights"]["weight"]]["layout"] for n in convs] == ["wino23_nhwc16"] * 2 + ["conv_nhwc16"]
+    assert [n["attrs"].get("winograd", 0) for n in convs] == [4, 2, 0]  # the third: stride 2, 16 out
+    assert ([b.tensors[n["weights"]["weight"]]["layout"] for n in convs]
+            == ["wino43_nhwc16", "wino23_nhwc16", "conv_nhwc16"])
     np.testing.assert_allclose(b.weight(convs[0]["weights"]["weight"]), W1, atol=1e-6)
-    x = np.random.default_rng(0).standard_normal((3, 32, 9, 7)).astype(np.float32)
+    np.testing.assert_allclose(b.weight(convs[1]["weights"]["weight"]), W2, atol=1e-6)
+    x = np.random.default_rng(0).standard_normal((3, 64, 30, 29)).astype(np.float32)
     for isa in edgesep.available_isas():
         assert rel_err(edgesep.load(tmp_path / "m.esb", isa=isa).run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
     compile_onnx(path, tmp_path / "direct.esb", winograd=False)  # the smaller bundle

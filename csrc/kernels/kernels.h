@@ -165,18 +165,21 @@ using IgemmFn = void (*)(const IgemmShape& s, const float* in, const int32_t* in
 // False (and nothing written) if an offset would not fit in int32.
 bool igemm_offsets(const ConvShape& s, int64_t ldi, int32_t* ind);
 
-// Winograd F(2x2, 3x3) for a 3x3 conv at stride 1 on NHWC (one group): the output in 2x2 tiles, tile t
-// of an image at rows 2 (t / TW), columns 2 (t % TW). For a block of tiles, input_transform writes
-// V[xi][i][c] = (B^T d B)[xi] of tile t0 + i's 4x4 input patch d (zeros outside the input), xi < 16 at
-// `ldv` floats apart; sixteen GEMMs (igemm, 1x1) give M[xi] = V[xi] x U[xi], U the weights transformed
-// at compile time (layout wino23_nhwc16: per xi, the conv_nhwc16 panels of a C -> N 1x1 conv); then
-// output_transform writes clamp(A^T M A + bias + sum) into the tiles' output pixels inside OH x OW.
+// Winograd F(MxM, 3x3), M = 2 or 4, for a 3x3 conv at stride 1 on NHWC (one group): the output in MxM
+// tiles, tile t of an image at rows M (t / TW), columns M (t % TW). For a block of tiles, input_transform
+// writes V[xi][i][c] = (B^T d B)[xi] of tile t0 + i's (M+2)x(M+2) input patch d (zeros outside the
+// input), xi < points() = (M+2)^2 at `ldv` floats apart; that many GEMMs (igemm, 1x1) give
+// M[xi] = V[xi] x U[xi], U the weights transformed at compile time (layouts wino23_nhwc16, wino43_nhwc16:
+// per xi, the conv_nhwc16 panels of a C -> N 1x1 conv); then output_transform writes
+// clamp(A^T M A + bias + sum) into the tiles' output pixels inside OH x OW.
 struct WinoShape {
   int C, H, W, N;  // input channels, size; output channels
   int PT, PL;      // padding top / left
   int OH, OW;      // output size
-  int TW() const { return (OW + 1) / 2; }
-  int tiles() const { return (OH + 1) / 2 * TW(); }
+  int M = 2;       // output tile side: F(2x2, 3x3) or F(4x4, 3x3)
+  int TW() const { return (OW + M - 1) / M; }
+  int tiles() const { return (OH + M - 1) / M * TW(); }
+  int points() const { return (M + 2) * (M + 2); }
 };
 using WinoInputFn = void (*)(const WinoShape& s, const float* in, int t0, int nt, float* V, ptrdiff_t ldv);
 using WinoOutputFn = void (*)(const WinoShape& s, const float* M, ptrdiff_t ldm, int t0, int nt, const float* bias,

@@ -1,7 +1,7 @@
 // Convs on NHWC activations (layout "nhwc", conv core v2): the indirect-GEMM op for dense and grouped
 // convs of any kernel, stride, dilation and padding (weights conv_nhwc16), the depthwise op (khwc),
-// Winograd F(2x2, 3x3) (wino23_nhwc16) and the separable pair. Shapes here are physical: input
-// [B, H, W, C], output [B, OH, OW, N].
+// Winograd F(2x2, 3x3) and F(4x4, 3x3) (wino23_nhwc16, wino43_nhwc16) and the separable pair. Shapes
+// here are physical: input [B, H, W, C], output [B, OH, OW, N].
 #include <algorithm>
 #include <cmath>
 
@@ -113,10 +113,11 @@ class DwNhwcOp : public Op {
   }
 };
 
-// A 3x3 conv at stride 1 by Winograd F(2x2, 3x3): per block of tb output tiles (2x2 pixels each), the
-// input transform, sixteen 1x1 GEMMs on the conv core (tb x C by C x N, 2.25x fewer multiplies than
-// the direct conv's), the output transform with bias, residual and clamp (kernels.h: WinoShape), then
-// any other activation's pass over the tiles' pixels.
+// A 3x3 conv at stride 1 by Winograd F(MxM, 3x3), M = 2 or 4 (the weight's layout says which): per block
+// of tb output tiles (MxM pixels each), the input transform, (M+2)^2 1x1 GEMMs on the conv core (tb x C
+// by C x N: 2.25x fewer multiplies than the direct conv's at M = 2, 4x at M = 4), the output transform
+// with bias, residual and clamp (kernels.h: WinoShape), then any other activation's pass over the
+// tiles' pixels.
 class WinogradOp : public Op {
  public:
   WinoShape ws{};
@@ -132,23 +133,23 @@ class WinogradOp : public Op {
     const int64_t in_image = (int64_t)ws.H * ws.W * ws.C, out_image = (int64_t)ws.OH * ws.OW * ws.N;
     const int64_t panel = (ws.N + kPanelNC - 1) / kPanelNC * kPanelNC * ws.C;  // U[xi]'s floats
     const IgemmShape gs{ws.C, 1, ws.N, ws.N};
-    const int T = ws.tiles();
+    const int T = ws.tiles(), X = ws.points();
     ctx.pool->run((int)(B * blocks), [&](int task, int thread) {
       const int64_t b = task / blocks;
       const int t0 = (int)(task % blocks * tb), nt = (int)std::min<int64_t>(tb, T - t0);
       float* V = ctx.scratch + thread * ctx.scratch_stride;
-      float* M = V + 16 * tb * ws.C;
+      float* M = V + X * tb * ws.C;
       ctx.k->wino_input(ws, in[0] + b * in_image, t0, nt, V, tb * ws.C);
-      for (int xi = 0; xi < 16; ++xi)
+      for (int xi = 0; xi < X; ++xi)
         ctx.k->igemm(gs, V + xi * tb * ws.C, rows.data(), zero.data(), u + xi * panel, nullptr, nullptr,
                      M + xi * tb * ws.N, 0, nt, 0, ws.N, -INFINITY, INFINITY);
       float* o = out + b * out_image;
       ctx.k->wino_output(ws, M, tb * ws.N, t0, nt, bias, sum ? in[1] + b * out_image : nullptr, o, act.lo(), act.hi());
-      if (act.needs_pass())  // over each tile's two output rows (a tile's pixels are not contiguous)
+      if (act.needs_pass())  // over each tile's M output rows (a tile's pixels are not contiguous)
         for (int t = t0; t < t0 + nt; ++t)
-          for (int y = 2 * (t / ws.TW()); y < std::min(ws.OH, 2 * (t / ws.TW()) + 2); ++y) {
-            const int x = 2 * (t % ws.TW());
-            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ws.N, std::min(2, ws.OW - x), ws.N, ws.N, 0);
+          for (int y = ws.M * (t / ws.TW()); y < std::min(ws.OH, ws.M * (t / ws.TW()) + ws.M); ++y) {
+            const int x = ws.M * (t % ws.TW());
+            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ws.N, std::min(ws.M, ws.OW - x), ws.N, ws.N, 0);
           }
     }, parallel());
   }
@@ -236,17 +237,25 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
       throw PlanError("winograd takes a 3x3 conv at stride 1, dilation 1, one group");
     expect_inputs(in, 1, 2);
     auto op = std::make_unique<WinogradOp>();
-    op->ws = {s.C, s.H, s.W, s.N, s.PT, s.PL, s.OH, s.OW};
+    const auto wt = w.find("weight");
+    const int M = wt != w.end() && wt->second.layout == "wino43_nhwc16" ? 4 : 2;
+    op->ws = {s.C, s.H, s.W, s.N, s.PT, s.PL, s.OH, s.OW, M};
     op->B = B;
     op->sum = in.size() == 2;
     if (op->sum && in[1] != out)
       throw PlanError("the summed input " + shape_str(in[1]) + " does not match the output " + shape_str(out));
-    op->u = need_weight(w, "weight", "wino23_nhwc16", 16 * ((N + kPanelNC - 1) / kPanelNC * kPanelNC) * s.C).data;
+    op->u = need_weight(w, "weight", M == 4 ? "wino43_nhwc16" : "wino23_nhwc16",
+                        op->ws.points() * ((N + kPanelNC - 1) / kPanelNC * kPanelNC) * s.C).data;
     op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
     op->act = parse_activation(a, w, N);
-    // Blocks of up to 36 tiles (a multiple of every ISA's tile height), fewer where the threads need tasks.
-    const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr, want = c.threads > 1 ? ThreadPool::kTasksPerThread * c.threads : 1;
-    int64_t tb = std::min<int64_t>(36, T);
+    // Blocks of up to 36 tiles at M = 2, 18 at M = 4 (multiples of every ISA's tile height; the block's
+    // transformed inputs and products, points x tiles x (C + N) floats, about alike), fewer where the
+    // threads need tasks. Each block reads all the transformed weights: where they outgrow L2 (512 KB),
+    // one block per thread, not eight.
+    const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr;
+    const bool big = (int64_t)op->ws.points() * s.C * N * (int64_t)sizeof(float) > (512 << 10);
+    const int64_t want = c.threads > 1 ? (big ? 1 : ThreadPool::kTasksPerThread) * c.threads : 1;
+    int64_t tb = std::min<int64_t>(M == 4 ? 18 : 36, T);
     if (B * ((T + tb - 1) / tb) < want) tb = std::max<int64_t>(mr, chunk_size(T, (want + B - 1) / B, mr));
     op->tb = std::min(tb, T);
     op->blocks = (T + op->tb - 1) / op->tb;
@@ -254,7 +263,7 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     c.check_bytes((int64_t)op->table_bytes, "Winograd tables");
     for (int64_t i = 0; i < op->tb; ++i) op->rows.push_back((int32_t)(i * s.C));
     op->zero.assign(s.C, 0.f);
-    op->scratch_floats = (size_t)(16 * op->tb * (s.C + s.N));
+    op->scratch_floats = (size_t)(op->ws.points() * op->tb * (s.C + s.N));
     result = std::move(op);
   } else if (depthwise_rule && s.C == 1 && s.N == 1) {
     expect_inputs(in, 1, 1);

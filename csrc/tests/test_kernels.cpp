@@ -251,53 +251,64 @@ void test_igemm(const KernelTable& t, const ConvShape& s, int G, Rng& rng, bool 
 // each: tight), and the whole pipeline (transforms + sixteen 1x1 GEMMs, tiles in two blocks) against
 // the direct conv. Winograd sums other terms than the direct conv does (the transforms' products of
 // up to 4 x 4 values), so its bound is that of the direct sum scaled by the transforms' gain (16).
-void test_winograd(const KernelTable& t, int C, int H, int W, int N, int PT, int PL, int PB, int PR, Rng& rng,
+void test_winograd(const KernelTable& t, int Mt, int C, int H, int W, int N, int PT, int PL, int PB, int PR, Rng& rng,
                    bool with_bias, bool with_sum, float lo, float hi) {
   ConvShape s{C, H, W, N, 3, 3, 1, 1, 1, 1, PT, PL, 0, 0};
   if (!make_shape(s, PB, PR)) return;
-  const WinoShape ws{C, H, W, N, PT, PL, s.OH, s.OW};
-  const int T = ws.tiles(), P = s.P(), panels = (N + kPanelNC - 1) / kPanelNC;
+  const WinoShape ws{C, H, W, N, PT, PL, s.OH, s.OW, Mt};
+  const int T = ws.tiles(), P = s.P(), panels = (N + kPanelNC - 1) / kPanelNC, X = ws.points(), E = Mt + 2;
   std::vector<float> in((size_t)H * W * C), w((size_t)N * C * 9), bias(N), sum((size_t)P * N);
   for (auto* v : {&in, &w, &bias, &sum})
     for (auto& x : *v) x = rng.normal();
   const float* b = with_bias ? bias.data() : nullptr;
   const float* sm = with_sum ? sum.data() : nullptr;
   // U[xi] = G g G^T, each packed as a 1x1 conv's conv_nhwc16 panels.
-  const double G[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
-  std::vector<float> u((size_t)16 * panels * kPanelNC * C, 0.f);
+  const double G2[4][3] = {{1, 0, 0}, {.5, .5, .5}, {.5, -.5, .5}, {0, 0, 1}};
+  const double G4[6][3] = {{1. / 4, 0, 0},           {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                           {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  auto G = [&](int i, int a) { return Mt == 2 ? G2[i][a] : G4[i][a]; };
+  std::vector<float> u((size_t)X * panels * kPanelNC * C, 0.f);
   for (int n = 0; n < N; ++n)
     for (int c = 0; c < C; ++c)
-      for (int i = 0; i < 4; ++i)
-        for (int j = 0; j < 4; ++j) {
+      for (int i = 0; i < E; ++i)
+        for (int j = 0; j < E; ++j) {
           double v = 0;
           for (int a = 0; a < 3; ++a)
-            for (int e = 0; e < 3; ++e) v += G[i][a] * w[((size_t)n * C + c) * 9 + a * 3 + e] * G[j][e];
-          u[(size_t)(i * 4 + j) * panels * kPanelNC * C + ((size_t)(n / kPanelNC) * C + c) * kPanelNC + n % kPanelNC] =
+            for (int e = 0; e < 3; ++e) v += G(i, a) * w[((size_t)n * C + c) * 9 + a * 3 + e] * G(j, e);
+          u[(size_t)(i * E + j) * panels * kPanelNC * C + ((size_t)(n / kPanelNC) * C + c) * kPanelNC + n % kPanelNC] =
               (float)v;
         }
-  std::vector<float> V((size_t)16 * T * C), Vr((size_t)16 * T * C), M((size_t)16 * T * N), got((size_t)P * N, NAN),
-      got_r((size_t)P * N, NAN), zero(C, 0.f), ones((size_t)16 * T * std::max(C, N), 1.f);
+  std::vector<float> V((size_t)X * T * C), Vr((size_t)X * T * C), M((size_t)X * T * N), got((size_t)P * N, NAN),
+      got_r((size_t)P * N, NAN), zero(C, 0.f);
+  // Scales of the transforms' rounding: F(2x2)'s B^T d B adds at most 4 values of |d| <= max |in| (the
+  // tests' unit scale); F(4x4)'s weighs them by |B^T| |B| summing to at most 10 x 10, and A^T M A by
+  // |A^T| |A| summing to at most 19 x 19 (its rows' absolute sums), against 3 x 3 for F(2x2).
+  float in_max = 0.f;
+  for (float x : in) in_max = std::max(in_max, std::fabs(x));
+  std::vector<float> vmag((size_t)X * T * C, Mt == 2 ? 1.f : 100.f * in_max);
+  float m_max = 0.f;
   std::vector<int32_t> rows(T);
   for (int i = 0; i < T; ++i) rows[i] = i * C;
   const int cut = rng.uniform(0, T);
   char where[96];
-  std::snprintf(where, sizeof where, "C%d H%d W%d N%d pads %d,%d,%d,%d", C, H, W, N, PT, PL, PB, PR);
+  std::snprintf(where, sizeof where, "F(%dx%d) C%d H%d W%d N%d pads %d,%d,%d,%d", Mt, Mt, C, H, W, N, PT, PL, PB, PR);
   for (int part = 0; part < 2; ++part) {  // tiles [0, cut) and [cut, T) as two blocks
     const int t0 = part ? cut : 0, nt = part ? T - cut : cut;
     if (nt == 0) continue;
     const ptrdiff_t ldv = (ptrdiff_t)nt * C, ldm = (ptrdiff_t)nt * N;
     t.wino_input(ws, in.data(), t0, nt, V.data(), ldv);
     ref::wino_input(ws, in.data(), t0, nt, Vr.data(), ldv);
-    expect_close(t.isa, std::string("wino_input ") + where, V.data(), Vr.data(), ones.data(), 16 * ldv, 4);
+    expect_close(t.isa, std::string("wino_input ") + where, V.data(), Vr.data(), vmag.data(), X * ldv, 4);
     const IgemmShape gs{C, 1, N, N};
-    for (int xi = 0; xi < 16; ++xi)
+    for (int xi = 0; xi < X; ++xi)
       t.igemm(gs, V.data() + xi * ldv, rows.data(), zero.data(), u.data() + (size_t)xi * panels * kPanelNC * C, nullptr,
               nullptr, M.data() + xi * ldm, 0, nt, 0, N, -INFINITY, INFINITY);
+    for (size_t i = 0; i < (size_t)X * ldm; ++i) m_max = std::max(m_max, std::fabs(M[i]));
     t.wino_output(ws, M.data(), ldm, t0, nt, b, sm, got.data(), lo, hi);
     ref::wino_output(ws, M.data(), ldm, t0, nt, b, sm, got_r.data(), lo, hi);
   }
   std::vector<float> mag_o((size_t)P * N);
-  for (size_t i = 0; i < mag_o.size(); ++i) mag_o[i] = std::fabs(got_r[i]) + 16.f;
+  for (size_t i = 0; i < mag_o.size(); ++i) mag_o[i] = std::fabs(got_r[i]) + (Mt == 2 ? 16.f : 400.f * m_max);
   expect_close(t.isa, std::string("wino_output ") + where, got.data(), got_r.data(), mag_o.data(), got.size(), 16);
   // Against the direct conv (the NHWC reference through its offset table).
   std::vector<int32_t> ind((size_t)P * 9);
@@ -314,7 +325,8 @@ void test_winograd(const KernelTable& t, int C, int H, int W, int N, int PT, int
         if (off >= 0)
           for (int c = 0; c < C; ++c) a += std::fabs(w[((size_t)n * C + c) * 9 + k] * in[off + c]);
       }
-      mag[(size_t)p * N + n] = 16.f * (float)a;
+      // F(4x4)'s transforms amplify rounding ~25x F(2x2)'s (measured in numpy at C = 256: 3e-5 vs 1.2e-6).
+      mag[(size_t)p * N + n] = (Mt == 2 ? 16.f : 400.f) * (float)a;
     }
   expect_close(t.isa, std::string("winograd vs direct ") + where, got.data(), want.data(), mag.data(), got.size(),
                16 * C + 16);
@@ -698,17 +710,20 @@ int main() {
           if (!make_shape(s, k[4], k[4])) continue;
           test_dwnhwc(t, s, rng, (C + W) % 2 == 0, W % 3 ? -INFINITY : 0.f, W % 4 ? INFINITY : 6.f);
         }
-    // Winograd F(2x2, 3x3): odd and even output sizes (partial tiles), channel tails, every padding.
-    for (const auto& c : {std::array<int, 8>{1, 1, 1, 1, 1, 1, 1, 1}, {3, 5, 7, 16, 1, 1, 1, 1}, {16, 8, 8, 32, 1, 1, 1, 1},
-                          {17, 9, 6, 33, 0, 0, 0, 0}, {5, 7, 11, 20, 1, 0, 0, 1}, {64, 14, 14, 64, 1, 1, 1, 1},
-                          {20, 4, 3, 7, 2, 2, 0, 2}, {8, 3, 3, 12, 0, 0, 0, 0}})
-      for (int k = 0; k < 2; ++k)
-        test_winograd(t, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], rng, k == 0, k == 1, k ? 0.f : -INFINITY,
-                      INFINITY);
-    for (int i = 0; i < 30; ++i)
-      test_winograd(t, rng.uniform(1, 24), rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(1, 40), rng.uniform(0, 2),
-                    rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2), rng, i % 2 == 0, i % 3 == 0,
-                    i % 4 ? -INFINITY : -1.f, i % 4 ? INFINITY : 1.f);
+    // Winograd F(2x2, 3x3) and F(4x4, 3x3): output sizes around the tile (partial tiles), channel tails,
+    // every padding.
+    for (int m : {2, 4}) {
+      for (const auto& c : {std::array<int, 8>{1, 1, 1, 1, 1, 1, 1, 1}, {3, 5, 7, 16, 1, 1, 1, 1}, {16, 8, 8, 32, 1, 1, 1, 1},
+                            {17, 9, 6, 33, 0, 0, 0, 0}, {5, 7, 11, 20, 1, 0, 0, 1}, {64, 14, 14, 64, 1, 1, 1, 1},
+                            {20, 4, 3, 7, 2, 2, 0, 2}, {8, 3, 3, 12, 0, 0, 0, 0}, {33, 13, 10, 18, 1, 1, 1, 1}})
+        for (int k = 0; k < 2; ++k)
+          test_winograd(t, m, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], rng, k == 0, k == 1, k ? 0.f : -INFINITY,
+                        INFINITY);
+      for (int i = 0; i < 30; ++i)
+        test_winograd(t, m, rng.uniform(1, 24), rng.uniform(1, 12), rng.uniform(1, 12), rng.uniform(1, 40),
+                      rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2), rng.uniform(0, 2), rng, i % 2 == 0,
+                      i % 3 == 0, i % 4 ? -INFINITY : -1.f, i % 4 ? INFINITY : 1.f);
+    }
     // Separable pair: widths around the tile, depth over the KC block, bands of one row, strides 2
     // and 3 with odd and even kernels and widths (phases of unequal tap counts, a phase with none).
     const int sep[][13] = {

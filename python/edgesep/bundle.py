@@ -30,17 +30,30 @@ MAGIC = b"EDGESEP\0"
 # 2 added the integer dtypes (sparse indices); 3 the NHWC activation layout (the `layout` attribute of
 # convs and pools, weight layouts conv_nhwc16 and khwc) and Winograd convs (attribute `winograd`, layout
 # wino23_nhwc16); 4 the header's CRC-32 in the preamble (the field was reserved, 0) and the value
-# limits (ops.LIMITS) stated. Older files read unchanged (1-3 are checked against the same limits).
-FORMAT_VERSION = 4
-READ_VERSIONS = (1, 2, 3, 4)
+# limits (ops.LIMITS) stated; 5 Winograd F(4x4, 3x3) (layout wino43_nhwc16; attribute `winograd` the
+# output tile's side, 2 or 4, where 1 meant F(2x2, 3x3)). Older files read unchanged (1-4 are checked
+# against the same limits).
+FORMAT_VERSION = 5
+READ_VERSIONS = (1, 2, 3, 4, 5)
 DTYPES = {"float32": np.dtype("<f4"), "int32": np.dtype("<i4"), "uint16": np.dtype("<u2")}
 ALIGN = 64
 _PREAMBLE = struct.Struct("<8sIIQQ")
 GEMM_MR = 6  # rows per weight panel of layout conv_mr6; equals kGemmMR in csrc/kernels/kernels.h
 PANEL_NC = 16  # output channels per weight panel of layout conv_nhwc16; equals kPanelNC there
-LAYOUTS = ("plain", "conv_mr6", "conv_nhwc16", "wino23_nhwc16", "khwc", "bcsr")
-# Winograd F(2x2, 3x3): the weight transform G (U = G g G^T per output and input channel).
-WINO_G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+LAYOUTS = ("plain", "conv_mr6", "conv_nhwc16", "wino23_nhwc16", "wino43_nhwc16", "khwc", "bcsr")
+# Winograd F(2x2, 3x3) and F(4x4, 3x3) (interpolation points 0, +-1 and 0, +-1, +-2): the weight
+# transform G (U = G g G^T per output and input channel), by weight layout.
+WINO_G = {
+    "wino23_nhwc16": np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+    "wino43_nhwc16": np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                               [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]),
+}
+
+
+def wino_layout(tile: int) -> str:
+    """The weight layout of a Winograd conv whose `winograd` attribute is `tile` (1 in bundles before
+    version 5: F(2x2, 3x3))."""
+    return "wino43_nhwc16" if tile == 4 else "wino23_nhwc16"
 
 
 class BundleError(ValueError):
@@ -121,20 +134,25 @@ def unpack_conv_nhwc16(packed: np.ndarray, shape: list[int], groups: int) -> np.
     return np.ascontiguousarray(w.reshape(groups, panels * PANEL_NC, cg, kh * kw)[:, :ng]).reshape(shape)
 
 
-def pack_wino23_nhwc16(w: np.ndarray) -> np.ndarray:
-    """A 3x3 conv's weights [N, C, 3, 3] for Winograd F(2x2, 3x3) on the NHWC core: U = G g G^T (in
-    double), then for each of the 16 transformed taps the conv_nhwc16 packing of that C -> N 1x1 conv."""
-    u = np.einsum("ia,ncab,jb->ijnc", WINO_G, w.astype(np.float64), WINO_G).reshape(16, *w.shape[:2], 1, 1)
-    return np.concatenate([pack_conv_nhwc16(u[k].astype(np.float32), 1) for k in range(16)])
+def pack_wino_nhwc16(w: np.ndarray, layout: str) -> np.ndarray:
+    """A 3x3 conv's weights [N, C, 3, 3] for Winograd (layout wino23_nhwc16 or wino43_nhwc16) on the NHWC
+    core: U = G g G^T (in double), then for each of the (M+2)^2 transformed taps the conv_nhwc16 packing
+    of that C -> N 1x1 conv."""
+    g = WINO_G[layout]
+    u = np.einsum("ia,ncab,jb->ijnc", g, w.astype(np.float64), g).reshape(len(g) ** 2, *w.shape[:2], 1, 1)
+    return np.concatenate([pack_conv_nhwc16(u[k].astype(np.float32), 1) for k in range(len(g) ** 2)])
 
 
-def unpack_wino23_nhwc16(packed: np.ndarray, shape: list[int]) -> np.ndarray:
-    """The 3x3 weights a wino23_nhwc16 tensor was packed from (G has a left inverse)."""
+def unpack_wino_nhwc16(packed: np.ndarray, shape: list[int], layout: str) -> np.ndarray:
+    """The 3x3 weights a Winograd tensor was packed from (G has a left inverse)."""
     n, c = shape[:2]
-    per = len(packed) // 16
-    u = np.stack([unpack_conv_nhwc16(packed[k * per:(k + 1) * per], [n, c, 1, 1], 1)[..., 0, 0] for k in range(16)])
-    gi = np.linalg.pinv(WINO_G)
-    return np.einsum("ai,ijnc,bj->ncab", gi, u.reshape(4, 4, n, c).astype(np.float64), gi).astype(np.float32)
+    g = WINO_G[layout]
+    points = len(g) ** 2
+    per = len(packed) // points
+    u = np.stack([unpack_conv_nhwc16(packed[k * per:(k + 1) * per], [n, c, 1, 1], 1)[..., 0, 0]
+                  for k in range(points)])
+    gi = np.linalg.pinv(g)
+    return np.einsum("ai,ijnc,bj->ncab", gi, u.reshape(len(g), len(g), n, c).astype(np.float64), gi).astype(np.float32)
 
 
 def pack_khwc(w: np.ndarray) -> np.ndarray:
@@ -149,10 +167,10 @@ def _layout_count(entry: dict) -> int:
         if not isinstance(groups, int) or groups < 1 or len(shape) != 4 or shape[0] % groups:
             raise ValueError("conv_nhwc16 needs a 4-D shape and a 'groups' that divides its first dim")
         return conv_nhwc16_count(shape, groups)
-    if entry["layout"] == "wino23_nhwc16":
+    if entry["layout"] in WINO_G:
         if len(shape) != 4 or shape[2:] != [3, 3]:
-            raise ValueError("wino23_nhwc16 needs a 3x3 conv's shape [N, C, 3, 3]")
-        return 16 * conv_nhwc16_count([shape[0], shape[1], 1, 1], 1)
+            raise ValueError(f"{entry['layout']} needs a 3x3 conv's shape [N, C, 3, 3]")
+        return len(WINO_G[entry["layout"]]) ** 2 * conv_nhwc16_count([shape[0], shape[1], 1, 1], 1)
     if entry["layout"] == "khwc" and (len(shape) != 4 or shape[1] != 1):
         raise ValueError("khwc needs a depthwise shape [C, 1, kh, kw]")
     if entry["layout"] == "conv_mr6":
@@ -246,8 +264,8 @@ class Bundle:
             return unpack_conv_mr6(a, e["shape"], e["groups"], e.get("phases", 1))
         if e["layout"] == "conv_nhwc16":
             return unpack_conv_nhwc16(a, e["shape"], e["groups"])
-        if e["layout"] == "wino23_nhwc16":
-            return unpack_wino23_nhwc16(a, e["shape"])
+        if e["layout"] in WINO_G:
+            return unpack_wino_nhwc16(a, e["shape"], e["layout"])
         if e["layout"] == "khwc":
             n, _, kh, kw = e["shape"]
             return np.ascontiguousarray(a.reshape(kh, kw, n).transpose(2, 0, 1)).reshape(e["shape"])
@@ -422,7 +440,9 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
             dw = is_depthwise(t["shape"][1] * groups, t["shape"][0], groups)
             want = ("khwc" if dw else "conv_nhwc16") if nhwc else ("plain" if dw else "conv_mr6")
             if attrs.get("winograd", 0):
-                want = "wino23_nhwc16"
+                if attrs["winograd"] not in (1, 2, 4):
+                    _fail(where, f"winograd must be 2 or 4 (the output tile's side), is {attrs['winograd']}")
+                want = wino_layout(attrs["winograd"])
             if t["layout"] != want or (want in ("conv_mr6", "conv_nhwc16") and t.get("groups") != groups):
                 _fail(where, f"conv weight must be stored as {want} with this node's group")
         defined.add(out)

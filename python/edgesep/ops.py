@@ -24,7 +24,7 @@ ATTR_RANGES: dict[str, tuple[int, int]] = {
     "kernel_shape": (1, _WIN), "strides": (1, _WIN), "dilations": (1, _WIN), "pads": (0, _WIN),
     "group": (1, _DIM), "out_channels": (1, _DIM), "rank": (1, _DIM), "out_features": (1, _DIM),
     "axis": (-_DIM, _DIM), "shape": (-1, _DIM), "perm": (0, _DIM), "block": (1, 4),
-    "constant_index": (0, 1), "ceil_mode": (0, 1), "count_include_pad": (0, 1), "winograd": (0, 1),
+    "constant_index": (0, 1), "ceil_mode": (0, 1), "count_include_pad": (0, 1), "winograd": (0, 4),
     "coerce_2d": (0, 1),
 }
 _OP_RANGES = {("Pad", "pads"): (0, _DIM)}
@@ -56,11 +56,12 @@ class OpSpec:
 _BINARY = OpSpec(1, 2, {"constant": "plain"}, {"constant_index": int, **_ACT_ATTRS})
 
 OPS: dict[str, OpSpec] = {
-    # NCHW: weight conv_mr6 (depthwise: plain). NHWC: conv_nhwc16 (depthwise: khwc; winograd=1, a 3x3
-    # conv at stride 1 run by Winograd F(2x2, 3x3): wino23_nhwc16), an optional second input added to
+    # NCHW: weight conv_mr6 (depthwise: plain). NHWC: conv_nhwc16 (depthwise: khwc; winograd=M, a 3x3
+    # conv at stride 1 run by Winograd F(MxM, 3x3): M = 2 wino23_nhwc16 (1 before bundle version 5), M = 4
+    # wino43_nhwc16), an optional second input added to
     # the output before the activation (a fused residual Add), and input_layout "nchw" (a dense conv that
     # reads an NCHW input, a graph's RGB image, and writes NHWC).
-    "Conv": OpSpec(1, 2, {"weight": "conv_mr6|plain|conv_nhwc16|khwc|wino23_nhwc16", "bias": "plain", "slope": "plain"},
+    "Conv": OpSpec(1, 2, {"weight": "conv_mr6|plain|conv_nhwc16|khwc|wino23_nhwc16|wino43_nhwc16", "bias": "plain", "slope": "plain"},
                    {**_WINDOW, "group": int, "out_channels": int, **_ACT_ATTRS, **_LAYOUT, "winograd": int,
                     "input_layout": str}),
     # The fused separable pair (kh x 1 to `rank` channels at stride strides[0], then 1 x kw at strides[1]),

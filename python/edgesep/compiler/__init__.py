@@ -79,9 +79,9 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     runs more than min_speedup times faster than the dense layer.
     layout: the activations' layout in the bundle, "nhwc" (the conv core's; NCHW only where an op needs
     it) or "nchw" (the first core's, kept for comparison; see compiler/layout.py).
-    winograd: on NHWC, run 3x3 convs of 32+ channels at stride 1 by Winograd F(2x2, 3x3) (1.4-1.8x
-    faster; their weights take 16/9 the bytes: resnet18's bundle 47 -> 76 MB). The passes' timings
-    use it either way."""
+    winograd: on NHWC, run 3x3 convs of 32+ channels at stride 1 by Winograd: F(4x4, 3x3) from 64 channels
+    on 14x14+ maps, else F(2x2, 3x3) (1.4-2.9x faster than direct; their weights take 4x / 16/9 the bytes:
+    resnet18's bundle 47 -> 97 MB). The passes' timings use it either way."""
     src = Path(src)
     try:
         raw = src.read_bytes()

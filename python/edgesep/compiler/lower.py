@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc, pack_wino23_nhwc16
+from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc, pack_wino_nhwc16, wino_layout
 from ..ops import ACTIVATION_LAYOUTS, OPS, is_depthwise
 from .ir import CompileError, Graph, Node
 from .layout import to_nhwc
@@ -31,7 +31,8 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     if nhwc and (n.op, key) in (("Conv", "weight"), ("SeparableConv", "vertical"), ("SeparableConv", "horizontal")):
         groups = n.attrs.get("group", 1)
         if n.op == "Conv" and n.attrs.get("winograd"):
-            return w.add(name, pack_wino23_nhwc16(arr), shape=list(arr.shape), layout="wino23_nhwc16")
+            layout = wino_layout(n.attrs["winograd"])
+            return w.add(name, pack_wino_nhwc16(arr, layout), shape=list(arr.shape), layout=layout)
         if n.op == "Conv" and is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
             return w.add(name, pack_khwc(arr), shape=list(arr.shape), layout="khwc")
         return w.add(name, pack_conv_nhwc16(arr, groups), shape=list(arr.shape), layout="conv_nhwc16", groups=groups)
