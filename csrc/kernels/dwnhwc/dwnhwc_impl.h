@@ -82,8 +82,9 @@ inline void dw_channels(const ConvShape& s, const float* in, const float* w, con
 // [c, c + U::N), swept left to right: the nine weights stay in registers for the whole row, and each
 // input vector is loaded once and carried to the next pixels whose windows share its column (stride 1:
 // three loads per nine FMAs; loading each window whole took 27 loads per 36 FMAs, and the loads, not
-// the FMAs, set the pace: 25 -> 56 GMAC/s on a 56x56x144 map, AVX-512). Window rows outside the input
-// read row 0 against zero weights; columns outside it (the edge pixels, taken one at a time) are skipped.
+// the FMAs, set the pace: 25 -> 45 GMAC/s on a 56x56x144 map, AVX-512, one thread). Window rows outside
+// the input read row 0 against zero weights; columns outside it (the edge pixels, taken one at a time)
+// are skipped.
 template <class U, int S, int PX>
 inline void dw3_row(const ConvShape& s, const float* in, const float* w, const float* bias, float* out, int oy, int c,
                     int in0, int in1, typename U::T vlo, typename U::T vhi) {
