@@ -149,8 +149,8 @@ void dw3_rows(const ConvShape& s, const float* in, const float* w, const float* 
               float lo, float hi) {
   using V4 = typename V::V4;
   using L1 = Lane1<V>;
-  // Two pixels per step: as fast as four on AVX-512 (56x56x144: 56 vs 54 GMAC/s) in fewer registers
-  // (9 weights + 3 x (CARRY + 2 S) columns + 2 sums: 23 at stride 1, 26 at stride 2).
+  // Two pixels per step: as fast as four on AVX-512 (interior pixels of 56x56x144: 56 vs 54 GMAC/s) and
+  // fewer registers (9 weights + 3 x (CARRY + 2 S) columns + 2 sums: 23 at stride 1, 26 at stride 2).
   constexpr int PX = 2;
   // Output columns whose window lies inside the input: [in0, in1).
   int in0 = (s.PL + S - 1) / S, in1 = s.W - 3 + s.PL >= 0 ? (s.W - 3 + s.PL) / S + 1 : 0;
