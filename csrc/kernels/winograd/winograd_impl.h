@@ -133,43 +133,61 @@ inline void wino43_output_run(const WinoShape& s, const float* M, ptrdiff_t ldm,
   }
 }
 
-template <class V>
-void wino_input(const WinoShape& s, const float* in, int t0, int nt, float* V_, ptrdiff_t ldv) {
-  using V4 = typename V::V4;
-  using L1 = Lane1<V>;
-  const bool f43 = s.M == 4;
+// The transforms of one channel run (U: a vector, 4-wide or one-lane type) for tile side M.
+template <int M>
+struct WinoRuns {
+  template <class U>
+  static void input(const WinoShape& s, const float* in, int t, int c, float* V, ptrdiff_t ldv) {
+    if constexpr (M == 4)
+      wino43_input_run<U>(s, in, t, c, V, ldv);
+    else
+      wino_input_run<U>(s, in, t, c, V, ldv);
+  }
+  template <class U>
+  static void output(const WinoShape& s, const float* Mp, ptrdiff_t ldm, int t, int n, const float* bias,
+                     const float* sum, float* out, float lo, float hi) {
+    if constexpr (M == 4)
+      wino43_output_run<U>(s, Mp, ldm, t, n, bias, sum, out, lo, hi);
+    else
+      wino_output_run<U>(s, Mp, ldm, t, n, bias, sum, out, lo, hi);
+  }
+};
+
+template <class V, int M>
+void wino_input_tiles(const WinoShape& s, const float* in, int t0, int nt, float* V_, ptrdiff_t ldv) {
+  using R = WinoRuns<M>;
   for (int i = 0; i < nt; ++i) {
     float* v = V_ + (ptrdiff_t)i * s.C;
-    const int t = t0 + i;
     int c = 0;
-    for (; c + V::N <= s.C; c += V::N)
-      f43 ? wino43_input_run<V>(s, in, t, c, v, ldv) : wino_input_run<V>(s, in, t, c, v, ldv);
-    for (; c + 4 <= s.C; c += 4)
-      f43 ? wino43_input_run<V4>(s, in, t, c, v, ldv) : wino_input_run<V4>(s, in, t, c, v, ldv);
-    for (; c < s.C; ++c) f43 ? wino43_input_run<L1>(s, in, t, c, v, ldv) : wino_input_run<L1>(s, in, t, c, v, ldv);
+    for (; c + V::N <= s.C; c += V::N) R::template input<V>(s, in, t0 + i, c, v, ldv);
+    for (; c + 4 <= s.C; c += 4) R::template input<typename V::V4>(s, in, t0 + i, c, v, ldv);
+    for (; c < s.C; ++c) R::template input<Lane1<V>>(s, in, t0 + i, c, v, ldv);
   }
+}
+
+template <class V, int M>
+void wino_output_tiles(const WinoShape& s, const float* Mp, ptrdiff_t ldm, int t0, int nt, const float* bias,
+                       const float* sum, float* out, float lo, float hi) {
+  using R = WinoRuns<M>;
+  for (int i = 0; i < nt; ++i) {
+    const float* m = Mp + (ptrdiff_t)i * s.N;
+    int n = 0;
+    for (; n + V::N <= s.N; n += V::N) R::template output<V>(s, m, ldm, t0 + i, n, bias, sum, out, lo, hi);
+    for (; n + 4 <= s.N; n += 4) R::template output<typename V::V4>(s, m, ldm, t0 + i, n, bias, sum, out, lo, hi);
+    for (; n < s.N; ++n) R::template output<Lane1<V>>(s, m, ldm, t0 + i, n, bias, sum, out, lo, hi);
+  }
+}
+
+template <class V>
+void wino_input(const WinoShape& s, const float* in, int t0, int nt, float* V_, ptrdiff_t ldv) {
+  s.M == 4 ? wino_input_tiles<V, 4>(s, in, t0, nt, V_, ldv) : wino_input_tiles<V, 2>(s, in, t0, nt, V_, ldv);
 }
 
 template <class V>
 void wino_output(const WinoShape& s, const float* M, ptrdiff_t ldm, int t0, int nt, const float* bias, const float* sum,
                  float* out, float lo, float hi) {
-  using V4 = typename V::V4;
-  using L1 = Lane1<V>;
-  const bool f43 = s.M == 4;
-  for (int i = 0; i < nt; ++i) {
-    const float* m = M + (ptrdiff_t)i * s.N;
-    const int t = t0 + i;
-    int n = 0;
-    for (; n + V::N <= s.N; n += V::N)
-      f43 ? wino43_output_run<V>(s, m, ldm, t, n, bias, sum, out, lo, hi)
-          : wino_output_run<V>(s, m, ldm, t, n, bias, sum, out, lo, hi);
-    for (; n + 4 <= s.N; n += 4)
-      f43 ? wino43_output_run<V4>(s, m, ldm, t, n, bias, sum, out, lo, hi)
-          : wino_output_run<V4>(s, m, ldm, t, n, bias, sum, out, lo, hi);
-    for (; n < s.N; ++n)
-      f43 ? wino43_output_run<L1>(s, m, ldm, t, n, bias, sum, out, lo, hi)
-          : wino_output_run<L1>(s, m, ldm, t, n, bias, sum, out, lo, hi);
-  }
+  s.M == 4 ? wino_output_tiles<V, 4>(s, M, ldm, t0, nt, bias, sum, out, lo, hi)
+           : wino_output_tiles<V, 2>(s, M, ldm, t0, nt, bias, sum, out, lo, hi);
 }
 
 }  // namespace edgesep::detail
