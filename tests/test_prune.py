@@ -66,18 +66,41 @@ def mobilenet_like():
 
 
 class Fire(nn.Module):
-    def __init__(self):
+    """SqueezeNet's fire module: squeeze 1x1, then 1x1 and 3x3 expands concatenated."""
+
+    def __init__(self, cin, s, e):
         super().__init__()
-        self.squeeze, self.e1, self.e3 = nn.Conv2d(16, 8, 1), nn.Conv2d(8, 16, 1), nn.Conv2d(8, 16, 3, padding=1)
+        self.squeeze, self.e1, self.e3 = nn.Conv2d(cin, s, 1), nn.Conv2d(s, e, 1), nn.Conv2d(s, e, 3, padding=1)
 
     def forward(self, x):
         s = torch.relu(self.squeeze(x))
         return torch.cat([torch.relu(self.e1(s)), torch.relu(self.e3(s))], 1)
 
 
+class Inception(nn.Module):
+    """Three branches concatenated, one of them a pool + 1x1, the output through a depthwise conv and
+    a per-channel scale before the next conv reads it."""
+
+    def __init__(self, cin):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(cin, 8, 1), nn.Sequential(nn.Conv2d(cin, 6, 1), nn.ReLU(), nn.Conv2d(6, 12, 3, padding=1))
+        self.c = nn.Sequential(nn.MaxPool2d(3, 1, 1), nn.Conv2d(cin, 4, 1))
+        self.dw = nn.Conv2d(24, 24, 3, padding=1, groups=24, bias=False)  # a dead channel stays zero
+        self.scale = nn.Parameter(torch.linspace(0.5, 1.5, 24).reshape(1, 24, 1, 1))
+
+    def forward(self, x):
+        y = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x)), self.c(x)], 1)
+        return torch.relu(self.dw(y)) * self.scale
+
+
 def concat_net():
-    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), Fire(), nn.Conv2d(32, 10, 1),
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), Fire(16, 8, 16), Fire(32, 8, 16), nn.Conv2d(32, 10, 1),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def inception_net():
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), Inception(16), nn.Conv2d(24, 10, 1),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(10, 10))
 
 
 def vgg_like():
@@ -110,15 +133,42 @@ def test_depthwise_follows_its_input(tmp_path):
     assert len(expand) == 2 and all(grp.channels == 48 and grp.why_not is None for grp in expand)
 
 
-def test_concat_inputs_stay_whole(tmp_path):
+def test_concat_joins_its_inputs_groups(tmp_path):
     g = graph_of(concat_net(), (1, 3, 16, 16), tmp_path)
-    reasons = [grp.why_not or "" for grp in channel_groups(g)]
-    assert sum("Concat" in r for r in reasons) == 2  # both expand convs
-    assert any(r == "" for r in reasons)  # the stem and the squeeze conv can go
+    groups = by_producer(channel_groups(g))
+    assert all(grp.why_not is None for name, grp in groups.items() if "/e" in name)
+    for fire, reader in (("2", "3/squeeze"), ("3", "4")):  # each expand is read, through the Concat, by the next conv
+        for e in ("e1", "e3"):
+            grp = next(grp for name, grp in groups.items() if f"/{fire}/{e}/" in name)
+            assert [c.name for c in grp.readers()] == [next(n.name for n in g.nodes if f"/{reader}/" in n.name)]
+
+
+@pytest.mark.parametrize("net,shape", [(concat_net, (1, 3, 16, 16)), (inception_net, (1, 3, 12, 12))])
+def test_removing_dead_channels_through_a_concat_is_exact(tmp_path, net, shape):
+    """Channels whose filters make exact zeros can go without changing the output: the offsets of every
+    segment of the Concat, the depthwise filters and per-channel scale after it, and the next conv's
+    input channels all follow."""
+    g = graph_of(net(), shape, tmp_path)
+    x = np.random.default_rng(0).standard_normal((3, *shape[1:])).astype(np.float32)
+    groups = [grp for grp in channel_groups(g) if grp.joins]
+    assert len(groups) >= 3 and all(grp.why_not is None for grp in groups)
+    dead = {}
+    for i, grp in enumerate(groups):
+        dead[grp.name] = np.arange(i % 2, grp.channels, 3)  # a different pattern per segment
+        for p in grp.producers:
+            for key in ("weight", "bias"):
+                p.weights[key] = p.weights[key].copy()
+                p.weights[key][dead[grp.name]] = 0
+    want = outputs(g, x)
+    for grp in groups:
+        remove_channels(g, grp, np.setdiff1d(np.arange(grp.channels), dead[grp.name]))
+    got = outputs(g, x)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("net,shape", [(resnet_like, (1, 3, 16, 16)), (mobilenet_like, (1, 3, 32, 32)),
-                                       (concat_net, (1, 3, 16, 16)), (vgg_like, (1, 1, 28, 28))])
+                                       (concat_net, (1, 3, 16, 16)), (inception_net, (1, 3, 12, 12)),
+                                       (vgg_like, (1, 1, 28, 28))])
 def test_ratio_zero_is_the_identity_and_half_stays_valid(tmp_path, net, shape):
     g = graph_of(net(), shape, tmp_path)
     x = np.random.default_rng(0).standard_normal((4, *shape[1:])).astype(np.float32)

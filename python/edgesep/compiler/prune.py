@@ -6,8 +6,12 @@ inputs' and output's channels into one group; a group's *producers* (dense convs
 channels, its *consumers* (dense convs, Fc layers, Fc layers after a Flatten with H x W columns per
 channel) read them. Removing channel c of a group removes filter c of every producer, channel c of every
 tied op (the depthwise filter, the per-channel slope or constant) and input channel c of every consumer.
-A group is prunable only if every value in it is made and read by ops that can follow: a graph input
-or output, a Concat, a Reshape other than a flatten, a grouped conv, ... keep it whole.
+A channel Concat *joins* its inputs' groups into its output's (Inception branches, SqueezeNet's fire
+expands): a group read by one keeps its own producers, and channel c of its segment, at the segment's
+offset in the Concat's output, goes from everything downstream of that output (whose group has no
+producers of its own). A group is prunable only if every value in it is made and read by ops that can
+follow: a graph input or output, a Reshape other than a flatten, a grouped conv, a Concat along another
+axis or whose output is tied to other producers, ... keep it whole.
 
 Scores (per channel of a group, summed over its producers): "mean" (the Mean Weight criterion: the mean
 absolute weight of the filter, comparable across layers of different fan-in), "l1", "l2", or
@@ -64,11 +68,27 @@ class Group:
     tied: list[Node] = field(default_factory=list)
     consumers: list[tuple[Node, int]] = field(default_factory=list)  # (node, columns per channel)
     flattens: list[Node] = field(default_factory=list)
+    joins: list[tuple[Node, "Group"]] = field(default_factory=list)  # (a Concat reading the group, its output's group)
     why_not: str | None = None
 
     @property
     def name(self) -> str:
         return "+".join(p.name for p in self.producers) or self.values[0]
+
+    def downstream(self) -> list["Group"]:
+        """This group and the producer-less groups its Concats join it into, transitively."""
+        out = [self]
+        for _, j in self.joins:
+            out += [d for d in j.downstream() if d not in out]
+        return out
+
+    def readers(self) -> list[Node]:
+        """The dense layers that read the group's channels, directly or through Concats."""
+        return list({id(c): c for d in self.downstream() for c, _ in d.consumers}.values())
+
+    def depthwise(self) -> list[Node]:
+        """The depthwise convs that follow the group's channels, directly or through Concats."""
+        return [t for d in self.downstream() for t in d.tied if _depthwise(t)]
 
 
 def channel_groups(g: Graph) -> list[Group]:
@@ -91,19 +111,35 @@ def channel_groups(g: Graph) -> list[Group]:
     inputs = {name for name, _ in g.inputs}
     for v in inputs:
         members.setdefault(root(v), []).insert(0, v)
-    groups = []
-    for values in members.values():
-        grp = _group(g, values, inputs)
-        if grp is not None:
-            groups.append(grp)
-    return groups
+    groups = [_group(g, values, inputs) for values in members.values()]
+    of = {v: grp for grp in groups for v in grp.values}
+    for n in g.nodes:  # Concats join their inputs' groups to their output's
+        if _channel_concat(g, n):
+            out = of[n.output]
+            for v in dict.fromkeys(n.inputs):
+                if v in of:
+                    of[v].joins.append((n, out))
+    for grp in groups:  # a group is prunable only if everything downstream of its Concats can follow
+        reasons = [grp.why_not] if grp.why_not else []
+        for d in grp.downstream()[1:]:
+            if d.producers:
+                reasons.append(f"joined by a Concat to {d.values[0]}, whose channels other layers also make")
+            elif d.why_not:
+                reasons.append(f"through a Concat: {d.why_not}")
+        grp.why_not = "; ".join(dict.fromkeys(reasons)) or None
+    return [grp for grp in groups if grp.producers]
 
 
-def _group(g: Graph, values: list[str], inputs: set[str]) -> Group | None:
+def _channel_concat(g: Graph, n: Node) -> bool:
+    """n concatenates along the channel axis (1) of tensors whose shapes are known."""
+    rank = g.rank(n.output)
+    return n.op == "Concat" and rank is not None and rank >= 2 and n.attrs.get("axis") in (1, 1 - rank) \
+        and all(g.shapes.get(v) and g.shapes[v][1] for v in n.inputs)
+
+
+def _group(g: Graph, values: list[str], inputs: set[str]) -> Group:
     makers = [g.producer(v) for v in values]
     producers = [n for n in makers if n is not None and _dense(n)]
-    if not producers:
-        return None
     shape = g.shapes.get(values[0])
     grp = Group(values, int(shape[1]) if shape and len(shape) >= 2 and shape[1] else 0, producers)
     vs = set(values)
@@ -113,7 +149,7 @@ def _group(g: Graph, values: list[str], inputs: set[str]) -> Group | None:
     for v, n in zip(values, makers):
         if v in inputs:
             reasons.append(f"{v} is a graph input")
-        elif n not in producers and not set(_ties(n)) & vs:
+        elif n not in producers and not set(_ties(n)) & vs and not _channel_concat(g, n):
             reasons.append(f"{v} comes from {n.op} {n.name}")
         elif n not in producers:
             grp.tied.append(n)
@@ -126,6 +162,8 @@ def _group(g: Graph, values: list[str], inputs: set[str]) -> Group | None:
                 continue
             if _dense(c) and c.inputs[0] == v and (c.op == "Conv" or g.rank(v) == 2):
                 grp.consumers.append((c, 1))
+            elif _channel_concat(g, c):
+                continue  # joined: channel_groups links the Concat's output group
             elif c.op in ("Flatten", "Reshape") and _flattens(g, c) and all(f.op == "Fc" for f in g.consumers(c.output)) \
                     and c.output not in g.outputs:
                 cols = int(np.prod(g.shapes[v][2:]))
@@ -167,7 +205,16 @@ def scores(g: Graph, grp: Group, how: str, calib: np.ndarray | None = None, num_
 
 def remove_channels(g: Graph, grp: Group, keep: np.ndarray) -> None:
     """Keeps only channels `keep` (sorted indices) of the group: the producers' filters, the tied ops'
-    per-channel weights, the consumers' input channels (columns), the values' shapes."""
+    per-channel weights, the consumers' input channels (columns), the values' shapes, and the same
+    channels of their segments in the groups its Concats join it to."""
+    joined = []  # per Concat output group: the channels kept there, computed before any shape changes
+    for cat, out in dict((id(cat), (cat, out)) for cat, out in grp.joins).values():
+        parts, at = [], 0
+        for v in cat.inputs:
+            size = g.shapes[v][1]
+            parts.append(at + (keep if v in grp.values else np.arange(size)))
+            at += size
+        joined.append((out, np.concatenate(parts)))
     c, k = grp.channels, len(keep)
     for n in grp.producers + [t for t in grp.tied if _depthwise(t)]:
         depthwise = _depthwise(n)
@@ -196,6 +243,8 @@ def remove_channels(g: Graph, grp: Group, keep: np.ndarray) -> None:
         if f.op == "Reshape":
             f.attrs["shape"] = [0, -1]
     grp.channels = k
+    for out, out_keep in joined:
+        remove_channels(g, out, out_keep)
 
 
 def refit(g: Graph, node: Node, target: np.ndarray, calib: np.ndarray, num_threads: int = 1,
@@ -313,7 +362,7 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
     kept_out: dict[str, np.ndarray] = {}  # producer -> its original output channels still there
     for grp in channel_groups(g):
         row = {"group": grp.name, "channels": grp.channels, "producers": [p.name for p in grp.producers],
-               "consumers": [c.name for c, _ in grp.consumers]}
+               "consumers": [c.name for c in grp.readers()]}
         if grp.why_not:
             rows.append({**row, "kept": grp.channels, "status": f"kept whole: {grp.why_not}"})
             continue
@@ -330,7 +379,7 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
         remove_channels(g, grp, keep)
         kept_out.update({p.name: keep for p in grp.producers})
         if targets is not None:
-            for c, _ in grp.consumers:
+            for c in grp.readers():
                 y = targets(c.name)
                 refit(g, c, y[:, kept_out[c.name]] if c.name in kept_out else y, calib, num_threads)
         rows.append({**row, "kept": int(len(keep)), "status": "pruned" + (" + refit" if targets else "")})
@@ -355,7 +404,7 @@ class Planner:
         for grp in channel_groups(g):
             if grp.why_not:
                 continue
-            names = [n.name for n in grp.producers + [t for t in grp.tied if _depthwise(t)] + [c for c, _ in grp.consumers]]
+            names = [n.name for n in grp.producers + grp.depthwise() + grp.readers()]
             u = Unit(self.kind, grp.name, _seconds(g, names, timer))
             kept_seen = {grp.channels}
             for r in RATIOS:
