@@ -98,7 +98,7 @@ def plan_table(pl: dict) -> str:
             for u in pl["units"]]
     what = {"disagreement": "top-1 changes", "accuracy": "inputs turned wrong", "output": "output error"}[b["kind"]]
     head = (f"plan (--optimize over {', '.join(pl['passes'])}; {pl['allocation']} allocation, plan {pl['chosen']} of "
-            f"{pl['plans'] - 1}" + (f" + {pl['refined']} step(s)" if pl["refined"] else "") + f"; layer times: {pl['times_measured']} measured here, {pl['times_looked_up']} from the cost table)")
+            f"{pl['plans'] - 1}; layer times: {pl['times_measured']} measured here, {pl['times_looked_up']} from the cost table)")
     if b["kind"] == "output":
         check = f"output error {f['signal']:.4f} <= {b['limit']:g}"
     else:
