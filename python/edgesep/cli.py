@@ -160,9 +160,10 @@ def main(argv: list[str] | None = None) -> int:
                         "or auto (budget on --calib)")
     c.add_argument("--prune", metavar="SPEC",
                    help="structured filter pruning: R (remove the fraction R of the channels of every prunable group "
-                        "of layers, lowest Mean Weight first; add ',score=l1|l2|activation' for another score, ',round=N' to "
-                        "keep a multiple of N channels, default 16); with --calib the layers after each pruned group "
-                        "are refit by least squares")
+                        "of layers) or auto (budget on --calib); with --calib the channels whose loss the refit of the next "
+                        "layers recovers best go first and those layers are refit by least squares, without it the lowest "
+                        "Mean Weight go; add ',score=mean|l1|l2|activation|recon' to choose, ',round=N' to keep a multiple "
+                        "of N channels (default 16)")
     c.add_argument("--optimize", choices=["auto"],
                    help="plan every compression pass together (pruning, separable convs, sparse FC) within the budget: "
                         "per layer dense or a faster form, the fastest plan that passes the check (needs --calib and a "

@@ -61,7 +61,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     optimize: "auto" plans every compression pass together within the budget (compiler/plan.py): per
     unit (channel group, conv, Fc layer) dense or one of its candidate forms, the fastest plan whose
     check passes. A pass given its own fixed spec below is applied as given instead (an override).
-    prune: "R" or "auto", with ",score=mean|l1|l2|activation" and ",round=N": structured filter pruning
+    prune: "R" or "auto", with ",score=mean|l1|l2|activation|recon" and ",round=N": structured filter pruning
     (compiler/prune.py), the fraction R of the channels of every prunable channel group, or planned.
     separable: "energy=T", "ratio=R" or "auto" (compiler/separable.py).
     sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", or planned: "auto" (sparsity) or "dict" (ratio)
