@@ -1,4 +1,4 @@
-"""Exact slimming (compiler/passes.py: fold_pad, fold_scale_after_activation, merge_linear) on torch
+"""Exact slimming (compiler/passes.py: fold_pad, fold_scale_after_activation, pool_first, merge_linear) on torch
 exports: the slimmed bundle equals onnxruntime on the unslimmed ONNX model to float tolerance, and the
 layers it removes are gone from the bundle."""
 from __future__ import annotations
@@ -106,3 +106,20 @@ def test_padded_conv_after_biased_1x1_is_not_merged(tmp_path):
     net = nn.Sequential(nn.Conv2d(4, 16, 1), nn.Conv2d(16, 2, 3, padding=1))
     m, report = compiled(net, (1, 4, 5, 5), tmp_path)
     assert report["linear_merged"] == 0
+
+
+def test_average_pool_moves_before_the_1x1_conv(tmp_path):
+    """DenseNet's transition (BN, ReLU, conv 1x1, AvgPool 2x2) and a head with a 1x1 conv before global
+    average pooling: the pools run first and the convs on their 4x / 25x fewer pixels. A 1x1 conv with
+    a ReLU, and one before a pool that counts padding, keep their order."""
+    net = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 16, 1), nn.AvgPool2d(2),
+                        nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(),
+                        nn.AvgPool2d(2, ceil_mode=True),
+                        nn.Conv2d(16, 12, 1), nn.AvgPool2d(3, 1, padding=1, count_include_pad=True),
+                        nn.Conv2d(12, 10, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    m, report = compiled(randomize_batchnorm(net), (1, 3, 20, 20), tmp_path)
+    assert report["pools_moved_first"] == 2
+    assert ops(m) == ["Conv", "AveragePool", "Conv", "Conv", "Conv", "AveragePool", "Conv", "AveragePool",
+                      "GlobalAveragePool", "Conv", "Flatten"]
+    convs = [r["macs"] for r in m.layers(1) if r["op"].startswith("Conv")]
+    assert convs[1] == 32 * 16 * 10 * 10 and convs[-1] == 12 * 10  # on the pooled maps

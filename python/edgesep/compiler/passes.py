@@ -13,6 +13,10 @@ the original's up to float rounding.
   per-channel shift after it moves through max-pools (max(x + t) = max(x) + t) into the bias of the
   pad-free convs that read it. A BatchNorm after the activation (conv -> ReLU -> BN, as audio CNNs like
   CREPE have it) takes both.
+- pool_first: a 1x1 conv without activation whose only reader is an average pool (DenseNet's
+  transitions: conv 1x1 -> AvgPool 2x2) or a global average pool runs after the pool instead, on its
+  fewer pixels (a per-pixel linear map commutes with averaging; the bias too, where the pool divides
+  by the pixels it sums).
 - merge_linear: a 1x1 conv without activation feeding one conv (or an Fc feeding one Fc) becomes a
   single layer with the product of the weights, where that has fewer MACs.
 - drop_dead: nodes whose output nobody reads.
@@ -181,6 +185,37 @@ def fold_scale_after_activation(g: Graph) -> int:
     return folded
 
 
+def _averages_what_it_sums(n: Node) -> bool:
+    """An average pool whose divisor is the number of input pixels it sums (every window inside the
+    input, or padding not counted)."""
+    if n.op == "GlobalAveragePool":
+        return True
+    return n.op == "AveragePool" and (not n.attrs.get("count_include_pad", 0)
+                                      or not any(n.attrs.get("pads", [0] * 4)) and not n.attrs.get("ceil_mode", 0))
+
+
+def pool_first(g: Graph) -> int:
+    swapped = 0
+    for conv in [n for n in g.nodes if n.op == "Conv"]:
+        a, w = conv.attrs, conv.weights["weight"]
+        readers = g.consumers(conv.output)
+        if (w.shape[2:] != (1, 1) or a.get("strides", [1, 1]) != [1, 1] or any(a.get("pads", [0] * 4))
+                or conv.activation != "none" or len(conv.inputs) != 1 or conv.output in g.outputs
+                or len(readers) != 1 or not _averages_what_it_sums(readers[0]) or readers[0].activation != "none"):
+            continue
+        pool = readers[0]
+        x, mid, out = conv.inputs[0], conv.output, pool.output
+        pool.inputs, pool.output, conv.inputs, conv.output = [x], mid, [mid], out
+        if x in g.shapes and out in g.shapes:
+            g.shapes[mid] = [*g.shapes[x][:2], *g.shapes[out][2:]]
+        else:
+            g.shapes.pop(mid, None)
+        i, j = g.nodes.index(conv), g.nodes.index(pool)
+        g.nodes[i], g.nodes[j] = pool, conv
+        swapped += 1
+    return swapped
+
+
 def merge_linear(g: Graph) -> int:
     merged = 0
     for first in [n for n in g.nodes if n.op in LINEAR]:
@@ -232,5 +267,6 @@ def cleanup(g: Graph) -> dict:
     """Runs the exact clean-ups in order; returns what each did, for the compile report."""
     return {"batchnorm_folded": fold_batchnorm(g), "affine_folded": fold_affine(g),
             "activations_fused": fuse_activations(g), "pads_folded": fold_pad(g),
-            "scales_after_activation_folded": fold_scale_after_activation(g), "linear_merged": merge_linear(g),
+            "scales_after_activation_folded": fold_scale_after_activation(g), "pools_moved_first": pool_first(g),
+            "linear_merged": merge_linear(g),
             "dead_dropped": drop_dead(g)}
