@@ -261,3 +261,19 @@ def test_concurrent_runs_on_one_model_are_correct(bundle):
     for t in threads:
         t.join()
     assert not errors
+
+
+
+def test_a_bundle_loads_from_bytes(tmp_path):
+    """What the compiler runs its candidates on: the bytes of a bundle, never written to a file, give the
+    file's results; the same checks apply (a truncated copy is a BundleError)."""
+    compile_onnx(Path(edgesep.__file__).parent / "data" / "digits.onnx", tmp_path / "d.esb")
+    data = (tmp_path / "d.esb").read_bytes()
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    m = edgesep.load(data)
+    assert str(m.path) == "<memory>"
+    np.testing.assert_array_equal(m.run(x), edgesep.load(tmp_path / "d.esb").run(x))
+    with pytest.raises(edgesep.BundleError, match="past the end"):
+        edgesep.load(data[:len(data) // 2])
+    with pytest.raises(edgesep.BundleError, match="<memory>: .*too short"):
+        edgesep.load(data[:8])

@@ -224,22 +224,29 @@ class BundleWriter:
     def write(self, path: str | Path, graph: dict, **meta: Any) -> None:
         """Writes the bundle: `graph` holds inputs, outputs and nodes; `meta` (producer, source, report...)
         is stored beside it in the header."""
-        header = json.dumps({"graph": graph, "tensors": self._entries, **meta}, separators=(",", ":")).encode()
         with open(path, "wb") as f:
-            f.write(head_bytes(header))
-            for blob in self._blobs:
-                f.write(blob)
-                f.write(b"\0" * (-len(blob) % ALIGN))
+            for chunk in self._chunks(graph, meta):
+                f.write(chunk)
+
+    def to_bytes(self, graph: dict, **meta: Any) -> bytes:
+        """The bundle write() would write, in memory (for read_bundle / edgesep.load of bytes)."""
+        return b"".join(self._chunks(graph, meta))
+
+    def _chunks(self, graph: dict, meta: dict):
+        yield head_bytes(json.dumps({"graph": graph, "tensors": self._entries, **meta}, separators=(",", ":")).encode())
+        for blob in self._blobs:
+            yield blob
+            yield b"\0" * (-len(blob) % ALIGN)
 
 
 @dataclass
 class Bundle:
-    """A validated bundle, memory-mapped: tensors are zero-copy views of the file."""
+    """A validated bundle, memory-mapped (or in memory): tensors are zero-copy views of the file."""
 
-    path: Path
+    path: Path  # "<memory>" for a bundle read from bytes
     version: int  # the format version the file was written in
     header: dict
-    _map: mmap.mmap
+    _map: mmap.mmap | bytes
     _data_offset: int
 
     @property
@@ -272,6 +279,8 @@ class Bundle:
         return np.asarray(a)
 
     def close(self) -> None:
+        if not isinstance(self._map, mmap.mmap):
+            return  # bytes: freed with the last reference
         try:
             self._map.close()
         except BufferError:
@@ -451,18 +460,24 @@ def _check_graph(graph: Any, tensors: list[dict]) -> None:
             _fail("graph outputs", f"{v!r} is not a defined value")
 
 
-def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
-    """Opens and validates a bundle. `verify` also checks every tensor's CRC-32 (one pass over the
-    weights). Raises BundleError naming the problem for any malformed, truncated or corrupt file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            if size < _PREAMBLE.size:
-                _fail(str(path), f"{size} bytes is too short to be a bundle")
-            m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-    except OSError as e:
-        raise BundleError(f"{path}: cannot open: {e}") from e
+def read_bundle(path: str | Path | bytes, verify: bool = True) -> Bundle:
+    """Opens and validates a bundle: a file, memory-mapped, or the bytes of one (BundleWriter.to_bytes).
+    `verify` also checks every tensor's CRC-32 (one pass over the weights). Raises BundleError naming
+    the problem for any malformed, truncated or corrupt file."""
+    if isinstance(path, bytes):
+        m, path, size = path, Path("<memory>"), len(path)
+        if size < _PREAMBLE.size:
+            _fail(str(path), f"{size} bytes is too short to be a bundle")
+    else:
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, 2)
+                if size < _PREAMBLE.size:
+                    _fail(str(path), f"{size} bytes is too short to be a bundle")
+                m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            raise BundleError(f"{path}: cannot open: {e}") from e
     try:
         magic, version, header_crc, header_len, data_offset = _PREAMBLE.unpack_from(m, 0)
         if magic != MAGIC:
@@ -494,5 +509,6 @@ def read_bundle(path: str | Path, verify: bool = True) -> Bundle:
                     _fail(f"tensor {i} ({e['name']})", "checksum mismatch: the file is corrupt")
         return bundle
     except BundleError:
-        m.close()
+        if isinstance(m, mmap.mmap):
+            m.close()
         raise

@@ -55,7 +55,7 @@ class Model:
 
     _PLAN_CACHE = 4  # plans kept, at most (and within max_memory together)
 
-    def __init__(self, path: str | os.PathLike, num_threads: int | None = None, isa: str | None = None,
+    def __init__(self, path: str | os.PathLike | bytes, num_threads: int | None = None, isa: str | None = None,
                  verify: bool = True, max_memory: int | None = None) -> None:
         cpus = os.cpu_count() or 1
         most = min(_core.LIMITS["max_threads"], 4 * cpus)
@@ -250,9 +250,10 @@ class Model:
         self._bundle.close()
 
 
-def load(path: str | os.PathLike, num_threads: int | None = None, isa: str | None = None, verify: bool = True,
+def load(path: str | os.PathLike | bytes, num_threads: int | None = None, isa: str | None = None, verify: bool = True,
          max_memory: int | None = None) -> Model:
-    """Opens a bundle (memory-mapped, validated, CRC-checked unless verify=False) and prepares it to run.
+    """Opens a bundle (memory-mapped, validated, CRC-checked unless verify=False) and prepares it to run;
+    `path` may also be a bundle's bytes.
 
     num_threads: threads per run (default: the physical cores). isa: force a kernel variant from
     available_isas() (default: the best this CPU runs; or the EDGESEP_ISA environment variable).

@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -52,13 +51,11 @@ class Timer:
 
 def write_candidates(timer: Timer, path: str | Path) -> int:
     """The timer's chains as bundles in a zip (one per signature, `<signature>.esb`); returns how many."""
-    with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for key, (nodes, shape) in timer.chains.items():
             g = Graph([("x", list(shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
             g.nodes[0].inputs = ["x"]
-            bundle = Path(tmp) / f"{key}.esb"
-            write_bundle(g, bundle)
-            z.write(bundle, bundle.name)
+            z.writestr(f"{key}.esb", write_bundle(g, None))
     return len(timer.chains)
 
 

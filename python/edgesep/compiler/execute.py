@@ -1,11 +1,8 @@
 """Running IR graphs on the runtime during compilation: value shapes, intermediate activations and
-layer timings, all through the public runtime API (a temporary bundle, edgesep.load)."""
+layer timings, all through the public runtime API (a bundle built in memory, edgesep.load)."""
 from __future__ import annotations
 
 import copy
-import tempfile
-from pathlib import Path
-
 import numpy as np
 
 from ..report import median_seconds
@@ -24,10 +21,7 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, i
         g.nodes = list(g.nodes)
         g.outputs = list(outputs)
         drop_dead(g)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "g.esb"
-        write_bundle(g, path, layout=layout)
-        return load(path, num_threads=num_threads, isa=isa, verify=False)  # the mapping outlives the file's name
+    return load(write_bundle(g, None, layout=layout), num_threads=num_threads, isa=isa, verify=False)
 
 
 def run(model: Model, x: np.ndarray, batch: int = 64) -> list[np.ndarray]:

@@ -47,10 +47,11 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     return w.add(name, arr)
 
 
-def write_bundle(g: Graph, path: str | Path, layout: str = "nhwc", winograd: bool = True, **meta) -> None:
+def write_bundle(g: Graph, path: str | Path | None, layout: str = "nhwc", winograd: bool = True, **meta) -> bytes | None:
     """Writes graph `g` (after the passes) as a bundle with its activations in `layout` ("nhwc": the
     conv core's, with NCHW only where an op needs it; "nchw": everywhere), the 3x3 convs that pay by
-    Winograd where `winograd` (NHWC only); `meta` goes into the header."""
+    Winograd where `winograd` (NHWC only); `meta` goes into the header. path None: returns the bundle's
+    bytes instead."""
     if layout not in ACTIVATION_LAYOUTS:
         raise CompileError(f"layout must be one of {', '.join(ACTIVATION_LAYOUTS)}, got {layout!r}")
     if layout == "nhwc":
@@ -65,4 +66,7 @@ def write_bundle(g: Graph, path: str | Path, layout: str = "nhwc", winograd: boo
                       "attrs": {k: _json(v) for k, v in n.attrs.items()}, "weights": weights})
     graph = {"inputs": [{"name": name, "shape": _json(shape), "dtype": "float32"} for name, shape in g.inputs],
              "outputs": [{"name": o, "dtype": "float32"} for o in g.outputs], "nodes": nodes}
+    if path is None:
+        return w.to_bytes(graph, **meta)
     w.write(path, graph, **meta)
+    return None
