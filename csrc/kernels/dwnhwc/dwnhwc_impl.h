@@ -36,14 +36,24 @@ inline void dw_pixels(const ConvShape& s, const float* in, const float* w, const
     // input vectors are loaded once and each feeds up to three of the pixels (0.75 loads per FMA
     // instead of 1.25: the in-order Cortex-A53 issues one load a cycle).
     if (s.KW == 3 && s.SW == 1 && s.DW == 1 && kx0 == 0 && kx1 == 3) {
-      for (int ky = ky0; ky < ky1; ++ky) {
-        const float* x = in + ((ptrdiff_t)(iy0 + ky * s.DH) * s.W + ix0) * C + c;
-        const float* wr = w + (ptrdiff_t)ky * 3 * C + c;
+      // Running row pointers, and the row's column offsets computed once: a load's address is a base
+      // register plus an offset register, with no arithmetic in the loop (a chain of adds, one per
+      // load, had held the in-order Cortex-A53 back).
+      const ptrdiff_t rs = (ptrdiff_t)s.DH * s.W * C;
+      const float* x = in + ((ptrdiff_t)(iy0 + ky0 * s.DH) * s.W + ix0) * C + c;
+      const float* wr = w + (ptrdiff_t)ky0 * 3 * C + c;
+      ptrdiff_t off[PX + 2];
+      for (int i = 0; i < PX + 2; ++i) {
+        off[i] = i * (ptrdiff_t)C;
+#if defined(__aarch64__)
+        asm("" : "+r"(off[i]));  // opaque: clang would turn the offsets back into a chain of adds
+#endif
+      }
+      for (int ky = ky0; ky < ky1; ++ky, x += rs, wr += 3 * C) {
         T xv[PX + 2];
-        const float* xp = x;  // a running pointer: one add per load, not an index's multiply-add
-        for (int i = 0; i < PX + 2; ++i, xp += C) xv[i] = U::load(xp);
+        for (int i = 0; i < PX + 2; ++i) xv[i] = U::load(x + off[i]);
         for (int kx = 0; kx < 3; ++kx) {
-          const T wv = U::load(wr + (ptrdiff_t)kx * C);
+          const T wv = U::load(wr + off[kx]);
           for (int i = 0; i < PX; ++i) acc[i] = U::fma(xv[i + kx], wv, acc[i]);
         }
       }
