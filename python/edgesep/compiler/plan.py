@@ -8,8 +8,9 @@ refits; this module decides. docs/planner.md states the method and the measureme
 2. Sensitivity table: every option applied alone, refit on the fit inputs, and scored on the check
    inputs by a continuous signal: the mean KL divergence of the model's class probabilities from the
    original's (classification budgets) or the relative L2 error of the output.
-3. Allocation: a sequence of ever faster plans. "greedy": from the dense model, the step (one unit to
-   a faster option) with the least signal added per second saved, repeated. "threshold" (DSD'22's
+3. Allocation: a sequence of plans, ever faster. "greedy": from the dense model, the step (one unit to
+   a faster option) with the least signal added per second saved, repeated, with the options a step
+   jumps over (between the unit's old and new one) inserted before it. "threshold" (DSD'22's
    T-sensitive rule): for a threshold T, each unit takes its fastest option whose signal is <= T.
 4. Check: the plans are checked in the sequence's order, all of a plan's choices applied together (refits
    in order, each layer fitted to the network as already changed), and the first that fails ends the
@@ -236,11 +237,20 @@ def _steps(units: list[Unit], plan: Plan) -> list[tuple[float, str, int]]:
 
 def greedy(units: list[Unit]) -> list[Plan]:
     """Ever faster plans: from dense, each step moves one unit to a faster option, the one adding the
-    least signal per second saved (a saving that adds none, or lowers it, first)."""
+    least signal per second saved (a saving that adds none, or lowers it, first). Where a step jumps
+    over options of its unit that lie between (faster than where the unit was, slower than where it
+    goes, with a signal between), those come first, gentlest first: the check stops at the first plan
+    that fails, and a jump to a unit's aggressive option would end it where a gentler one could pass."""
+    by_key = {u.key: u for u in units}
     plan: Plan = {}
     plans = [dict(plan)]
     while steps := _steps(units, plan):
         _, key, i = min(steps)
+        u, a, c = by_key[key], plan.get(key), by_key[key].options[i]
+        t0, s0 = (u.options[a].seconds, u.options[a].signal) if a is not None else (u.dense_seconds, 0.0)
+        between = sorted((o.signal, j) for j, o in enumerate(u.options)
+                         if c.seconds < o.seconds < t0 and s0 < o.signal < c.signal)
+        plans += [{**plan, key: j} for _, j in between]
         plan[key] = i
         plans.append(dict(plan))
     return plans
