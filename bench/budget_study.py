@@ -17,7 +17,7 @@ over the planned one's, at the model's batch (1; 11 for meter-digits), 1 thread,
 Results go to build/budget_study.jsonl (one line per run, reused: delete to rerun) and, with --write,
 to docs/planner.md.
 
-    python bench/budget_study.py [--runs 10] [--meter] [--speed-only] [--write]
+    python bench/budget_study.py [--runs 10] [--budgets 0.01,0.02,0.005] [--meter] [--speed-only] [--write]
 """
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def models() -> dict[str, Path]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="the MNIST models' budgets, in this order")
     p.add_argument("--meter", action="store_true", help="meter-digits-recognizer runs, instead of the MNIST models'")
     p.add_argument("--speed-only", action="store_true", help="no new runs: measure the speed of those in the results")
     p.add_argument("--write", action="store_true")
@@ -92,7 +93,7 @@ def main() -> None:
             done.append(row)
     with tempfile.TemporaryDirectory() as tmp:
         setup = {}  # per model: dense bundle, its held-out predictions, the cost table
-        for budget in () if a.meter or a.speed_only else BUDGETS:  # (the 1-point budget of both models first, then 2, then 0.5)
+        for budget in () if a.meter or a.speed_only else [float(b) for b in a.budgets.split(",")]:  # (the 1-point budget of both models first, then 2, then 0.5)
             for name, onnx_path in models().items():
                 tag = onnx_path.stem
                 if name not in setup:

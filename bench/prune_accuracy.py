@@ -9,7 +9,7 @@ from calibration, without retraining:
 - for R in 0.1 ... 0.7: pruning alone (data-free, lowest Mean Weight first) and pruning with the
   least-squares refit of the layers after each pruned group, the channels chosen for that refit (score
   recon, the default with calibration data) or by Mean Weight; the kept channels rounded to 16 (the
-  default) and not rounded;
+  default; `round=1` is measured against it in docs/pruning.md's text);
 - `--prune auto` at budgets of 0.5, 1 and 2 points (`--max-accuracy-drop`: the planner, compiler/plan.py,
   checks the bound on the fifth of the calibration images the refits do not see and perturbed copies).
 
@@ -62,7 +62,7 @@ def main() -> None:
             # (row label, score, round, calibration, curve, --max-accuracy-drop)
             runs = [(f"{r}", score, rnd, data, f"{'refit' if data != 'none' else 'data-free'}, {score}, round {rnd}", None)
                     for r in RATIOS for score, rnd, data in (("recon", 16, "500 training images"), ("mean", 16, "500 training images"),
-                                                             ("recon", 1, "500 training images"), ("mean", 16, "none"))]
+                                                             ("mean", 16, "none"))]
             runs += [(f"auto, {b:.1%} budget", "recon", 16, "500 training images + labels", "auto", b) for b in BUDGETS]
             for label, score, rnd, data, curve, budget in runs:
                 out = Path(tmp) / "p.esb"
