@@ -13,9 +13,11 @@ producers of its own). A group is prunable only if every value in it is made and
 follow: a graph input or output, a Reshape other than a flatten, a grouped conv, a Concat along another
 axis or whose output is tied to other producers, ... keep it whole.
 
-Scores (per channel of a group, summed over its producers): "mean" (the Mean Weight criterion: the mean
-absolute weight of the filter, comparable across layers of different fan-in), "l1", "l2", or
-"activation" (the mean absolute value of the channel over calibration inputs).
+Which channels go: "recon" (with calibration data, the default there) removes them in the order the
+refit that follows can best make up for (reconstruction_order); the scores (per channel of a group,
+summed over its producers) "mean" (the Mean Weight criterion: the mean absolute weight of the filter,
+comparable across layers of different fan-in; the default without data), "l1", "l2", or "activation"
+(the mean absolute value of the channel over calibration inputs) remove the lowest first.
 
 Recovery without retraining: after a group loses channels, each consumer's weights and bias are refit by
 least squares so that, fed its input in the pruned network, its output before the activation matches
