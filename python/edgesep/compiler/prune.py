@@ -70,7 +70,7 @@ class Group:
     tied: list[Node] = field(default_factory=list)
     consumers: list[tuple[Node, int]] = field(default_factory=list)  # (node, columns per channel)
     flattens: list[Node] = field(default_factory=list)
-    joins: list[tuple[Node, "Group"]] = field(default_factory=list)  # (a Concat reading the group, its output's group)
+    joins: list[tuple[Node, "Group"]] = field(default_factory=list)  # (each Concat reading the group, its output's group)
     why_not: str | None = None
 
     @property
@@ -81,7 +81,7 @@ class Group:
         """This group and the producer-less groups its Concats join it into, transitively."""
         out = [self]
         for _, j in self.joins:
-            out += [d for d in j.downstream() if d not in out]
+            out += [d for d in j.downstream() if all(d is not o for o in out)]
         return out
 
     def readers(self) -> list[Node]:
@@ -118,8 +118,8 @@ def channel_groups(g: Graph) -> list[Group]:
     for n in g.nodes:  # Concats join their inputs' groups to their output's
         if _channel_concat(g, n):
             out = of[n.output]
-            for v in dict.fromkeys(n.inputs):
-                if v in of:
+            for v in n.inputs:
+                if v in of and not any(cat is n for cat, _ in of[v].joins):  # once per Concat
                     of[v].joins.append((n, out))
     for grp in groups:  # a group is prunable only if everything downstream of its Concats can follow
         reasons = [grp.why_not] if grp.why_not else []
@@ -222,17 +222,14 @@ def reconstruction_order(g: Graph, grp: Group, calib: np.ndarray, targets: Calla
             x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
             y = targets(node.name)
             y = y[:, kept_out[node.name]] if node.name in kept_out else y
-            if node.op == "Fc":
-                a, t, m = x.reshape(len(x), -1), y.reshape(len(y), -1), cols
-            else:
-                (a, t), m = _patches(node, x, y, max_rows, rng), int(np.prod(node.weights["weight"].shape[2:]))
+            a, t = _rows(node, x, y, max_rows, rng)
+            m = cols if node.op == "Fc" else int(np.prod(node.weights["weight"].shape[2:]))
             src = node.inputs[0] if node.inputs[0] in d.values else g.producer(node.inputs[0]).inputs[0]  # (a flatten's)
             blocks = np.array([np.concatenate([np.arange((o + j) * m, (o + j + 1) * m) for o in _offsets(g, grp, src)])
                                for j in range(grp.channels)])
-            a = np.hstack([a, np.ones((len(a), 1), a.dtype)]).astype(np.float64)
-            gram = a.T @ a
-            ginv = np.linalg.inv(gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram)))
-            systems.append([ginv, ginv @ (a.T @ t.astype(np.float64)), blocks, 1.0 / max(float(np.sum(t * t)), 1e-30)])
+            gram, rhs = _normal_equations(a, t)
+            ginv = np.linalg.inv(gram)
+            systems.append([ginv, ginv @ rhs, blocks, 1.0 / max(float(np.sum(t * t)), 1e-30)])
     alive, order = np.ones(grp.channels, bool), []
     per_step, remove = max(1, -(-grp.channels // 32)), grp.channels - 1
     while remove > 0:
@@ -263,7 +260,7 @@ def _offsets(g: Graph, grp: Group, value: str) -> list[int]:
     if value in grp.values:
         return [0]
     out = []
-    for cat, joined in dict((id(cat), (cat, joined)) for cat, joined in grp.joins).values():
+    for cat, joined in grp.joins:
         at = 0
         for v in cat.inputs:
             if v in grp.values:
@@ -277,7 +274,7 @@ def remove_channels(g: Graph, grp: Group, keep: np.ndarray) -> None:
     per-channel weights, the consumers' input channels (columns), the values' shapes, and the same
     channels of their segments in the groups its Concats join it to."""
     joined = []  # per Concat output group: the channels kept there, computed before any shape changes
-    for cat, out in dict((id(cat), (cat, out)) for cat, out in grp.joins).values():
+    for cat, out in grp.joins:
         parts, at = [], 0
         for v in cat.inputs:
             size = g.shapes[v][1]
@@ -321,22 +318,31 @@ def refit(g: Graph, node: Node, target: np.ndarray, calib: np.ndarray, num_threa
     """Least squares: node's weight and bias such that, fed its input in g on calib, its output before
     the activation matches `target` (the original network's)."""
     x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
-    rng = np.random.default_rng(seed)
-    if node.op == "Fc":
-        a, y = x.reshape(len(x), -1), target.reshape(len(target), -1)
-        if len(a) > max_rows:
-            pick = rng.choice(len(a), max_rows, replace=False)
-            a, y = a[pick], y[pick]
-    else:
-        a, y = _patches(node, x, target, max_rows, rng)
-    a = np.hstack([a, np.ones((len(a), 1), a.dtype)]).astype(np.float64)
-    # Ridge-stabilised normal equations: the columns of a pruned layer's input are far from independent.
-    ata = a.T @ a
-    lam = 1e-6 * np.trace(ata) / len(ata)
-    sol = np.linalg.solve(ata + lam * np.eye(len(ata)), a.T @ y.astype(np.float64))
+    sol = np.linalg.solve(*_normal_equations(*_rows(node, x, target, max_rows, np.random.default_rng(seed))))
     w = node.weights["weight"]
     node.weights["weight"] = np.ascontiguousarray(sol[:-1].T.reshape(w.shape).astype(np.float32))
     node.weights["bias"] = sol[-1].astype(np.float32)
+
+
+def _rows(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """The least-squares rows of a refit of node (Conv or Fc) fed x: its inputs per output position
+    (input channel c's columns c * m .. c * m + m - 1, m its taps or an Fc's columns per channel) and the
+    target there, at most max_rows of them, sampled."""
+    if node.op != "Fc":
+        return _patches(node, x, target, max_rows, rng)
+    a, y = x.reshape(len(x), -1), target.reshape(len(target), -1)
+    if len(a) > max_rows:
+        pick = rng.choice(len(a), max_rows, replace=False)
+        a, y = a[pick], y[pick]
+    return a, y
+
+
+def _normal_equations(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ridge-stabilised normal equations (gram, rhs) of a @ [w; bias] ~ y, a bias column appended, in
+    float64 (the columns of a pruned layer's input are far from independent)."""
+    a = np.hstack([a, np.ones((len(a), 1), a.dtype)]).astype(np.float64)
+    gram = a.T @ a
+    return gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram)), a.T @ y.astype(np.float64)
 
 
 def _patches(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) -> tuple[np.ndarray, np.ndarray]:
