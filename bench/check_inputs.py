@@ -54,16 +54,9 @@ def main() -> None:
     fit, xc, yc = calib[fit_idx], calib[check_idx], labels[check_idx]
     passes = [PrunePlanner(PruneSpec(None)), SeparablePlanner(), SparsePlanner(SparseSpec("auto"))]
     checks = P.Checks(g, xc, yc, P.Budget("accuracy", 0.01), copies=0)  # the signal, on the clean checked inputs
-    units = [u for p in passes for u in p.units(g, Timer())]
-    for u in units:
-        u.options = [o for o in u.options if o.seconds < u.dense_seconds]
-    units = [u for u in units if u.options]
+    units = P.find_units(g, passes, Timer())
     stage = Stage(g, fit)
-    for u in units:
-        for o in u.options:
-            h = copy.deepcopy(g)
-            next(p for p in passes if p.kind == u.kind).apply(h, {u.name: o.setting}, stage)
-            o.signal = checks.signal(checks.outputs(h))
+    P.score_options(g, passes, units, checks, stage)
     plans = P.greedy(units)
     sets = {"held-out": (xte, yte), "checked, as they are": (xc, yc)}
     for noise, shift in SETTINGS:
@@ -76,7 +69,7 @@ def main() -> None:
             "| plan | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
     for i in range(4, len(plans), 4):
         h = copy.deepcopy(g)
-        P.apply_plan(h, passes, {u.key: u for u in units}, plans[i], fit, 1)
+        P.apply_plan(h, passes, {u.key: u for u in units}, plans[i], stage)
         cells = []
         for k, (x, y) in sets.items():
             top, ref = run(model_of(h), x)[0].argmax(1), refs[k]

@@ -42,20 +42,13 @@ def sequence(src: Path, calib: np.ndarray, labels: np.ndarray, table: dict, xte:
     fit = calib[fit_idx]
     checks = P.Checks(g, calib[check_idx], labels[check_idx], P.Budget("accuracy", 0.01))
     passes = [Prune(PruneSpec(None)), Separable(), Sparse(SparseSpec("auto"))]
-    found = [u for p in passes for u in p.units(g, Timer(1, table))]
-    for u in found:
-        u.options = [o for o in u.options if o.seconds < u.dense_seconds]
-    found = [u for u in found if u.options]
+    found = P.find_units(g, passes, Timer(1, table))
     units, stage = {u.key: u for u in found}, Stage(g, fit)
-    for u in found:  # the sensitivity table, as plan_passes builds it
-        for o in u.options:
-            h = copy.deepcopy(g)
-            next(p for p in passes if p.kind == u.kind).apply(h, {u.name: o.setting}, stage)
-            o.signal = checks.signal(checks.outputs(h))
+    P.score_options(g, passes, found, checks, stage)  # the sensitivity table, as plan_passes builds it
     rows = []
     for plan in P.greedy(found):
         h = copy.deepcopy(g)
-        P.apply_plan(h, passes, units, plan, fit, 1)
+        P.apply_plan(h, passes, units, plan, stage)
         v = checks.verdict(checks.outputs(h))
         rows.append({"seconds": P.seconds_of(units, plan), "events": v["events"], "inputs": v["inputs"],
                      "pred": run(model_of(h), xte)[0].argmax(1)})

@@ -192,3 +192,55 @@ def test_cli_plans_with_a_device_cost_table(net, tmp_path, capsys):
     assert "plan (--optimize over prune, separable, sparse_fc" in out and "0 measured here" in out
     assert cli(["compile", str(net), "--optimize", "auto", "--calib", str(tmp_path / "x.npy")]) == 1
     assert "needs calibration data" in capsys.readouterr().err
+
+
+class Residual(nn.Module):
+    """A residual block between two convs: a changed layer's input and the skip both cross the cut."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.a = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.b, self.head = nn.Conv2d(16, 16, 3, padding=1), nn.Sequential(nn.Flatten(), nn.Linear(16 * 14 * 14, 10))
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        return self.head(torch.relu(x + self.b(torch.relu(self.a(x)))))
+
+
+@pytest.mark.usefixtures("mac_costs")
+@pytest.mark.parametrize("module", [Net, Residual])
+def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
+    """The sensitivity table runs only the nodes a candidate changed, fed the original model's cached
+    activations: the outputs are those of the whole changed model, for every option of every pass."""
+    import onnx
+
+    from edgesep.compiler.costs import Timer
+    from edgesep.compiler.execute import Stage, changed_part
+    from edgesep.compiler.onnx_import import import_onnx
+    from edgesep.compiler.passes import cleanup
+    from edgesep.compiler.prune import Planner as Prune
+    from edgesep.compiler.prune import Spec as PruneSpec
+    from edgesep.compiler.separable import Planner as Separable
+    from edgesep.compiler.sparse_fc import Planner as Sparse
+    from edgesep.compiler.sparse_fc import Spec as SparseSpec
+
+    torch.manual_seed(0)
+    torch.onnx.export(module().eval(), torch.randn(1, 1, 14, 14), tmp_path / "m.onnx", dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    g = import_onnx(onnx.load(tmp_path / "m.onnx"), None)
+    cleanup(g)
+    calib = calibration()
+    checks = P.Checks(g, calib[:12], None, P.Budget("output", 0.1))
+    passes = [Prune(PruneSpec(None, None, 1)), Separable(), Sparse(SparseSpec("auto"))]
+    units = P.find_units(g, passes, Timer(), min_speedup=0)
+    assert {u.kind for u in units} == {"prune", "separable", "sparse_fc"}
+    stage, parts = Stage(g, calib), []
+    for u in units:
+        apply = next(p for p in passes if p.kind == u.kind).apply
+        for o in u.options:
+            h = g.copy()
+            apply(h, {u.name: o.setting}, stage)
+            whole, part = checks.outputs(h), checks.outputs(h, g)
+            assert np.linalg.norm(part - whole) <= 1e-5 * np.linalg.norm(whole), (u.key, o.label)
+            parts.append(len(changed_part(h, g)[1]) / len(h.nodes))
+    assert min(parts) < 0.5  # (pruning the first conv changes every node)

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from edgesep.compiler.execute import model_of, run
+from edgesep.compiler.execute import Stage, model_of, run
 from edgesep.compiler.onnx_import import import_onnx
 from edgesep.compiler.passes import cleanup
-from edgesep.compiler.prune import channel_groups, prune, remove_channels, scores
+from edgesep.compiler.prune import Planner, Spec, channel_groups, prune, remove_channels, scores
 
 
 def graph_of(module: nn.Module, shape: tuple, tmp_path):
@@ -314,3 +314,27 @@ def test_recon_removes_the_channels_the_refit_can_rebuild(tmp_path):
         assert kept == 12
         errors[how] = np.linalg.norm(outputs(h, check) - want) / np.linalg.norm(want)
     assert errors["recon"] < 1e-3 < 0.01 < errors["mean"], errors  # (recon: the refit's ridge term only)
+
+
+@pytest.mark.parametrize("net, shape", [(resnet_like, (1, 3, 16, 16)), (concat_net, (1, 3, 16, 16)),
+                                        (vgg_like, (1, 1, 28, 28))])
+def test_planner_refits_from_equations_computed_once(tmp_path, net, shape):
+    """The planner refits a group's readers from their normal equations computed once on the unpruned
+    network, less the removed channels' rows and columns (through residuals and Concats): the same
+    weights as a refit computed afresh on the pruned network."""
+    g = graph_of(net(), shape, tmp_path)
+    stage = Stage(g, np.random.default_rng(1).standard_normal((32, *shape[1:])).astype(np.float32))
+    planner = Planner(Spec(None, None, 1))
+    prunable = [grp.name for grp in channel_groups(g) if not grp.why_not]
+    assert len(prunable) >= 2
+    for name in prunable:
+        a, b = g.copy(), g.copy()
+        planner.apply(a, {name: 0.5}, stage)
+        prune(b, {name: 0.5}, "recon", stage.x, targets=stage.target)
+        changed = 0
+        for m, n in zip(a.nodes, b.nodes):
+            assert m.weights.keys() == n.weights.keys()
+            for k in m.weights:
+                np.testing.assert_allclose(m.weights[k], n.weights[k], rtol=1e-4, atol=1e-6)
+                changed += m.weights[k] is not g.nodes[a.nodes.index(m)].weights.get(k)
+        assert changed

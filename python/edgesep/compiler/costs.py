@@ -30,13 +30,14 @@ def signature(nodes: list[Node], input_shape: tuple) -> str:
 
 class Timer:
     """Seconds of a chain of nodes: from `table` (a cost table's "seconds" by signature) where it has
-    the chain, else measured here (unless measure=False: then 0, for listing the candidates). Every chain
-    asked about is kept in `chains` by signature."""
+    the chain, else measured here once (unless measure=False: then 0, for listing the candidates). Every
+    chain asked about is kept in `chains` by signature."""
 
     def __init__(self, num_threads: int = 1, table: dict | None = None, measure: bool = True):
         self.num_threads, self.measure = num_threads, measure
         self.table = (table or {}).get("seconds", {})
         self.chains: dict[str, tuple[list[Node], tuple]] = {}
+        self.measured: dict[str, float] = {}
         self.looked_up = self.timed = 0
 
     def __call__(self, nodes: list[Node], input_shape: tuple) -> float:
@@ -45,8 +46,12 @@ class Timer:
         if key in self.table:
             self.looked_up += 1
             return float(self.table[key])
-        self.timed += 1
-        return time_nodes(nodes, input_shape, self.num_threads) if self.measure else 0.0
+        if not self.measure:
+            return 0.0
+        if key not in self.measured:  # a chain asked about again (a layer in two channel groups) is timed once
+            self.timed += 1
+            self.measured[key] = time_nodes(nodes, input_shape, self.num_threads)
+        return self.measured[key]
 
 
 def write_candidates(timer: Timer, path: str | Path) -> int:

@@ -7,6 +7,7 @@ import numpy as np
 
 from ..report import median_seconds
 from ..runtime import Model, load
+from .cache import Cache
 from .ir import Graph, Node
 from .lower import write_bundle
 from .passes import drop_dead
@@ -24,15 +25,35 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, i
     return load(write_bundle(g, None, layout=layout), num_threads=num_threads, isa=isa, verify=False)
 
 
-def run(model: Model, x: np.ndarray, batch: int = 64) -> list[np.ndarray]:
-    """Runs `model` (one input) over x in batches (the model's own batch if its export fixes one);
-    returns every output, concatenated."""
+def run(model: Model, x: np.ndarray | list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
+    """Runs `model` over x (one array per input, all as long) in batches (the model's own batch if its
+    export fixes one); returns every output, concatenated."""
+    xs = x if isinstance(x, list) else [x]
     batch = model.inputs[0].shape[0] or batch
     outs: list[list[np.ndarray]] = []
-    for i in range(0, len(x), batch):
-        y = model.run(np.ascontiguousarray(x[i:i + batch]))
+    for i in range(0, len(xs[0]), batch):
+        y = model.run([np.ascontiguousarray(a[i:i + batch]) for a in xs])
         outs.append(list(y.values()) if isinstance(y, dict) else [y])
     return [np.concatenate(parts) for parts in zip(*outs)]
+
+
+def changed_part(g: Graph, base: Graph) -> tuple[list[str], list[Node]]:
+    """Where g is a changed copy of `base` (Graph.copy, then a pass): the values of base that g still
+    computes as base does, among those g's changed nodes read (their `cut`), and those nodes, in order.
+    A node is unchanged when base has it with the same op, inputs, output and attributes, the same
+    weight arrays (passes replace arrays, never write into them) and only unchanged inputs."""
+    old = {n.name: n for n in base.nodes}
+    same = {name for name, _ in g.inputs}
+    changed = []
+    for n in g.nodes:
+        b = old.get(n.name)
+        if b is not None and (b.op, b.inputs, b.output, b.attrs) == (n.op, n.inputs, n.output, n.attrs) \
+                and b.weights.keys() == n.weights.keys() and all(b.weights[k] is w for k, w in n.weights.items()) \
+                and all(v in same for v in n.inputs):
+            same.add(n.output)
+        else:
+            changed.append(n)
+    return list(dict.fromkeys(v for n in changed for v in n.inputs if v in same)), changed
 
 
 def node_shapes(g: Graph) -> dict[str, tuple[tuple, tuple]]:
@@ -61,13 +82,14 @@ def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1, xin
 
 class Stage:
     """A graph as it stands before a pass changes copies of it, with what the refits need of it on the
-    fit inputs `x`, each computed once: a value's activations, a layer's output before its activation
-    (the target the changed network is refit to). The planner tries dozens of candidates on one stage."""
+    fit inputs `x`: a value's activations, a layer's output before its activation (the target the changed
+    network is refit to), kept in `cache` (compiler/cache.py: shared by the stages of one planning, a
+    stage whose layers are those of an earlier one finds their activations there). The planner tries
+    dozens of candidates on one stage."""
 
-    def __init__(self, g: Graph, x: np.ndarray, num_threads: int = 1):
-        self.graph, self.x, self.num_threads = copy.deepcopy(g), x, num_threads
-        self._values: dict[str, np.ndarray] = {}
-        self._targets: dict[str, np.ndarray] = {}
+    def __init__(self, g: Graph, x: np.ndarray, num_threads: int = 1, cache: Cache | None = None):
+        self.graph, self.x, self.num_threads = g.copy(), x, num_threads
+        self.cache = cache or Cache()
         self._memo: dict = {}
 
     def memo(self, key, make):
@@ -77,15 +99,13 @@ class Stage:
         return self._memo[key]
 
     def activations(self, value: str) -> np.ndarray:
-        if value not in self._values:
-            self._values[value] = run(model_of(self.graph, [value], self.num_threads), self.x)[0]
-        return self._values[value]
+        return self.cache.values(self.graph, [value], self.x, self.num_threads)[0]
 
     def target(self, name: str) -> np.ndarray:
-        if name not in self._targets:
-            node = next(n for n in self.graph.nodes if n.name == name)
-            self._targets[name] = preactivation(self.graph, node, self.x, self.num_threads, self.activations(node.inputs[0]))
-        return self._targets[name]
+        node = next(n for n in self.graph.nodes if n.name == name)
+        keys = self.memo("keys", lambda: self.cache.keys(self.graph))
+        return self.cache.memo(("target", self.cache.token(self.x), keys[node.output]), lambda: preactivation(
+            self.graph, node, self.x, self.num_threads, self.activations(node.inputs[0])))
 
 
 def adopt_if_faster(g: Graph, node: Node, nodes: list[Node], row: dict, t_dense: float, t_new: float,

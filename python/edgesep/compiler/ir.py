@@ -1,8 +1,11 @@
 """The compiler's graph IR: nodes in the runtime's op vocabulary (edgesep.ops), plus "BatchNorm",
 which the clean-up passes fold away or lower. Weights are numpy arrays in their logical layout;
-packing happens only when the bundle is written."""
+packing happens only when the bundle is written. A pass never changes a weight array in place, it puts a
+new one in its place: copies of a graph share the arrays they did not change (Graph.copy), and a packed
+form is computed once per array (compiler/lower.py)."""
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +35,12 @@ class Graph:
     outputs: list[str]
     nodes: list[Node]
     shapes: dict[str, list] = field(default_factory=dict)  # value -> shape where known (batch None)
+
+    def copy(self) -> "Graph":
+        """A copy to change: its nodes, their attributes and the lists and dicts are new, the weight
+        arrays shared (a pass replaces an array, never writes into one)."""
+        shared = {id(a): a for n in self.nodes for a in n.weights.values()}
+        return copy.deepcopy(self, shared)
 
     def producer(self, value: str) -> Node | None:
         return next((n for n in self.nodes if n.output == value), None)

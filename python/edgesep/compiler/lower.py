@@ -2,6 +2,7 @@
 as plain JSON numbers and strings."""
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,22 @@ def _json(v):
     return v
 
 
+_PACKED: dict[tuple, tuple[weakref.ref, np.ndarray]] = {}
+
+
+def _packed(pack, arr: np.ndarray, *args) -> np.ndarray:
+    """pack(arr, *args), computed once while arr lives: the planner builds hundreds of models from copies
+    of one graph that share the weight arrays they did not change (ir.Graph.copy), and Winograd's
+    transform of a 3x3 conv costs more than running it."""
+    key = (pack, id(arr), args)
+    hit = _PACKED.get(key)
+    if hit is not None and hit[0]() is arr:
+        return hit[1]
+    out = pack(arr, *args)
+    _PACKED[key] = (weakref.ref(arr, lambda _, key=key, cache=_PACKED: cache.pop(key, None)), out)
+    return out
+
+
 def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     name = f"{n.name}.{key}"
     if n.op == "SparseFc" and key in ("values", "row_ptr", "columns"):  # indices keep their integer dtype
@@ -32,18 +49,18 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
         groups = n.attrs.get("group", 1)
         if n.op == "Conv" and n.attrs.get("winograd"):
             layout = wino_layout(n.attrs["winograd"])
-            return w.add(name, pack_wino_nhwc16(arr, layout), shape=list(arr.shape), layout=layout)
+            return w.add(name, _packed(pack_wino_nhwc16, arr, layout), shape=list(arr.shape), layout=layout)
         if n.op == "Conv" and is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
-            return w.add(name, pack_khwc(arr), shape=list(arr.shape), layout="khwc")
-        return w.add(name, pack_conv_nhwc16(arr, groups), shape=list(arr.shape), layout="conv_nhwc16", groups=groups)
+            return w.add(name, _packed(pack_khwc, arr), shape=list(arr.shape), layout="khwc")
+        return w.add(name, _packed(pack_conv_nhwc16, arr, groups), shape=list(arr.shape), layout="conv_nhwc16", groups=groups)
     if n.op == "SeparableConv" and key in ("vertical", "horizontal"):
         phases = n.attrs.get("strides", [1, 1])[key == "horizontal"]
-        return w.add(name, pack_conv_mr6(arr, 1, phases), shape=list(arr.shape), layout="conv_mr6", groups=1,
+        return w.add(name, _packed(pack_conv_mr6, arr, 1, phases), shape=list(arr.shape), layout="conv_mr6", groups=1,
                      **({"phases": phases} if phases > 1 else {}))
     if n.op == "Conv" and key == "weight":
         groups = n.attrs.get("group", 1)
         if not is_depthwise(arr.shape[1] * groups, arr.shape[0], groups):
-            return w.add(name, pack_conv_mr6(arr, groups), shape=list(arr.shape), layout="conv_mr6", groups=groups)
+            return w.add(name, _packed(pack_conv_mr6, arr, groups), shape=list(arr.shape), layout="conv_mr6", groups=groups)
     return w.add(name, arr)
 
 

@@ -30,15 +30,16 @@ those on unseen data (measured in docs/planner.md).
 """
 from __future__ import annotations
 
-import copy
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 import numpy as np
 
+from .cache import Cache
 from .costs import Timer
-from .execute import Stage, model_of, run
+from .execute import Stage, changed_part, model_of, run
 from .ir import CompileError, Graph
 
 ALLOCATIONS = ("greedy", "threshold")
@@ -48,6 +49,7 @@ KINDS = ("disagreement", "accuracy", "output")
 COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
+CACHE_BYTES = 2 << 30  # the most of the original model's activations on the check inputs kept, to run only what changed
 STEP = 0.01  # the least time a checked plan saves over the last one checked, a fraction of the dense time
 
 
@@ -139,6 +141,7 @@ class Checks:
         self.x = np.concatenate([x, perturbed(x, copies)]) if copies else x
         self.labels = None if labels is None else np.tile(labels, copies + 1)
         self.budget, self.num_threads, self.checked = budget, num_threads, len(x)
+        self._cache: dict[str, np.ndarray] = {}  # the original model's activations on the inputs, by value
         self.reference = run(model_of(g, num_threads=num_threads), self.x)[0]
         if budget.kind != "output":
             if self.reference.ndim != 2:
@@ -146,8 +149,24 @@ class Checks:
                                    f"{list(self.reference.shape[1:])}: use --max-output-error")
             self.p_ref = _probabilities(self.reference)
 
-    def outputs(self, g: Graph) -> np.ndarray:
-        return run(model_of(g, num_threads=self.num_threads), self.x)[0]
+    def outputs(self, g: Graph, base: Graph | None = None) -> np.ndarray:
+        """g's first output on the check inputs. Given `base`, the graph the reference outputs are of, with
+        g a changed copy of it: only g's changed nodes run, fed base's activations where they read
+        unchanged values (kept, up to CACHE_BYTES of them)."""
+        if base is None:
+            return run(model_of(g, num_threads=self.num_threads), self.x)[0]
+        cut, changed = changed_part(g, base)
+        if all(n.output != g.outputs[0] for n in changed):
+            return self.reference
+        missing = [v for v in cut if v not in self._cache]
+        if missing:
+            for v, a in zip(missing, run(model_of(base, missing, self.num_threads), self.x)):
+                self._cache[v] = a
+            while sum(a.nbytes for a in self._cache.values()) > CACHE_BYTES and len(self._cache) > len(cut):
+                del self._cache[next(v for v in self._cache if v not in cut)]  # the oldest not needed now
+        batch = g.inputs[0][1][0]  # (None, or the batch a model's export fixes)
+        part = Graph([(v, [batch, *self._cache[v].shape[1:]]) for v in cut], g.outputs, changed, g.shapes)
+        return run(model_of(part, g.outputs[:1], self.num_threads), [self._cache[v] for v in cut])[0]
 
     def signal(self, y: np.ndarray) -> float:
         """The search's continuous score of outputs y (lower is better)."""
@@ -214,13 +233,15 @@ class Pass(Protocol):
 Plan = dict  # unit key -> option index
 
 
-def apply_plan(g: Graph, passes: list[Pass], units: dict[str, Unit], plan: Plan, fit: np.ndarray, num_threads: int) -> None:
-    """Applies a plan to g in place, pass by pass in the given order, each pass's refits fitted to the
-    graph as the earlier passes left it."""
+def apply_plan(g: Graph, passes: list[Pass], units: dict[str, Unit], plan: Plan, stage: Stage) -> None:
+    """Applies a plan to g (a copy of the stage's graph) in place, pass by pass in the given order, each
+    pass's refits fitted to the graph as the earlier passes left it: the first pass with choices works on
+    `stage` (its activations, targets and memos shared by every plan), the later ones on new stages."""
     for p in passes:
         choices = {units[k].name: units[k].options[i].setting for k, i in plan.items() if units[k].kind == p.kind}
         if choices:
-            p.apply(g, choices, Stage(g, fit, num_threads))
+            p.apply(g, choices, stage)
+            stage = Stage(g, stage.x, stage.num_threads, stage.cache)
 
 
 def _steps(units: list[Unit], plan: Plan) -> list[tuple[float, str, int]]:
@@ -276,50 +297,71 @@ def seconds_of(units: dict[str, Unit], plan: Plan) -> float:
     return sum(u.options[plan[k]].seconds if k in plan else u.dense_seconds for k, u in units.items())
 
 
+def find_units(g: Graph, passes: list[Pass], timer: Timer, min_speedup: float = 1.0) -> list[Unit]:
+    """The latency table: every pass's units of g with the options timed faster than min_speedup times
+    their dense time (units left with none dropped)."""
+    found = []
+    for p in passes:
+        for u in p.units(g, timer):
+            u.options = [o for o in u.options if o.seconds * min_speedup < u.dense_seconds]
+            if u.options:
+                found.append(u)
+    return found
+
+
+def score_options(g: Graph, passes: list[Pass], units: list[Unit], checks: Checks, stage: Stage,
+                  progress: Callable[[str], None] | None = None) -> None:
+    """The sensitivity table: each option of each unit applied alone to a copy of g (refit on the stage),
+    its signal on the check inputs stored in option.signal."""
+    for u in units:
+        apply = next(p for p in passes if p.kind == u.kind).apply
+        for o in u.options:
+            if progress:
+                progress(f"{u.name} {o.label}")
+            h = g.copy()
+            apply(h, {u.name: o.setting}, stage)
+            o.signal = checks.signal(checks.outputs(h, g))
+
+
 def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, timer: Timer,
                 min_speedup: float = 1.0, allocation: str = "greedy", progress: Callable[[str], None] | None = None) -> dict:
     """Plans and applies `passes` to g in place within checks.budget (refits on the fit inputs, layer
     times from timer); returns the report."""
     if allocation not in ALLOCATIONS:
         raise CompileError(f"allocation {allocation!r}: expected one of {ALLOCATIONS}")
-    found: list[Unit] = []
-    for p in passes:
-        for u in p.units(g, timer):
-            u.options = [o for o in u.options if o.seconds * min_speedup < u.dense_seconds]
-            if u.options:
-                found.append(u)
+    clock = [time.perf_counter()]
+    phases: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        phases[name] = clock[-1] - clock[-2]
+
+    found = find_units(g, passes, timer, min_speedup)
     units = {u.key: u for u in found}
-    stage = Stage(g, fit, timer.num_threads)
-    for u in found:  # the sensitivity table: each option alone
-        for o in u.options:
-            if progress:
-                progress(f"{u.name} {o.label}")
-            h = copy.deepcopy(g)
-            next(p for p in passes if p.kind == u.kind).apply(h, {u.name: o.setting}, stage)
-            o.signal = checks.signal(checks.outputs(h))
+    lap("latency")
+    stage = Stage(g, fit, timer.num_threads, Cache())
+    score_options(g, passes, found, checks, stage, progress)
+    lap("sensitivity")
     plans = (greedy if allocation == "greedy" else threshold)(found)
 
     trials: list[dict] = []
-
-    def check(plan: Plan, what: str) -> bool:
-        h = copy.deepcopy(g)
-        apply_plan(h, passes, units, plan, fit, timer.num_threads)
-        v = checks.verdict(checks.outputs(h))
-        trials.append({"plan": what, "units": len(plan), "seconds": seconds_of(units, plan), **v})
-        if progress:
-            progress(f"check {what}")
-        return v["ok"]
-
     chosen, dense = 0, seconds_of(units, {})
+    accepted, final = g, checks.verdict(checks.reference)
     for k in range(1, len(plans)):  # fixed-sequence testing: in order, up to the first failure
         if k < len(plans) - 1 and seconds_of(units, plans[chosen]) - seconds_of(units, plans[k]) < STEP * dense:
             continue
-        if not check(plans[k], f"{k}/{len(plans) - 1}"):
+        h = g.copy()
+        apply_plan(h, passes, units, plans[k], stage)
+        v = checks.verdict(checks.outputs(h))
+        trials.append({"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": seconds_of(units, plans[k]), **v})
+        if progress:
+            progress(f"check {k}/{len(plans) - 1}")
+        if not v["ok"]:
             break
-        chosen = k
+        chosen, accepted, final = k, h, v
+    lap("check")
+    vars(g).update(vars(accepted))
     best = plans[chosen]
-    apply_plan(g, passes, units, best, fit, timer.num_threads)
-    final = checks.verdict(checks.outputs(g))
     total = sum(units[k].options[i].signal for k, i in best.items()) or 1.0
     rows = []
     for u in found:
@@ -333,4 +375,4 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
             "allocation": allocation, "checked_inputs": checks.checked, "check_copies": len(checks.x) // checks.checked - 1,
             "plans": len(plans), "chosen": chosen, "trials": trials, "final": final, "units": rows,
             "dense_ms": 1e3 * seconds_of(units, {}), "planned_ms": 1e3 * seconds_of(units, best),
-            "times_looked_up": timer.looked_up, "times_measured": timer.timed}
+            "times_looked_up": timer.looked_up, "times_measured": timer.timed, "phase_seconds": phases}

@@ -25,17 +25,18 @@ the original network's on the calibration inputs. Without calibration data the r
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from .cache import Cache
 from .execute import Stage, model_of, node_shapes, run
 from .ir import CompileError, Graph, Node
 from .plan import Option, Unit
 
 SCORES = ("mean", "l1", "l2", "activation", "recon")
+Equations = Callable[[str], tuple[np.ndarray, np.ndarray, np.ndarray]]  # a reader's normal_equations, by name
 _BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
 _POOLS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 
@@ -206,30 +207,23 @@ def scores(g: Graph, grp: Group, how: str, calib: np.ndarray | None = None, num_
 
 
 def reconstruction_order(g: Graph, grp: Group, calib: np.ndarray, targets: Callable[[str], np.ndarray],
-                         kept_out: dict[str, np.ndarray], num_threads: int = 1, max_rows: int = 20000,
-                         seed: int = 0) -> np.ndarray:
+                         kept_out: dict[str, np.ndarray], num_threads: int = 1,
+                         equations: Equations | None = None) -> np.ndarray:
     """The group's channels in the order they should go, chosen for the least-squares refit that follows
     (ThiNet / He et al. 2017 channel selection, by backward elimination instead of LASSO): per reader of
     the group, the normal equations of its refit on calib (its input in g as it is, its target the
     original network's output), and the channel whose removal raises the refit's residual least
     (relative to the target's energy, summed over the readers) goes first; the inverse Gram matrix is
     downdated after each removal, so the interactions between channels count. Groups of more than 32
-    channels lose a 32nd of them per step. Removing the first r of the order gives nested sets as r grows."""
-    rng = np.random.default_rng(seed)
+    channels lose a 32nd of them per step. Removing the first r of the order gives nested sets as r grows.
+    equations(reader name), if given, gives the readers' normal_equations in g (computed once elsewhere)."""
     systems = []  # per reader: inverse Gram matrix, solution, column block of each group channel, 1 / |target|^2
-    for d in grp.downstream():
-        for node, cols in d.consumers:
-            x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
-            y = targets(node.name)
-            y = y[:, kept_out[node.name]] if node.name in kept_out else y
-            a, t = _rows(node, x, y, max_rows, rng)
-            m = cols if node.op == "Fc" else int(np.prod(node.weights["weight"].shape[2:]))
-            src = node.inputs[0] if node.inputs[0] in d.values else g.producer(node.inputs[0]).inputs[0]  # (a flatten's)
-            blocks = np.array([np.concatenate([np.arange((o + j) * m, (o + j + 1) * m) for o in _offsets(g, grp, src)])
-                               for j in range(grp.channels)])
-            gram, rhs = _normal_equations(a, t)
-            ginv = np.linalg.inv(gram)
-            systems.append([ginv, ginv @ rhs, blocks, 1.0 / max(float(np.sum(t * t)), 1e-30)])
+    for node in grp.readers():
+        gram, rhs, energy = equations(node.name) if equations else normal_equations(g, node, calib, targets(node.name), num_threads)
+        if node.name in kept_out:
+            rhs, energy = rhs[:, kept_out[node.name]], energy[kept_out[node.name]]
+        ginv = np.linalg.inv(_ridge(gram))
+        systems.append([ginv, ginv @ rhs, reader_columns(g, grp, node), 1.0 / max(float(energy.sum()), 1e-30)])
     alive, order = np.ones(grp.channels, bool), []
     per_step, remove = max(1, -(-grp.channels // 32)), grp.channels - 1
     while remove > 0:
@@ -313,12 +307,44 @@ def remove_channels(g: Graph, grp: Group, keep: np.ndarray) -> None:
         remove_channels(g, out, out_keep)
 
 
+def reader_columns(g: Graph, grp: Group, node: Node) -> np.ndarray:
+    """[group channel, its columns] of a reader's refit (see _rows): the columns that channel feeds, in
+    every segment of the reader's input that carries the group (one, or one per Concat it reaches
+    the reader through)."""
+    m = int(np.prod(node.weights["weight"].shape[2:])) if node.op != "Fc" else \
+        next(cols for d in grp.downstream() for c, cols in d.consumers if c is node)
+    src = node.inputs[0] if node.op != "Fc" or node.inputs[0] in {v for d in grp.downstream() for v in d.values} \
+        else g.producer(node.inputs[0]).inputs[0]  # (a flatten's)
+    return np.array([np.concatenate([np.arange((o + j) * m, (o + j + 1) * m) for o in _offsets(g, grp, src)])
+                     for j in range(grp.channels)])
+
+
+def normal_equations(g: Graph, node: Node, calib: np.ndarray, target: np.ndarray, num_threads: int = 1,
+                     cache: Cache | None = None, max_rows: int = 20000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A refit's least squares for node (Conv or Fc) fed its input in g on calib, its output before the
+    activation to match `target`, at most max_rows sampled rows (the same rows whatever the input's
+    channels): (A^T A, A^T Y, per output column |Y|^2), A with a bias column last, in float64. Removing
+    input channels removes their rows and columns of A^T A and their rows of A^T Y. The input's
+    activations come from `cache` where given (compiler/cache.py)."""
+    x = cache.values(g, [node.inputs[0]], calib, num_threads)[0] if cache else \
+        run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
+    a, y = _rows(node, x, target, max_rows, np.random.default_rng(seed))
+    a = np.hstack([a, np.ones((len(a), 1), a.dtype)]).astype(np.float64)
+    y = y.reshape(len(y), -1).astype(np.float64)
+    return a.T @ a, a.T @ y, np.einsum("ij,ij->j", y, y)
+
+
+def _ridge(gram: np.ndarray) -> np.ndarray:
+    """A^T A made safe to solve: the columns of a pruned layer's input are far from independent."""
+    return gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram))
+
+
 def refit(g: Graph, node: Node, target: np.ndarray, calib: np.ndarray, num_threads: int = 1,
-          max_rows: int = 20000, seed: int = 0) -> None:
+          equations: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, cache: Cache | None = None) -> None:
     """Least squares: node's weight and bias such that, fed its input in g on calib, its output before
-    the activation matches `target` (the original network's)."""
-    x = run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
-    sol = np.linalg.solve(*_normal_equations(*_rows(node, x, target, max_rows, np.random.default_rng(seed))))
+    the activation matches `target` (the original network's); `equations`: its normal_equations, if known."""
+    gram, rhs, _ = equations or normal_equations(g, node, calib, target, num_threads, cache)
+    sol = np.linalg.solve(_ridge(gram), rhs)
     w = node.weights["weight"]
     node.weights["weight"] = np.ascontiguousarray(sol[:-1].T.reshape(w.shape).astype(np.float32))
     node.weights["bias"] = sol[-1].astype(np.float32)
@@ -335,14 +361,6 @@ def _rows(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) -> 
         pick = rng.choice(len(a), max_rows, replace=False)
         a, y = a[pick], y[pick]
     return a, y
-
-
-def _normal_equations(a: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The ridge-stabilised normal equations (gram, rhs) of a @ [w; bias] ~ y, a bias column appended, in
-    float64 (the columns of a pruned layer's input are far from independent)."""
-    a = np.hstack([a, np.ones((len(a), 1), a.dtype)]).astype(np.float64)
-    gram = a.T @ a
-    return gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram)), a.T @ y.astype(np.float64)
 
 
 def _patches(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) -> tuple[np.ndarray, np.ndarray]:
@@ -426,19 +444,24 @@ def layer_changes(before: list[dict], g: Graph) -> dict:
 
 def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: np.ndarray | None = None,
           num_threads: int = 1, refit_consumers: bool = True, round_to: int = 1,
-          targets: Callable[[str], np.ndarray] | None = None, memo: Callable | None = None) -> list[dict]:
+          targets: Callable[[str], np.ndarray] | None = None,
+          orders: Callable[[Group], np.ndarray] | None = None, equations: Equations | None = None,
+          cache: Cache | None = None) -> list[dict]:
     """Removes the lowest-scoring `ratio` of the channels of every prunable group (or ratio[group name]
     of the groups named there; at least one kept, the number kept rounded to a multiple of round_to), in
     graph order; with calib, refits each group's consumers to `targets` (by default g's own, as it is
-    now). how="recon" (needs calib) removes channels in reconstruction_order. memo(key, make): where g
-    is the graph `targets` come from and one group is pruned, keeps that group's order for the next call
-    (the planner's candidates). Returns one report row per group."""
+    now). how="recon" (needs calib) removes channels in reconstruction_order, or in orders(group) if
+    given (the planner's: each group's order computed once, on the original network). equations(reader
+    name), if given: the reader's normal_equations in g as it is now against its whole target (the
+    planner's, computed once): the first group pruned refits from them, less the removed channels' rows
+    and columns, for the readers whose inputs are g's less those channels (no other reader upstream).
+    cache (compiler/cache.py): where the refits' inputs and results are kept, by what they depend on.
+    Returns one report row per group."""
     ratios = ratio if isinstance(ratio, dict) else None
     if any(not 0 <= r < 1 for r in (ratios.values() if ratios is not None else [ratio])):
         raise ValueError(f"prune ratios must be in [0, 1), got {ratio}")
     if how == "recon" and (calib is None or not refit_consumers):
         raise ValueError("the recon score needs calibration inputs and the refit")
-    chosen = [k for k, r in ratios.items() if r > 0] if ratios is not None else None
     if calib is not None and refit_consumers and targets is None:
         targets = Stage(g, calib, num_threads).target
     elif not refit_consumers:
@@ -460,20 +483,52 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
             rows.append({**row, "kept": grp.channels, "status": "nothing to remove at this ratio"})
             continue
         if how == "recon":
-            def make(grp=grp):
-                return reconstruction_order(g, grp, calib, targets, kept_out, num_threads)
-            order = memo(("recon order", grp.name), make) if memo and chosen is not None and len(chosen) == 1 else make()
+            order = orders(grp) if orders else reconstruction_order(g, grp, calib, targets, kept_out, num_threads)
         else:
             order = np.argsort(scores(g, grp, how, calib, num_threads), kind="stable")
         keep = np.sort(order[remove:])
+        known = {}  # reader -> its refit's normal equations, from `equations`
+        if equations is not None and targets is not None and not kept_out:
+            gone = np.setdiff1d(np.arange(grp.channels), keep)
+            readers = {c.name for c in grp.readers()}
+            for c in grp.readers():
+                if _upstream(g, c.inputs[0]) & readers:  # (its input changes with an earlier reader's refit)
+                    continue
+                gram, rhs, energy = equations(c.name)
+                cols = np.setdiff1d(np.arange(len(gram)), reader_columns(g, grp, c)[gone].ravel())
+                known[c.name] = [gram[np.ix_(cols, cols)], rhs[cols], energy]
         remove_channels(g, grp, keep)
         kept_out.update({p.name: keep for p in grp.producers})
         if targets is not None:
             for c in grp.readers():
-                y = targets(c.name)
-                refit(g, c, y[:, kept_out[c.name]] if c.name in kept_out else y, calib, num_threads)
+                y = full = targets(c.name)
+                if c.name in kept_out:
+                    y = y[:, kept_out[c.name]]
+                    if c.name in known:
+                        known[c.name][1:] = [x[..., kept_out[c.name]] for x in known[c.name][1:]]
+
+                def fit(c=c, y=y):
+                    refit(g, c, y, calib, num_threads, known.get(c.name), cache)
+                    return c.weights["weight"], c.weights["bias"]
+                if cache is None:
+                    fit()
+                    continue
+                key = ("prune refit", cache.token(calib), cache.keys(g)[c.inputs[0]], repr(sorted(c.attrs.items())),
+                       c.weights["weight"].shape, cache.token(full), kept_out.get(c.name, np.arange(0)).tobytes())
+                c.weights["weight"], c.weights["bias"] = cache.memo(key, fit)
         rows.append({**row, "kept": int(len(keep)), "status": "pruned" + (" + refit" if targets else "")})
     return rows
+
+
+def _upstream(g: Graph, value: str) -> set[str]:
+    """The names of the nodes `value` depends on."""
+    seen, todo = set(), [value]
+    while todo:
+        n = g.producer(todo.pop())
+        if n is not None and n.name not in seen:
+            seen.add(n.name)
+            todo += n.inputs
+    return seen
 
 
 RATIOS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # the planner's candidates: fractions of a group's channels
@@ -498,7 +553,7 @@ class Planner:
             u = Unit(self.kind, grp.name, _seconds(g, names, timer))
             kept_seen = {grp.channels}
             for r in RATIOS:
-                h = copy.deepcopy(g)
+                h = g.copy()
                 row = next(x for x in prune(h, {grp.name: r}, round_to=self.spec.round_to) if x["group"] == grp.name)
                 if row["kept"] not in kept_seen:
                     kept_seen.add(row["kept"])
@@ -507,8 +562,23 @@ class Planner:
         return units
 
     def apply(self, g: Graph, choices: dict[str, object], stage: Stage) -> None:
-        prune(g, choices, self.spec.score_with(stage.x), stage.x, stage.num_threads, round_to=self.spec.round_to,
-              targets=stage.target, memo=stage.memo)
+        """Prunes g (a copy of the stage's graph, or one changed since) as chosen, refit to the stage's
+        targets. A group's recon order is computed once per stage, on the stage's graph: the candidates
+        and plans tried on it share them (between plans, a group's order would differ only by the
+        groups before it pruned too; the check measures the plan as it is)."""
+        score = self.spec.score_with(stage.x)
+        groups = stage.memo("groups", lambda: {grp.name: grp for grp in channel_groups(stage.graph)})
+        nodes = {n.name: n for n in stage.graph.nodes}
+
+        def equations(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            return stage.memo(("normal equations", name), lambda: normal_equations(
+                stage.graph, nodes[name], stage.x, stage.target(name), stage.num_threads, stage.cache))
+
+        def order(grp: Group) -> np.ndarray:
+            return stage.memo(("recon order", grp.name), lambda: reconstruction_order(
+                stage.graph, groups[grp.name], stage.x, stage.target, {}, stage.num_threads, equations))
+        prune(g, choices, score, stage.x, stage.num_threads, round_to=self.spec.round_to, targets=stage.target,
+              orders=order if score == "recon" else None, equations=equations, cache=stage.cache)
 
 
 def _seconds(g: Graph, names: list[str], timer) -> float:

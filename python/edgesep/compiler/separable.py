@@ -313,9 +313,11 @@ class Planner:
                 factors = stage.memo(("separable", node.name, w.shape),
                                      lambda: weighted_factors(w, column_covariance(layer, x_in)))
             else:
-                x_in = run(model_of(g, [node.inputs[0]], stage.num_threads), stage.x)[0]
+                x_in = stage.cache.values(g, [node.inputs[0]], stage.x, stage.num_threads)[0]
                 factors = None
-            weights = fitted(layer, min(k, layer.full_rank), x_in, stage.target(node.name), factors)
+            target = stage.target(node.name)
+            key = ("separable", stage.cache.token(stage.x), stage.cache.keys(g)[node.output], stage.cache.token(target), k)
+            weights = stage.cache.memo(key, lambda: fitted(layer, min(k, layer.full_rank), x_in, target, factors))
             g.nodes = g.replaced(node, forms(layer, weights)[form]).nodes
             fresh = False
 

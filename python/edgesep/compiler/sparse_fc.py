@@ -347,7 +347,7 @@ class Planner:
         fresh = True
         for node in [n for n in list(g.nodes) if n.name in choices]:
             x = stage.activations(node.inputs[0]) if fresh else \
-                run(model_of(g, [node.inputs[0]], stage.num_threads), stage.x)[0]
+                stage.cache.values(g, [node.inputs[0]], stage.x, stage.num_threads)[0]
             y = stage.target(node.name)
             g.nodes = g.replaced(node, self._nodes(node, choices[node.name], x.reshape(len(x), -1),
                                                    y.reshape(len(y), -1))).nodes
