@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import weakref
 from collections import OrderedDict
 from typing import Callable
@@ -18,6 +19,13 @@ from typing import Callable
 import numpy as np
 
 from .ir import Graph, Node
+
+
+def _free_memory() -> int:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # (not a POSIX system)
+        return 6 << 30
 
 
 def _nbytes(obj) -> int:
@@ -32,10 +40,10 @@ def _nbytes(obj) -> int:
 
 class Cache:
     """Activations of graph values on input arrays, and results derived from them, kept up to max_bytes
-    (least recently used first out)."""
+    (least recently used first out; by default a third of the memory free when it is made)."""
 
-    def __init__(self, max_bytes: int = 3 << 30):
-        self.max_bytes, self.hits, self.misses = max_bytes, 0, 0
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes, self.hits, self.misses = max_bytes or _free_memory() // 3, 0, 0
         self._count = itertools.count(1)
         self._tokens: dict[int, tuple[weakref.ref, bytes]] = {}  # id(array) -> (the array, its digest)
         self._ids: dict[tuple, int] = {}  # what computes a value -> its key

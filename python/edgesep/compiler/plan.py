@@ -30,6 +30,7 @@ those on unseen data (measured in docs/planner.md).
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,7 +50,7 @@ KINDS = ("disagreement", "accuracy", "output")
 COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
-CACHE_BYTES = 2 << 30  # the most of the original model's activations on the check inputs kept, to run only what changed
+SCORED = 128  # the check inputs the sensitivity table scores options on (at most; the check takes all)
 STEP = 0.01  # the least time a checked plan saves over the last one checked, a fraction of the dense time
 
 
@@ -135,13 +136,14 @@ class Checks:
     perturbed copies), with the original model's outputs on them."""
 
     def __init__(self, g: Graph, x: np.ndarray, labels: np.ndarray | None, budget: Budget, num_threads: int = 1,
-                 copies: int = COPIES):
+                 copies: int = COPIES, cache: Cache | None = None):
         if budget.kind == "accuracy" and labels is None:
             raise CompileError("--max-accuracy-drop needs --labels")
         self.x = np.concatenate([x, perturbed(x, copies)]) if copies else x
         self.labels = None if labels is None else np.tile(labels, copies + 1)
         self.budget, self.num_threads, self.checked = budget, num_threads, len(x)
-        self._cache: dict[str, np.ndarray] = {}  # the original model's activations on the inputs, by value
+        self.unit = g.inputs[0][1][0] or 1  # (the batch a model's export fixes)
+        self.cache = cache or Cache()  # (the original model's activations on the inputs, among others)
         self.reference = run(model_of(g, num_threads=num_threads), self.x)[0]
         if budget.kind != "output":
             if self.reference.ndim != 2:
@@ -151,22 +153,32 @@ class Checks:
 
     def outputs(self, g: Graph, base: Graph | None = None) -> np.ndarray:
         """g's first output on the check inputs. Given `base`, the graph the reference outputs are of, with
-        g a changed copy of it: only g's changed nodes run, fed base's activations where they read
-        unchanged values (kept, up to CACHE_BYTES of them)."""
+        g a changed copy of it: only g's changed nodes run, fed base's activations (from the cache) where
+        they read unchanged values."""
         if base is None:
             return run(model_of(g, num_threads=self.num_threads), self.x)[0]
         cut, changed = changed_part(g, base)
         if all(n.output != g.outputs[0] for n in changed):
             return self.reference
-        missing = [v for v in cut if v not in self._cache]
-        if missing:
-            for v, a in zip(missing, run(model_of(base, missing, self.num_threads), self.x)):
-                self._cache[v] = a
-            while sum(a.nbytes for a in self._cache.values()) > CACHE_BYTES and len(self._cache) > len(cut):
-                del self._cache[next(v for v in self._cache if v not in cut)]  # the oldest not needed now
+        arrays = self.cache.values(base, cut, self.x, self.num_threads)
         batch = g.inputs[0][1][0]  # (None, or the batch a model's export fixes)
-        part = Graph([(v, [batch, *self._cache[v].shape[1:]]) for v in cut], g.outputs, changed, g.shapes)
-        return run(model_of(part, g.outputs[:1], self.num_threads), [self._cache[v] for v in cut])[0]
+        part = Graph([(v, [batch, *a.shape[1:]]) for v, a in zip(cut, arrays)], g.outputs, changed, g.shapes)
+        return run(model_of(part, g.outputs[:1], self.num_threads), arrays)[0]
+
+    def subset(self, n: int) -> "Checks":
+        """These checks on about n of the inputs (whole batches where the model fixes one), evenly spread
+        over the originals and their copies; self if there are no more."""
+        unit = self.unit
+        groups, take = len(self.x) // unit, max(1, n // unit)
+        if take >= groups:
+            return self
+        idx = (np.unique(np.linspace(0, groups - 1, take).round().astype(int))[:, None] * unit + np.arange(unit)).ravel()
+        sub = copy.copy(self)
+        sub.x, sub.reference = np.ascontiguousarray(self.x[idx]), self.reference[idx]
+        sub.labels = None if self.labels is None else self.labels[idx]
+        if hasattr(self, "p_ref"):
+            sub.p_ref = self.p_ref[idx]
+        return sub
 
     def signal(self, y: np.ndarray) -> float:
         """The search's continuous score of outputs y (lower is better)."""
@@ -312,7 +324,8 @@ def find_units(g: Graph, passes: list[Pass], timer: Timer, min_speedup: float = 
 def score_options(g: Graph, passes: list[Pass], units: list[Unit], checks: Checks, stage: Stage,
                   progress: Callable[[str], None] | None = None) -> None:
     """The sensitivity table: each option of each unit applied alone to a copy of g (refit on the stage),
-    its signal on the check inputs stored in option.signal."""
+    its signal on SCORED of the check inputs stored in option.signal."""
+    checks = checks.subset(SCORED)
     for u in units:
         apply = next(p for p in passes if p.kind == u.kind).apply
         for o in u.options:
@@ -339,7 +352,7 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
     found = find_units(g, passes, timer, min_speedup)
     units = {u.key: u for u in found}
     lap("latency")
-    stage = Stage(g, fit, timer.num_threads, Cache())
+    stage = Stage(g, fit, timer.num_threads, checks.cache)
     score_options(g, passes, found, checks, stage, progress)
     lap("sensitivity")
     plans = (greedy if allocation == "greedy" else threshold)(found)
