@@ -17,7 +17,11 @@ over the planned one's, at the model's batch (1; 11 for meter-digits), 1 thread,
 Results go to build/budget_study.jsonl (one line per run, reused: delete to rerun) and, with --write,
 to docs/planner.md.
 
-    python bench/budget_study.py [--runs 10] [--budgets 0.01,0.02,0.005] [--meter] [--speed-only] [--write]
+With --allocation threshold: the MNIST models' runs with DSD'22's T-sensitive allocation instead of the
+greedy one (rows of their own).
+
+    python bench/budget_study.py [--runs 10] [--budgets 0.01,0.02,0.005] [--allocation threshold] [--meter]
+                                 [--speed-only] [--write]
 """
 from __future__ import annotations
 
@@ -49,6 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="the MNIST models' budgets, in this order")
+    p.add_argument("--allocation", default="greedy", choices=["greedy", "threshold"], help="the MNIST models' runs")
     p.add_argument("--meter", action="store_true", help="meter-digits-recognizer runs, instead of the MNIST models'")
     p.add_argument("--speed-only", action="store_true", help="no new runs: measure the speed of those in the results")
     p.add_argument("--write", action="store_true")
@@ -59,7 +64,7 @@ def main() -> None:
 
     xtr, ytr, xte, yte = mnist_split()
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
-    have = {(r["model"], r["budget"], r["seed"]) for r in done}
+    have = {(r["model"], r["budget"], r["seed"], r.get("allocation", "greedy")) for r in done}
     keep = ROOT / "build" / "budget_study"
     keep.mkdir(parents=True, exist_ok=True)
     if a.meter and not a.speed_only:
@@ -75,7 +80,7 @@ def main() -> None:
             candidates(onnx_path, Path(tmp) / "c.zip")
             table = profile(Path(tmp) / "c.zip")
         for seed in range(a.runs):
-            if (name, 0.01, seed) in have:
+            if (name, 0.01, seed, "greedy") in have:
                 continue
             idx = np.random.default_rng(seed).choice(len(xtr), 495, replace=False)
             out = keep / f"{tag}.0.01.{seed}.esb"
@@ -106,16 +111,18 @@ def main() -> None:
                 dense, ref, table = setup[name]
                 acc0 = float((ref == yte).mean())
                 for seed in range(a.runs):
-                    if (name, budget, seed) in have:
+                    if (name, budget, seed, a.allocation) in have:
                         continue
                     idx = np.random.default_rng(seed).choice(len(xtr), 500, replace=False)
-                    out = keep / f"{tag}.{budget}.{seed}.esb"
+                    out = keep / f"{tag}.{budget}.{seed}{'' if a.allocation == 'greedy' else '.' + a.allocation}.esb"
                     t = time.time()
                     rep = compile_onnx(onnx_path, out, optimize="auto", calib=np.ascontiguousarray(xtr[idx]),
-                                       labels=ytr[idx], max_accuracy_drop=budget, cost_table=table)
+                                       labels=ytr[idx], max_accuracy_drop=budget, cost_table=table,
+                                       allocation=a.allocation)
                     pred = load(out).run(xte).argmax(1)
                     acc = float((pred == yte).mean())
-                    row = {"model": name, "budget": budget, "seed": seed, "accuracy_before": acc0, "accuracy": acc,
+                    row = {"model": name, "budget": budget, "seed": seed, "allocation": a.allocation,
+                           "accuracy_before": acc0, "accuracy": acc,
                            "drop": acc0 - acc, "disagreement": float((pred != ref).mean()),
                            "broken": float(((ref == yte) & (pred != yte)).mean()),
                            "bound": rep["plan"]["final"]["bound"], "compile_s": time.time() - t,
@@ -144,20 +151,20 @@ def summary(rows: list[dict]) -> str:
              "`--optimize auto`, each row up to 10 plans calibrated on as many random subsets of 500 training images (495 "
              "for meter-digits), measured on the held-out images (1000; 990 for meter-digits). The event: an "
              "accuracy drop (`--max-accuracy-drop`) or a top-1 change against the uncompressed model "
-             "(`--max-disagreement`). Compile times: the fastest run (most shared the machine with CI).\n",
-             "| model | budget | held on held-out data | held-out drop: median (max) | top-1 changes: median (max) | "
+             "(`--max-disagreement`). Compile times: the fastest run.\n",
+             "| model | budget | allocation | held on held-out data | held-out drop: median (max) | top-1 changes: median (max) | "
              "speed-up over our dense: median (min-max) | over onnxruntime: median | MACs | compile s (fastest) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for model in dict.fromkeys(r["model"] for r in rows):
-        for budget in sorted({r["budget"] for r in rows if r["model"] == model}):
-            rs = [r for r in rows if r["model"] == model and r["budget"] == budget]
+        for budget, how in sorted({(r["budget"], r.get("allocation", "greedy")) for r in rows if r["model"] == model}):
+            rs = [r for r in rows if r["model"] == model and r["budget"] == budget and r.get("allocation", "greedy") == how]
             kind = rs[0].get("kind", "accuracy")
             ok = sum(r["drop" if kind == "accuracy" else "disagreement"] <= budget + 1e-9 for r in rs)
             drop = f"{med(r['drop'] for r in rs):+.1%} ({max(r['drop'] for r in rs):+.1%})" if kind == "accuracy" else "-"
             speed = (f"{med(r['speedup'] for r in rs):.2f}x ({min(r['speedup'] for r in rs):.2f}-"
                      f"{max(r['speedup'] for r in rs):.2f}) | {med(r['vs_ort'] for r in rs):.2f}x") if all(
                 "speedup" in r for r in rs) else "| "
-            lines.append(f"| {model} | {budget:.1%} {'accuracy' if kind == 'accuracy' else 'top-1 changes'} | "
+            lines.append(f"| {model} | {budget:.1%} {'accuracy' if kind == 'accuracy' else 'top-1 changes'} | {how} | "
                          f"{ok}/{len(rs)} | {drop} | {med(r['disagreement'] for r in rs):.1%} "
                          f"({max(r['disagreement'] for r in rs):.1%}) | {speed} | "
                          f"{med(r['macs'] for r in rs):.1f}x fewer | {min(r['compile_s'] for r in rs):.0f} |")

@@ -5,9 +5,10 @@ refits; this module decides. docs/planner.md states the method and the measureme
 
 1. Latency table: every option of every unit timed on the runtime (or read from a cost table measured
    on the device), against the unit's dense time. Options that do not run faster are dropped.
-2. Sensitivity table: every option applied alone, refit on the fit inputs, and scored on the check
-   inputs by a continuous signal: the mean KL divergence of the model's class probabilities from the
-   original's (classification budgets) or the relative L2 error of the output.
+2. Sensitivity table: every option applied alone, refit on the fit inputs, and scored on SCORED of the
+   check inputs by a continuous signal: the mean KL divergence of the model's class probabilities from
+   the original's (classification budgets) or the relative L2 error of the output. Only the layers the
+   option changed run, fed the original's activations.
 3. Allocation: a sequence of plans, ever faster. "greedy": from the dense model, the step (one unit to
    a faster option) with the least signal added per second saved, repeated, with the options a step
    jumps over (between the unit's old and new one) inserted before it. "threshold" (DSD'22's
@@ -22,6 +23,9 @@ refits; this module decides. docs/planner.md states the method and the measureme
    first failure keeps the chance of accepting any plan beyond the budget at 1 - confidence however
    many are checked; a search that picks among the checked plans (a bisection, then trying other
    steps from the one accepted) does not, and measurably let the budget through (docs/planner.md).
+
+Activations, layer targets and refits are kept in one cache (compiler/cache.py) by what computes them:
+a candidate or a plan redoes only the work downstream of what it changes.
 
 The check inputs are the fifth of the calibration inputs no refit sees, plus perturbed copies of them
 (shifted by a pixel, with noise): a model is over-confident on its own training inputs, so a plan that
