@@ -215,7 +215,7 @@ def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
     import onnx
 
     from edgesep.compiler.costs import Timer
-    from edgesep.compiler.execute import Stage, changed_part
+    from edgesep.compiler.execute import Stage
     from edgesep.compiler.onnx_import import import_onnx
     from edgesep.compiler.passes import cleanup
     from edgesep.compiler.prune import Planner as Prune
@@ -242,5 +242,5 @@ def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
             apply(h, {u.name: o.setting}, stage)
             whole, part = checks.outputs(h), checks.outputs(h, g)
             assert np.linalg.norm(part - whole) <= 1e-5 * np.linalg.norm(whole), (u.key, o.label)
-            parts.append(len(changed_part(h, g)[1]) / len(h.nodes))
+            parts.append(len(checks.cache.changed(h, g)[1]) / len(h.nodes))
     assert min(parts) < 0.5  # (pruning the first conv changes every node)

@@ -69,6 +69,13 @@ class Cache:
                                         tuple(sorted((k, self.token(w)) for k, w in n.weights.items()))))
         return keys
 
+    def changed(self, g: Graph, base: Graph) -> tuple[list[str], list[Node]]:
+        """Where g is a changed copy of `base`: g's nodes that compute what base does not, in order, and
+        the values they read that base computes too (their cut), by key."""
+        old, keys = set(self.keys(base).values()), self.keys(g)
+        changed = [n for n in g.nodes if keys[n.output] not in old]
+        return list(dict.fromkeys(v for n in changed for v in n.inputs if keys[v] in old)), changed
+
     def _key(self, what: tuple) -> int:
         if what not in self._ids:
             self._ids[what] = next(self._count)

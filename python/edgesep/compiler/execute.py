@@ -37,25 +37,6 @@ def run(model: Model, x: np.ndarray | list[np.ndarray], batch: int = 64) -> list
     return [np.concatenate(parts) for parts in zip(*outs)]
 
 
-def changed_part(g: Graph, base: Graph) -> tuple[list[str], list[Node]]:
-    """Where g is a changed copy of `base` (Graph.copy, then a pass): the values of base that g still
-    computes as base does, among those g's changed nodes read (their `cut`), and those nodes, in order.
-    A node is unchanged when base has it with the same op, inputs, output and attributes, the same
-    weight arrays (passes replace arrays, never write into them) and only unchanged inputs."""
-    old = {n.name: n for n in base.nodes}
-    same = {name for name, _ in g.inputs}
-    changed = []
-    for n in g.nodes:
-        b = old.get(n.name)
-        if b is not None and (b.op, b.inputs, b.output, b.attrs) == (n.op, n.inputs, n.output, n.attrs) \
-                and b.weights.keys() == n.weights.keys() and all(b.weights[k] is w for k, w in n.weights.items()) \
-                and all(v in same for v in n.inputs):
-            same.add(n.output)
-        else:
-            changed.append(n)
-    return list(dict.fromkeys(v for n in changed for v in n.inputs if v in same)), changed
-
-
 def node_shapes(g: Graph) -> dict[str, tuple[tuple, tuple]]:
     """Per node name: (first input's shape, output shape) at batch 1, logical (NCHW)."""
     return {r["name"]: (r["inputs"][0], r["output"]) for r in model_of(g, layout="nchw").layers(1)}

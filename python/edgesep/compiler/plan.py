@@ -44,7 +44,7 @@ import numpy as np
 
 from .cache import Cache
 from .costs import Timer
-from .execute import Stage, changed_part, model_of, run
+from .execute import Stage, model_of, run
 from .ir import CompileError, Graph
 
 ALLOCATIONS = ("greedy", "threshold")
@@ -157,17 +157,15 @@ class Checks:
 
     def outputs(self, g: Graph, base: Graph | None = None) -> np.ndarray:
         """g's first output on the check inputs. Given `base`, the graph the reference outputs are of, with
-        g a changed copy of it: only g's changed nodes run, fed base's activations (from the cache) where
-        they read unchanged values."""
+        g a changed copy of it: only g's changed nodes run, fed base's activations (kept in the cache)
+        where they read what base computes too."""
         if base is None:
             return run(model_of(g, num_threads=self.num_threads), self.x)[0]
-        cut, changed = changed_part(g, base)
+        cut, changed = self.cache.changed(g, base)
         if all(n.output != g.outputs[0] for n in changed):
             return self.reference
-        arrays = self.cache.values(base, cut, self.x, self.num_threads)
-        batch = g.inputs[0][1][0]  # (None, or the batch a model's export fixes)
-        part = Graph([(v, [batch, *a.shape[1:]]) for v, a in zip(cut, arrays)], g.outputs, changed, g.shapes)
-        return run(model_of(part, g.outputs[:1], self.num_threads), arrays)[0]
+        self.cache.values(base, cut, self.x, self.num_threads)  # (then g's run starts from them)
+        return self.cache.values(g, g.outputs[:1], self.x, self.num_threads)[0]
 
     def subset(self, n: int) -> "Checks":
         """These checks on about n of the inputs (whole batches where the model fixes one), evenly spread
