@@ -121,8 +121,8 @@ def test_a_plan_is_what_the_bundle_computes(net, tmp_path):
     rep = compile_onnx(net, tmp_path / "d.esb")
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calib, max_output_error=0.2, min_speedup=0)
     plan = rep["plan"]
-    assert plan["passes"] == ["prune", "separable", "sparse_fc"]
-    assert {u["pass"] for u in plan["units"]} == {"prune", "separable", "sparse_fc"}
+    assert plan["passes"] == ["prune", "slim", "separable", "sparse_fc"]
+    assert {u["pass"] for u in plan["units"]} == {"prune", "slim", "separable", "sparse_fc"}
     assert any(u["choice"] != "dense" for u in plan["units"]) and plan["macs_after"] < plan["macs_before"]
     assert all(t["ok"] == (t["signal"] <= 0.2) for t in plan["trials"])
     # The final check, recomputed from the bundle on the same inputs (the held-out fifth and its copies).
@@ -146,7 +146,7 @@ def test_a_top1_budget_holds_as_a_bound_and_needs_a_classifier(net, tmp_path):
 def test_manual_specs_override_their_pass(net, tmp_path):
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", separable="ratio=0.5", calib=calibration(),
                        max_output_error=0.3, min_speedup=0)
-    assert rep["plan"]["passes"] == ["prune", "sparse_fc"] and "separable" in rep
+    assert rep["plan"]["passes"] == ["prune", "slim", "sparse_fc"] and "separable" in rep
     assert rep["separable_spec"] == "ratio=0.5"
 
 
@@ -189,7 +189,7 @@ def test_cli_plans_with_a_device_cost_table(net, tmp_path, capsys):
     assert cli(["compile", str(net), "-o", str(tmp_path / "p.esb"), "--optimize", "auto", "--calib",
                 str(tmp_path / "x.npy"), "--max-output-error", "0.2", "--cost-table", str(tmp_path / "costs.json")]) == 0
     out = capsys.readouterr().out
-    assert "plan (--optimize over prune, separable, sparse_fc" in out and "0 measured here" in out
+    assert "plan (--optimize over prune, slim, separable, sparse_fc" in out and "0 measured here" in out
     assert cli(["compile", str(net), "--optimize", "auto", "--calib", str(tmp_path / "x.npy")]) == 1
     assert "needs calibration data" in capsys.readouterr().err
 

@@ -35,7 +35,7 @@ def _compile(a: argparse.Namespace) -> None:
 
         costs = read_cost_table(a.cost_table)
     report = compile_onnx(a.model, out, _shapes(a.input_shape), separable=a.separable, sparse_fc=a.sparse_fc,
-                          prune=a.prune, optimize=a.optimize, calib=calib, labels=labels,
+                          prune=a.prune, slim=a.slim, optimize=a.optimize, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
                           max_disagreement=a.max_disagreement, confidence=a.confidence, allocation=a.allocation,
                           cost_table=costs, num_threads=a.threads or 1, min_speedup=a.min_speedup,
@@ -164,8 +164,12 @@ def main(argv: list[str] | None = None) -> int:
                         "layers recovers best go first and those layers are refit by least squares, without it the lowest "
                         "Mean Weight go; add ',score=mean|l1|l2|activation|recon' to choose, ',round=N' to keep a multiple "
                         "of N channels (default 16)")
+    c.add_argument("--slim", choices=["auto"],
+                   help="approximate slimming, within the budget on --calib: a conv whose output goes only to a pooling "
+                        "layer computes the pooled pixels directly, at the pool's stride, refit by least squares (the "
+                        "exact merges run on every compile)")
     c.add_argument("--optimize", choices=["auto"],
-                   help="plan every compression pass together (pruning, separable convs, sparse FC) within the budget: "
+                   help="plan every compression pass together (pruning, slimming, separable convs, sparse FC) within the budget: "
                         "per layer dense or a faster form, the fastest plan that passes the check (needs --calib and a "
                         "budget); a pass given its own spec above is applied as given")
     c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input; a few "

@@ -19,6 +19,7 @@ from .plan import Budget, Checks, plan_passes
 from .prune import Planner as PrunePlanner
 from .prune import Spec as PruneSpec
 from .prune import layer_changes, prune_pass
+from .slim import Planner as SlimPlanner
 from .separable import Planner as SeparablePlanner
 from .separable import Spec, separable_pass
 from .sparse_fc import Planner as SparsePlanner
@@ -48,7 +49,7 @@ def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) 
 
 def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
                  separable: str | None = None, sparse_fc: str | None = None, prune: str | None = None,
-                 optimize: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
+                 slim: str | None = None, optimize: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
                  max_output_error: float | None = None, max_accuracy_drop: float | None = None,
                  max_disagreement: float | None = None, confidence: float = 0.9, allocation: str = "greedy",
                  cost_table: dict | None = None, num_threads: int = 1, min_speedup: float = 1.0,
@@ -63,6 +64,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     check passes. A pass given its own fixed spec below is applied as given instead (an override).
     prune: "R" or "auto", with ",score=mean|l1|l2|activation|recon" and ",round=N": structured filter pruning
     (compiler/prune.py), the fraction R of the channels of every prunable channel group, or planned.
+    slim: "auto": approximate slimming, planned (compiler/slim.py: a conv absorbs the pool after it);
+    the exact merges run on every compile (compiler/passes.py).
     separable: "energy=T", "ratio=R" or "auto" (compiler/separable.py).
     sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", or planned: "auto" (sparsity) or "dict" (ratio)
     (compiler/sparse_fc.py).
@@ -96,12 +99,16 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     _check_calib(graph, calib, labels)
     if optimize not in (None, "auto"):
         raise CompileError(f"--optimize {optimize!r}: expected auto")
+    if slim not in (None, "auto"):
+        raise CompileError(f"--slim {slim!r}: expected auto")
     pruning = PruneSpec.parse(prune) if prune else None
     sep = Spec.parse(separable) if separable else None
     sparse = SparseSpec.parse(sparse_fc) if sparse_fc else None
     planned = []  # the passes the planner decides, in the order they are applied
     if pruning is None and optimize or pruning is not None and pruning.ratio is None:
         planned.append(PrunePlanner(pruning or PruneSpec(None)))
+    if slim or optimize:
+        planned.append(SlimPlanner())
     if sep is None and optimize or sep is not None and sep.mode == "auto":
         planned.append(SeparablePlanner())
     if sparse is None and optimize or sparse is not None and sparse.searched:
@@ -111,7 +118,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     if len(budgets) > 1:
         raise CompileError("give one budget: --max-disagreement, --max-accuracy-drop or --max-output-error")
     if planned and (calib is None or not budgets):
-        what = "--optimize auto" if optimize else "a searched setting (auto, or --sparse-fc dict)"
+        what = "--optimize auto" if optimize else "a searched setting (auto, --slim auto or --sparse-fc dict)"
         raise CompileError(f"{what} needs calibration data (--calib) and a budget (--max-disagreement, "
                            "--max-accuracy-drop with --labels, or --max-output-error)"
                            + ("; or give --sparse-fc the MAC ratio, dict=R" if sparse and sparse.mode == "dict" else ""))
@@ -153,13 +160,13 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
 
 
 def candidates(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
-               passes: tuple[str, ...] = ("prune", "separable", "sparse_fc")) -> int:
+               passes: tuple[str, ...] = ("prune", "slim", "separable", "sparse_fc")) -> int:
     """Writes every layer form the planner would time for the ONNX model at `src` (compiler/costs.py) to
     the zip `dst`, for `edgesep profile` on the device; returns how many."""
     graph = import_onnx(onnx.load(str(src)), input_shapes)
     cleanup(graph)
     timer = Timer(measure=False)
-    makers = {"prune": lambda: PrunePlanner(PruneSpec(None)), "separable": SeparablePlanner,
+    makers = {"prune": lambda: PrunePlanner(PruneSpec(None)), "slim": SlimPlanner, "separable": SeparablePlanner,
               "sparse_fc": lambda: SparsePlanner(SparseSpec("auto"))}
     for name in passes:
         makers[name]().units(graph, timer)

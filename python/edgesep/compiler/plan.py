@@ -225,6 +225,11 @@ class Unit:
     name: str
     dense_seconds: float
     options: list[Option] = field(default_factory=list)
+    layers: frozenset = frozenset()  # the layers its options replace: a plan changes no layer by two units
+
+    def rivals(self, units: list["Unit"], plan: "Plan") -> list["Unit"]:
+        """The units in plan, other than this one, that replace a layer this one does."""
+        return [v for v in units if v.key != self.key and v.key in plan and v.layers & self.layers]
 
     @property
     def key(self) -> str:
@@ -258,13 +263,20 @@ def apply_plan(g: Graph, passes: list[Pass], units: dict[str, Unit], plan: Plan,
             stage = Stage(g, stage.x, stage.num_threads, stage.cache)
 
 
+def _now(u: Unit, plan: Plan) -> tuple[float, float]:
+    """u's seconds and signal in plan."""
+    return (u.options[plan[u.key]].seconds, u.options[plan[u.key]].signal) if u.key in plan else (u.dense_seconds, 0.0)
+
+
 def _steps(units: list[Unit], plan: Plan) -> list[tuple[float, str, int]]:
-    """Every single step from plan (one unit to a faster option): (signal added per second saved, unit
-    key, option index)."""
+    """Every single step from plan (one unit to a faster option, its rivals back to dense): (signal added
+    per second saved, unit key, option index)."""
     steps = []
     for u in units:
-        cur = u.options[plan[u.key]] if u.key in plan else None
-        t0, s0 = (cur.seconds, cur.signal) if cur else (u.dense_seconds, 0.0)
+        rivals = u.rivals(units, plan)
+        t0, s0 = _now(u, plan)
+        t0 += sum(_now(v, plan)[0] - v.dense_seconds for v in rivals)
+        s0 += sum(_now(v, plan)[1] for v in rivals)
         steps += [((o.signal - s0) / (t0 - o.seconds), u.key, i) for i, o in enumerate(u.options)
                   if o.seconds < t0 and math.isfinite(o.signal)]
     return steps
@@ -275,17 +287,23 @@ def greedy(units: list[Unit]) -> list[Plan]:
     least signal per second saved (a saving that adds none, or lowers it, first). Where a step jumps
     over options of its unit that lie between (faster than where the unit was, slower than where it
     goes, with a signal between), those come first, gentlest first: the check stops at the first plan
-    that fails, and a jump to a unit's aggressive option would end it where a gentler one could pass."""
+    that fails, and a jump to a unit's aggressive option would end it where a gentler one could pass.
+    A step to a unit whose layers another unit in the plan replaces (a conv split or absorbing its pool)
+    takes that one back to dense."""
     by_key = {u.key: u for u in units}
     plan: Plan = {}
     plans = [dict(plan)]
     while steps := _steps(units, plan):
         _, key, i = min(steps)
-        u, a, c = by_key[key], plan.get(key), by_key[key].options[i]
-        t0, s0 = (u.options[a].seconds, u.options[a].signal) if a is not None else (u.dense_seconds, 0.0)
-        between = sorted((o.signal, j) for j, o in enumerate(u.options)
-                         if c.seconds < o.seconds < t0 and s0 < o.signal < c.signal)
-        plans += [{**plan, key: j} for _, j in between]
+        u, c = by_key[key], by_key[key].options[i]
+        rivals = u.rivals(units, plan)
+        if not rivals:
+            t0, s0 = _now(u, plan)
+            between = sorted((o.signal, j) for j, o in enumerate(u.options)
+                             if c.seconds < o.seconds < t0 and s0 < o.signal < c.signal)
+            plans += [{**plan, key: j} for _, j in between]
+        for v in rivals:
+            del plan[v.key]
         plan[key] = i
         plans.append(dict(plan))
     return plans
@@ -293,14 +311,19 @@ def greedy(units: list[Unit]) -> list[Plan]:
 
 def threshold(units: list[Unit]) -> list[Plan]:
     """DSD'22's T-sensitive plans: for each threshold T among the measured signals, in increasing order,
-    each unit's fastest option with signal <= T."""
+    each unit's fastest option with signal <= T. Of units replacing the same layer, the one saving the
+    most time takes it."""
     plans: list[Plan] = [{}]
     for t in sorted({o.signal for u in units for o in u.options if math.isfinite(o.signal)}):
-        plan = {}
+        best = []
         for u in units:
             ok = [(o.seconds, i) for i, o in enumerate(u.options) if o.signal <= t]
             if ok:
-                plan[u.key] = min(ok)[1]
+                best.append((min(ok)[0] - u.dense_seconds, u, min(ok)[1]))
+        plan: Plan = {}
+        for _, u, i in sorted(best, key=lambda b: b[0]):
+            if not u.rivals(units, {**plan, u.key: i}):
+                plan[u.key] = i
         if plan != plans[-1]:
             plans.append(plan)
     return plans

@@ -292,7 +292,7 @@ class Planner:
             kmax = layer.useful_max_rank()
             if kmax < 1:
                 continue
-            u = Unit(self.kind, node.name, timer([node], layer.in_shape))
+            u = Unit(self.kind, node.name, timer([node], layer.in_shape), layers=frozenset({node.name}))
             v, h, _ = split(node.weights["weight"], kmax)  # (a time does not depend on the values)
             for k in sorted({max(1, round(f * kmax)) for f in RANKS}):
                 # Both forms compute the same: one option per rank, in the faster form.
