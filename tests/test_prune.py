@@ -14,7 +14,7 @@ from torch import nn
 from edgesep.compiler.execute import Stage, model_of, run
 from edgesep.compiler.onnx_import import import_onnx
 from edgesep.compiler.passes import cleanup
-from edgesep.compiler.prune import Planner, Spec, channel_groups, prune, remove_channels, scores
+from edgesep.compiler.prune import Planner, Spec, channel_groups, kept_at, prune, remove_channels, scores
 
 
 def graph_of(module: nn.Module, shape: tuple, tmp_path):
@@ -329,7 +329,7 @@ def test_planner_refits_from_equations_computed_once(tmp_path, net, shape):
     assert len(prunable) >= 2
     for name in prunable:
         a, b = g.copy(), g.copy()
-        planner.apply(a, {name: 0.5}, stage)
+        planner.apply(a, {name: next(kept_at(grp.channels, 0.5) for grp in channel_groups(g) if grp.name == name)}, stage)
         prune(b, {name: 0.5}, "recon", stage.x, targets=stage.target)
         changed = 0
         for m, n in zip(a.nodes, b.nodes):
@@ -338,3 +338,20 @@ def test_planner_refits_from_equations_computed_once(tmp_path, net, shape):
                 np.testing.assert_allclose(m.weights[k], n.weights[k], rtol=1e-4, atol=1e-6)
                 changed += m.weights[k] is not g.nodes[a.nodes.index(m)].weights.get(k)
         assert changed
+
+
+@pytest.mark.parametrize("blocked", [True, False])
+def test_the_planners_counts_are_rounded_where_timed_faster(tmp_path, blocked):
+    """Each candidate count is offered rounded to the block and as it is; a count is an option only where
+    timed faster than every larger one. With a cost in whole blocks of 16 channels the in-between counts
+    go; with a cost per channel they stay."""
+    g = graph_of(vgg_like(), (1, 1, 28, 28), tmp_path)
+
+    def timer(nodes, shape):
+        w = nodes[0].weights["weight"]
+        size = (lambda c: -(-c // 16) * 16) if blocked else (lambda c: c)
+        return 1e-9 * size(w.shape[0]) * size(w.shape[1]) * int(np.prod(w.shape[2:]))
+    units = {u.name: u for u in Planner(Spec(None)).units(g, timer)}
+    fc = next(u for name, u in units.items() if "Gemm" in name)  # the 64 features between the Fc layers
+    assert [o.setting for o in fc.options] == ([48, 32, 16] if blocked else [56, 48, 40, 32, 24, 16])
+    assert all(a.seconds > b.seconds for a, b in zip(fc.options, fc.options[1:]))

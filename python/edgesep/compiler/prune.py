@@ -387,7 +387,8 @@ class Spec:
     criterion without; docs/pruning.md compares them) and ",round=N"
     (default 16: the number of channels kept rounded to the nearest multiple of N, the NHWC conv core's
     block of output channels; on the VGG-style MNIST net at R = 0.7, round=16 ran 4.85x the dense speed
-    where round=1 ran 3.37x, at a smaller accuracy drop: docs/pruning.md)."""
+    where round=1 ran 3.37x, at a smaller accuracy drop: docs/pruning.md). With auto, the planner
+    offers each count both rounded and not, and the timings decide (Planner)."""
 
     ratio: float | None  # None: auto
     score: str | None = None  # None: recon with calibration data, else mean
@@ -446,10 +447,10 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
           num_threads: int = 1, refit_consumers: bool = True, round_to: int = 1,
           targets: Callable[[str], np.ndarray] | None = None,
           orders: Callable[[Group], np.ndarray] | None = None, equations: Equations | None = None,
-          cache: Cache | None = None) -> list[dict]:
+          cache: Cache | None = None, counts: dict[str, int] | None = None) -> list[dict]:
     """Removes the lowest-scoring `ratio` of the channels of every prunable group (or ratio[group name]
-    of the groups named there; at least one kept, the number kept rounded to a multiple of round_to), in
-    graph order; with calib, refits each group's consumers to `targets` (by default g's own, as it is
+    of the groups named there; at least one kept, the number kept rounded to a multiple of round_to;
+    groups named in `counts` keep exactly that many, the planner's choices), in graph order; with calib, refits each group's consumers to `targets` (by default g's own, as it is
     now). how="recon" (needs calib) removes channels in reconstruction_order, or in orders(group) if
     given (the planner's: each group's order computed once, on the original network). equations(reader
     name), if given: the reader's normal_equations in g as it is now against its whole target (the
@@ -474,10 +475,11 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
         if grp.why_not:
             rows.append({**row, "kept": grp.channels, "status": f"kept whole: {grp.why_not}"})
             continue
-        r = ratios.get(grp.name, 0.0) if ratios is not None else ratio
-        kept = max(1, grp.channels - int(r * grp.channels))
-        if round_to > 1 and kept < grp.channels:
-            kept = min(grp.channels, max(round_to, round(kept / round_to) * round_to))
+        if counts is not None and grp.name in counts:
+            kept = min(grp.channels, max(1, int(counts[grp.name])))
+        else:
+            kept = rounded(kept_at(grp.channels, ratios.get(grp.name, 0.0) if ratios is not None else ratio),
+                           grp.channels, round_to)
         remove = grp.channels - kept
         if remove == 0:
             rows.append({**row, "kept": grp.channels, "status": "nothing to remove at this ratio"})
@@ -520,6 +522,18 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
     return rows
 
 
+def kept_at(channels: int, ratio: float) -> int:
+    """The channels kept when the fraction `ratio` of them goes (at least one)."""
+    return max(1, channels - int(ratio * channels))
+
+
+def rounded(kept: int, channels: int, round_to: int) -> int:
+    """kept rounded to the nearest multiple of round_to (at least round_to, at most all channels)."""
+    if round_to <= 1 or kept >= channels:
+        return kept
+    return min(channels, max(round_to, round(kept / round_to) * round_to))
+
+
 def _upstream(g: Graph, value: str) -> set[str]:
     """The names of the nodes `value` depends on."""
     seen, todo = set(), [value]
@@ -536,8 +550,11 @@ RATIOS = (0.125, 0.25, 0.375, 0.5, 0.625, 0.75)  # the planner's candidates: fra
 
 class Planner:
     """The pruning pass for the planner (compiler/plan.py): a unit per prunable channel group, an option
-    per candidate ratio (distinct after rounding), timed as the sum of the group's layers (producers,
-    depthwise convs, consumers) on the runtime."""
+    per candidate number of channels kept, timed as the sum of the group's layers (producers, depthwise
+    convs, consumers) on the runtime. The candidates: for each of RATIOS, the count kept both as it is
+    and rounded to the spec's block (round_to); a count is an option only where it is measured faster
+    than every larger one, so the timings (this machine's, or the device's cost table) decide where
+    rounding to the kernels' channel block pays."""
 
     kind = "prune"
 
@@ -551,13 +568,16 @@ class Planner:
                 continue
             names = [n.name for n in grp.producers + grp.depthwise() + grp.readers()]
             u = Unit(self.kind, grp.name, _seconds(g, names, timer))
-            kept_seen = {grp.channels}
-            for r in RATIOS:
+            counts = {k for r in RATIOS for k in (kept_at(grp.channels, r),
+                                                   rounded(kept_at(grp.channels, r), grp.channels, self.spec.round_to))}
+            fastest = u.dense_seconds
+            for k in sorted(counts - {grp.channels}, reverse=True):
                 h = g.copy()
-                row = next(x for x in prune(h, {grp.name: r}, round_to=self.spec.round_to) if x["group"] == grp.name)
-                if row["kept"] not in kept_seen:
-                    kept_seen.add(row["kept"])
-                    u.options.append(Option(r, f"keep {row['kept']}/{grp.channels}", _seconds(h, names, timer)))
+                prune(h, {}, counts={grp.name: k})
+                t = _seconds(h, names, timer)
+                if t < fastest:
+                    fastest = t
+                    u.options.append(Option(k, f"keep {k}/{grp.channels}", t))
             units.append(u)
         return units
 
@@ -577,8 +597,8 @@ class Planner:
         def order(grp: Group) -> np.ndarray:
             return stage.memo(("recon order", grp.name), lambda: reconstruction_order(
                 stage.graph, groups[grp.name], stage.x, stage.target, {}, stage.num_threads, equations))
-        prune(g, choices, score, stage.x, stage.num_threads, round_to=self.spec.round_to, targets=stage.target,
-              orders=order if score == "recon" else None, equations=equations, cache=stage.cache)
+        prune(g, {}, score, stage.x, stage.num_threads, targets=stage.target,
+              orders=order if score == "recon" else None, equations=equations, cache=stage.cache, counts=choices)
 
 
 def _seconds(g: Graph, names: list[str], timer) -> float:
