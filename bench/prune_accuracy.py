@@ -75,7 +75,7 @@ def main() -> None:
                     pruned = [(g["kept"], g["channels"]) for g in pr["groups"] if g["status"].startswith("pruned")]
                 else:
                     pruned = [tuple(map(int, u["choice"].split()[1].split("/"))) for u in pr["units"] if u["choice"] != "dense"]
-                rows.append(f"| {name} | {label} | {score} | {rnd} | {data} | {sum(k for k, _ in pruned)}/"
+                rows.append(f"| {name} | {label} | {score} | {rnd if budget is None else f'{rnd} or 1, timed'} | {data} | {sum(k for k, _ in pruned)}/"
                             f"{sum(c for _, c in pruned)} | {pr['macs_before'] / pr['macs_after']:.2f}x fewer | "
                             f"{acc:.1%} ({acc - acc0:+.1%}) | {ms0 / ms:.2f}x |")
                 print(rows[-1], flush=True)
