@@ -18,10 +18,11 @@ Results go to build/budget_study.jsonl (one line per run, reused: delete to reru
 to docs/planner.md.
 
 With --allocation threshold: the MNIST models' runs with DSD'22's T-sensitive allocation instead of the
-greedy one (rows of their own).
+greedy one (rows of their own). With --check-fraction F: the planner checks on F of the calibration
+inputs instead of its default (rows of their own).
 
-    python bench/budget_study.py [--runs 10] [--budgets 0.01,0.02,0.005] [--allocation threshold] [--meter]
-                                 [--speed-only] [--write]
+    python bench/budget_study.py [--runs 10] [--budgets 0.01,0.02,0.005] [--allocation threshold]
+                                 [--check-fraction F] [--meter] [--speed-only] [--write]
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import write_section
+from edgesep.compiler.plan import CHECK_FRACTION
 from interleave import latency
 from mnist_models import mnist_split, vgg_mnist_onnx
 from prune_accuracy import cpu
@@ -54,6 +56,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--budgets", default=",".join(map(str, BUDGETS)), help="the MNIST models' budgets, in this order")
     p.add_argument("--allocation", default="greedy", choices=["greedy", "threshold"], help="the MNIST models' runs")
+    p.add_argument("--check-fraction", type=float, default=CHECK_FRACTION,
+                   help="the part of the calibration inputs the planner checks on (compile --check-fraction)")
     p.add_argument("--meter", action="store_true", help="meter-digits-recognizer runs, instead of the MNIST models'")
     p.add_argument("--speed-only", action="store_true", help="no new runs: measure the speed of those in the results")
     p.add_argument("--write", action="store_true")
@@ -64,7 +68,10 @@ def main() -> None:
 
     xtr, ytr, xte, yte = mnist_split()
     done = [json.loads(line) for line in RESULTS.read_text().splitlines()] if RESULTS.exists() else []
-    have = {(r["model"], r["budget"], r["seed"], r.get("allocation", "greedy")) for r in done}
+    have = {(r["model"], r["budget"], r["seed"], r.get("allocation", "greedy"), r.get("check_fraction", CHECK_FRACTION))
+            for r in done}
+    check = a.check_fraction
+    suffix = "" if check == CHECK_FRACTION else f".check{check:g}"
     keep = ROOT / "build" / "budget_study"
     keep.mkdir(parents=True, exist_ok=True)
     if a.meter and not a.speed_only:
@@ -80,15 +87,15 @@ def main() -> None:
             candidates(onnx_path, Path(tmp) / "c.zip")
             table = profile(Path(tmp) / "c.zip")
         for seed in range(a.runs):
-            if (name, 0.01, seed, "greedy") in have:
+            if (name, 0.01, seed, "greedy", check) in have:
                 continue
             idx = np.random.default_rng(seed).choice(len(xtr), 495, replace=False)
-            out = keep / f"{tag}.0.01.{seed}.esb"
+            out = keep / f"{tag}.0.01.{seed}{suffix}.esb"
             t = time.time()
             rep = compile_onnx(onnx_path, out, optimize="auto", calib=meter_inputs(xtr[idx]), max_disagreement=0.01,
-                               cost_table=table)
+                               cost_table=table, check_fraction=check)
             pred = np.concatenate([load(out).run(xte_m[i:i + 11]).argmax(1) for i in range(0, 990, 11)])
-            row = {"model": name, "kind": "disagreement", "budget": 0.01, "seed": seed,
+            row = {"model": name, "kind": "disagreement", "budget": 0.01, "seed": seed, "check_fraction": check,
                    "disagreement": float((pred != ref).mean()), "bound": rep["plan"]["final"]["bound"],
                    "compile_s": time.time() - t, "macs": rep["plan"]["macs_before"] / rep["plan"]["macs_after"],
                    "bundle": str(out), "dense": str(dense), "onnx": str(onnx_path), "shape": [11, 3, 32, 20]}
@@ -111,17 +118,17 @@ def main() -> None:
                 dense, ref, table = setup[name]
                 acc0 = float((ref == yte).mean())
                 for seed in range(a.runs):
-                    if (name, budget, seed, a.allocation) in have:
+                    if (name, budget, seed, a.allocation, check) in have:
                         continue
                     idx = np.random.default_rng(seed).choice(len(xtr), 500, replace=False)
-                    out = keep / f"{tag}.{budget}.{seed}{'' if a.allocation == 'greedy' else '.' + a.allocation}.esb"
+                    out = keep / f"{tag}.{budget}.{seed}{'' if a.allocation == 'greedy' else '.' + a.allocation}{suffix}.esb"
                     t = time.time()
                     rep = compile_onnx(onnx_path, out, optimize="auto", calib=np.ascontiguousarray(xtr[idx]),
                                        labels=ytr[idx], max_accuracy_drop=budget, cost_table=table,
-                                       allocation=a.allocation)
+                                       allocation=a.allocation, check_fraction=check)
                     pred = load(out).run(xte).argmax(1)
                     acc = float((pred == yte).mean())
-                    row = {"model": name, "budget": budget, "seed": seed, "allocation": a.allocation,
+                    row = {"model": name, "budget": budget, "seed": seed, "allocation": a.allocation, "check_fraction": check,
                            "accuracy_before": acc0, "accuracy": acc,
                            "drop": acc0 - acc, "disagreement": float((pred != ref).mean()),
                            "broken": float(((ref == yte) & (pred != yte)).mean()),
@@ -152,12 +159,14 @@ def summary(rows: list[dict]) -> str:
              "for meter-digits), measured on the held-out images (1000; 990 for meter-digits). The event: an "
              "accuracy drop (`--max-accuracy-drop`) or a top-1 change against the uncompressed model "
              "(`--max-disagreement`). Compile times: the fastest run.\n",
-             "| model | budget | allocation | held on held-out data | held-out drop: median (max) | top-1 changes: median (max) | "
+             "| model | budget | allocation | checked on | held on held-out data | held-out drop: median (max) | top-1 changes: median (max) | "
              "speed-up over our dense: median (min-max) | over onnxruntime: median | MACs | compile s (fastest) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for model in dict.fromkeys(r["model"] for r in rows):
-        for budget, how in sorted({(r["budget"], r.get("allocation", "greedy")) for r in rows if r["model"] == model}):
-            rs = [r for r in rows if r["model"] == model and r["budget"] == budget and r.get("allocation", "greedy") == how]
+        for budget, how, check in sorted({(r["budget"], r.get("allocation", "greedy"), r.get("check_fraction", CHECK_FRACTION))
+                                          for r in rows if r["model"] == model}):
+            rs = [r for r in rows if r["model"] == model and r["budget"] == budget and r.get("allocation", "greedy") == how
+                  and r.get("check_fraction", CHECK_FRACTION) == check]
             kind = rs[0].get("kind", "accuracy")
             ok = sum(r["drop" if kind == "accuracy" else "disagreement"] <= budget + 1e-9 for r in rs)
             drop = f"{med(r['drop'] for r in rs):+.1%} ({max(r['drop'] for r in rs):+.1%})" if kind == "accuracy" else "-"
@@ -165,6 +174,7 @@ def summary(rows: list[dict]) -> str:
                      f"{max(r['speedup'] for r in rs):.2f}) | {med(r['vs_ort'] for r in rs):.2f}x") if all(
                 "speedup" in r for r in rs) else "| "
             lines.append(f"| {model} | {budget:.1%} {'accuracy' if kind == 'accuracy' else 'top-1 changes'} | {how} | "
+                         f"{check:g} of the inputs + copies | "
                          f"{ok}/{len(rs)} | {drop} | {med(r['disagreement'] for r in rs):.1%} "
                          f"({max(r['disagreement'] for r in rs):.1%}) | {speed} | "
                          f"{med(r['macs'] for r in rs):.1f}x fewer | {min(r['compile_s'] for r in rs):.0f} |")

@@ -150,6 +150,13 @@ def test_manual_specs_override_their_pass(net, tmp_path):
     assert rep["separable_spec"] == "ratio=0.5"
 
 
+@pytest.mark.usefixtures("mac_costs")
+def test_the_check_fraction_sets_the_check_inputs(net, tmp_path):
+    rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calibration(60), max_output_error=0.2,
+                       check_fraction=0.5)
+    assert rep["plan"]["checked_inputs"] == 30 and rep["plan"]["final"]["signal"] <= 0.2
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(optimize="auto"), "needs calibration data"),
     (dict(optimize="auto", calib=calibration(), max_disagreement=0.01, max_output_error=0.1), "give one budget"),
@@ -158,6 +165,7 @@ def test_manual_specs_override_their_pass(net, tmp_path):
     (dict(optimize="auto", calib=calibration(), max_disagreement=0.01, confidence=1.0), "--confidence"),
     (dict(optimize="fast"), "--optimize"),
     (dict(optimize="auto", calib=calibration(), max_output_error=0.1, allocation="best"), "allocation"),
+    (dict(optimize="auto", calib=calibration(), max_output_error=0.1, check_fraction=0), "check-fraction"),
 ])
 def test_bad_plans_are_refused(net, tmp_path, kw, match):
     with pytest.raises(CompileError, match=match):

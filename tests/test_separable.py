@@ -265,3 +265,11 @@ def test_a_budget_is_checked_on_calibration_inputs_the_refits_did_not_see():
     assert check.tolist() == list(range(22, 33)) and fit.tolist() == list(range(22))
     with pytest.raises(CompileError, match="at least 22"):
         _hold_out(11, 11)
+    for fraction in (0.2, 1 / 3, 0.5, 0.9):  # (--check-fraction) evenly spread, as many as asked
+        fit, check = _hold_out(500, None, fraction)
+        assert len(check) == int(500 * fraction + 1e-9) and sorted(fit.tolist() + check.tolist()) == list(range(500))
+        assert np.diff(check).max() <= int(np.ceil(1 / fraction))
+    fit, check = _hold_out(3, None, 0.2)  # (fewer than five: the last one)
+    assert check.tolist() == [2]
+    with pytest.raises(CompileError, match="check-fraction"):
+        _hold_out(100, None, 1.0)

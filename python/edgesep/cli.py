@@ -38,6 +38,7 @@ def _compile(a: argparse.Namespace) -> None:
                           prune=a.prune, slim=a.slim, optimize=a.optimize, calib=calib, labels=labels,
                           max_output_error=a.max_output_error, max_accuracy_drop=a.max_accuracy_drop,
                           max_disagreement=a.max_disagreement, confidence=a.confidence, allocation=a.allocation,
+                          **({} if a.check_fraction is None else {"check_fraction": a.check_fraction}),
                           cost_table=costs, num_threads=a.threads or 1, min_speedup=a.min_speedup,
                           progress=sys.stderr.isatty(), layout=a.layout, winograd=not a.no_winograd)
     c = report["cleanup"]
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
                         "per layer dense or a faster form, the fastest plan that passes the check (needs --calib and a "
                         "budget); a pass given its own spec above is applied as given")
     c.add_argument("--calib", metavar="X.npy", help="calibration inputs (float32, shaped like the model input; a few "
-                                                    "hundred training inputs will do: the budget is checked on the fifth "
+                                                    "hundred training inputs will do: the budget is checked on a part "
                                                     "no refit sees, with perturbed copies)")
     c.add_argument("--labels", metavar="Y.npy", help="integer labels of the calibration inputs")
     c.add_argument("--max-disagreement", type=float, metavar="D",
@@ -182,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="budget: rate of inputs the original gets right and the compressed model wrong (needs --labels)")
     c.add_argument("--max-output-error", type=float, metavar="E",
                    help="budget: relative L2 error of the model output on the check inputs")
+    c.add_argument("--check-fraction", type=float, metavar="F",
+                   help="the part of --calib held out of every refit to check the budget on (default 0.2; more check "
+                        "inputs admit more events under the same bound, fewer are left to fit to)")
     c.add_argument("--confidence", type=float, default=0.9,
                    help="the top-1 budgets hold as a one-sided upper bound at this confidence (default 0.9)")
     c.add_argument("--allocation", choices=["greedy", "threshold"], default="greedy",

@@ -15,7 +15,7 @@ from .lower import write_bundle
 from .onnx_import import import_onnx
 from .passes import cleanup
 from .costs import Timer, write_candidates
-from .plan import Budget, Checks, plan_passes
+from .plan import CHECK_FRACTION, Budget, Checks, plan_passes
 from .prune import Planner as PrunePlanner
 from .prune import Spec as PruneSpec
 from .prune import layer_changes, prune_pass
@@ -52,7 +52,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
                  slim: str | None = None, optimize: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
                  max_output_error: float | None = None, max_accuracy_drop: float | None = None,
                  max_disagreement: float | None = None, confidence: float = 0.9, allocation: str = "greedy",
-                 cost_table: dict | None = None, num_threads: int = 1, min_speedup: float = 1.0,
+                 check_fraction: float = CHECK_FRACTION, cost_table: dict | None = None, num_threads: int = 1,
+                 min_speedup: float = 1.0,
                  progress: bool = False, layout: str = "nhwc", winograd: bool = True) -> dict:
     """Compiles the ONNX model at `src` into the bundle `dst`. Returns the compile report (also stored
     in the bundle): node counts, what each clean-up and each compression pass did.
@@ -70,8 +71,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     sparse_fc: "S" (sparsity), "S,block=4x1", "dict=R", or planned: "auto" (sparsity) or "dict" (ratio)
     (compiler/sparse_fc.py).
     calib [S, ...] float32 (and labels [S] int): calibration inputs (training data will do); with them
-    every pass refits by least squares. The planned passes fit to four fifths of them and are checked on
-    the fifth no refit sees, with perturbed copies.
+    every pass refits by least squares. The planned passes are checked on `check_fraction` of them, which
+    no refit sees, with perturbed copies, and fit to the rest.
     max_disagreement / max_accuracy_drop / max_output_error (one of them, for the planned passes): the
     budget, the rate of top-1 changes against the original model, of inputs turned from right to wrong
     (needs labels), both as a one-sided upper bound at `confidence` on the check inputs, or the
@@ -127,7 +128,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
         reference = run(model_of(graph, num_threads=num_threads), calib)[0]
     if planned:
         budget = Budget(*next(iter(budgets.items())), confidence)
-        fit_idx, check_idx = _hold_out(len(calib), graph.inputs[0][1][0])
+        fit_idx, check_idx = _hold_out(len(calib), graph.inputs[0][1][0], check_fraction)
         fit = calib[fit_idx]
         checks = Checks(graph, calib[check_idx], None if labels is None else labels[check_idx], budget, num_threads)
     if pruning is not None and pruning.ratio is not None:
@@ -173,18 +174,23 @@ def candidates(src: str | Path, dst: str | Path, input_shapes: dict[str, list] |
     return write_candidates(timer, dst)
 
 
-def _hold_out(samples: int, fixed_batch: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _hold_out(samples: int, fixed_batch: int | None, fraction: float = CHECK_FRACTION) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the calibration inputs the layers are fitted to and of those a budget is checked on:
-    every fifth (whole batches, for a model with a fixed batch; the last one if there are fewer than
-    five). A budget checked on the inputs the refits saw is met there and overrun on new data (on the
-    VGG-MNIST model a 1-point budget let a 1.9-point held-out drop through)."""
+    `fraction` of them, evenly spread (every fifth at 0.2; whole batches, for a model with a fixed batch;
+    the last one if that would be none). A budget checked on the inputs the refits saw is met there and
+    overrun on new data (on the VGG-MNIST model a 1-point budget let a 1.9-point held-out drop through)."""
+    if not 0 < fraction < 1:
+        raise CompileError(f"--check-fraction must be in (0, 1), got {fraction}")
     unit = fixed_batch or 1
     groups = samples // unit
     if groups < 2:
         raise CompileError(f"a budgeted search needs calibration inputs to fit to and others to check on: give at "
-                           f"least {2 * unit} (it holds every fifth out), got {samples}")
-    held = np.arange(groups) % 5 == 4 if groups >= 5 else np.arange(groups) == groups - 1
-    idx = np.arange(samples).reshape(groups, unit)
+                           f"least {2 * unit} (it holds {fraction:g} of them out), got {samples}")
+    i = np.arange(groups)
+    held = np.floor((i + 1) * fraction + 1e-9) > np.floor(i * fraction + 1e-9)
+    if not held.any():
+        held[-1] = True
+    idx = i[:, None] * unit + np.arange(unit)
     return idx[~held].ravel(), idx[held].ravel()
 
 

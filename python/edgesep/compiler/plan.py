@@ -27,8 +27,8 @@ refits; this module decides. docs/planner.md states the method and the measureme
 Activations, layer targets and refits are kept in one cache (compiler/cache.py) by what computes them:
 a candidate or a plan redoes only the work downstream of what it changes.
 
-The check inputs are the fifth of the calibration inputs no refit sees, plus perturbed copies of them
-(shifted by a pixel, with noise): a model is over-confident on its own training inputs, so a plan that
+The check inputs are the part of the calibration inputs no refit sees (CHECK_FRACTION), plus perturbed
+copies of them (shifted by a pixel, with noise): a model is over-confident on its own training inputs, so a plan that
 flips none of them flips held-out inputs all the same; on the perturbed copies its margins are like
 those on unseen data (measured in docs/planner.md).
 """
@@ -51,6 +51,7 @@ ALLOCATIONS = ("greedy", "threshold")
 KINDS = ("disagreement", "accuracy", "output")
 # The check inputs' perturbed copies (docs/planner.md, "The check inputs": where 1-2 point budgets decide,
 # a plan's event rate on such copies of training inputs is at or above its rate on held-out inputs).
+CHECK_FRACTION = 0.2  # of the calibration inputs, held out of every refit to check on
 COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
