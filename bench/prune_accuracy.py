@@ -11,7 +11,7 @@ from calibration, without retraining:
   recon, the default with calibration data) or by Mean Weight; the kept channels rounded to 16 (the
   default; `round=1` is measured against it in docs/pruning.md's text);
 - `--prune auto` at budgets of 0.5, 1 and 2 points (`--max-accuracy-drop`: the planner, compiler/plan.py,
-  checks the bound on the fifth of the calibration images the refits do not see and perturbed copies).
+  checks the bound on the half of the calibration images the refits do not see and perturbed copies).
 
 Speed-up: the dense bundle's median latency over the pruned one's, batch 1, 1 thread, this machine.
 Writes docs/pruning.md's table and docs/pruning_accuracy.png.

@@ -138,7 +138,7 @@ def test_a_top1_budget_holds_as_a_bound_and_needs_a_classifier(net, tmp_path):
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calibration(100), max_disagreement=0.05,
                        min_speedup=0)
     f = rep["plan"]["final"]
-    assert f["inputs"] == 4 * 20 and f["bound"] <= 0.05
+    assert f["inputs"] == 4 * 50 and f["bound"] <= 0.05  # (half of the 100 checked, with three copies each)
     assert f["bound"] == pytest.approx(P.upper_bound(f["events"], f["inputs"], 0.9))
 
 

@@ -255,13 +255,15 @@ def test_phase_ordered_weights_round_trip_and_are_checked_against_the_stride(tmp
 
 
 def test_a_budget_is_checked_on_calibration_inputs_the_refits_did_not_see():
-    """Every fifth input is held out (whole batches where the model fixes one; the last batch when
-    there are fewer than five); one batch cannot be split."""
+    """Half the inputs are held out by default, every fifth at 0.2 (whole batches where the model fixes
+    one; the last batch when there would be none); one batch cannot be split."""
     from edgesep.compiler import _hold_out
 
     fit, check = _hold_out(12, None)
+    assert check.tolist() == [1, 3, 5, 7, 9, 11] and sorted(fit.tolist() + check.tolist()) == list(range(12))
+    fit, check = _hold_out(12, None, 0.2)
     assert check.tolist() == [4, 9] and sorted(fit.tolist() + check.tolist()) == list(range(12))
-    fit, check = _hold_out(33, 11)
+    fit, check = _hold_out(33, 11, 0.2)
     assert check.tolist() == list(range(22, 33)) and fit.tolist() == list(range(22))
     with pytest.raises(CompileError, match="at least 22"):
         _hold_out(11, 11)

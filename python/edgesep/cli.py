@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--max-output-error", type=float, metavar="E",
                    help="budget: relative L2 error of the model output on the check inputs")
     c.add_argument("--check-fraction", type=float, metavar="F",
-                   help="the part of --calib held out of every refit to check the budget on (default 0.2; more check "
+                   help="the part of --calib held out of every refit to check the budget on (default 0.5; more check "
                         "inputs admit more events under the same bound, fewer are left to fit to)")
     c.add_argument("--confidence", type=float, default=0.9,
                    help="the top-1 budgets hold as a one-sided upper bound at this confidence (default 0.9)")

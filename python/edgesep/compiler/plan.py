@@ -51,7 +51,7 @@ ALLOCATIONS = ("greedy", "threshold")
 KINDS = ("disagreement", "accuracy", "output")
 # The check inputs' perturbed copies (docs/planner.md, "The check inputs": where 1-2 point budgets decide,
 # a plan's event rate on such copies of training inputs is at or above its rate on held-out inputs).
-CHECK_FRACTION = 0.2  # of the calibration inputs, held out of every refit to check on
+CHECK_FRACTION = 0.5  # of the calibration inputs, held out of every refit to check on (docs/planner.md)
 COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)

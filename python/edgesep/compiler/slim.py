@@ -175,7 +175,6 @@ class Planner:
             g.nodes.remove(pool)
             g.nodes = g.replaced(conv, [new]).nodes
             x_key = stage.cache.keys(g)[new.inputs[0]]
-            equations = stage.cache.memo(("slim", stage.cache.token(stage.x), x_key, stage.cache.token(target),
-                                          repr(geom), stage.cache.token(new.weights["weight"])),
+            equations = stage.cache.memo(("slim", stage.cache.token(stage.x), x_key, stage.cache.token(target), repr(geom)),
                                          lambda: normal_equations(g, new, stage.x, target, stage.num_threads, stage.cache))
             new.weights.update(fit(equations, new))
