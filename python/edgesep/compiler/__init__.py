@@ -49,12 +49,11 @@ def _check_calib(g: Graph, calib: np.ndarray | None, labels: np.ndarray | None) 
 
 def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
                  separable: str | None = None, sparse_fc: str | None = None, prune: str | None = None,
-                 slim: str | None = None, optimize: str | None = None, calib: np.ndarray | None = None, labels: np.ndarray | None = None,
-                 max_output_error: float | None = None, max_accuracy_drop: float | None = None,
-                 max_disagreement: float | None = None, confidence: float = 0.9, allocation: str = "greedy",
-                 check_fraction: float = CHECK_FRACTION, cost_table: dict | None = None, num_threads: int = 1,
-                 min_speedup: float = 1.0,
-                 progress: bool = False, layout: str = "nhwc", winograd: bool = True) -> dict:
+                 slim: str | None = None, optimize: str | None = None, calib: np.ndarray | None = None,
+                 labels: np.ndarray | None = None, max_output_error: float | None = None,
+                 max_accuracy_drop: float | None = None, max_disagreement: float | None = None,
+                 confidence: float = 0.9, allocation: str = "greedy", check_fraction: float = CHECK_FRACTION,
+                 cost_table: dict | None = None, num_threads: int = 1, min_speedup: float = 1.0, progress: bool = False, layout: str = "nhwc", winograd: bool = True) -> dict:
     """Compiles the ONNX model at `src` into the bundle `dst`. Returns the compile report (also stored
     in the bundle): node counts, what each clean-up and each compression pass did.
 

@@ -28,9 +28,9 @@ Activations, layer targets and refits are kept in one cache (compiler/cache.py) 
 a candidate or a plan redoes only the work downstream of what it changes.
 
 The check inputs are the part of the calibration inputs no refit sees (CHECK_FRACTION), plus perturbed
-copies of them (shifted by a pixel, with noise): a model is over-confident on its own training inputs, so a plan that
-flips none of them flips held-out inputs all the same; on the perturbed copies its margins are like
-those on unseen data (measured in docs/planner.md).
+copies of them (shifted by a pixel, with noise): a model is over-confident on its own training inputs,
+so a plan that flips none of them flips held-out inputs all the same; on the perturbed copies its
+margins are like those on unseen data (measured in docs/planner.md).
 """
 from __future__ import annotations
 
@@ -49,9 +49,9 @@ from .ir import CompileError, Graph
 
 ALLOCATIONS = ("greedy", "threshold")
 KINDS = ("disagreement", "accuracy", "output")
+CHECK_FRACTION = 0.5  # of the calibration inputs, held out of every refit to check on (docs/planner.md)
 # The check inputs' perturbed copies (docs/planner.md, "The check inputs": where 1-2 point budgets decide,
 # a plan's event rate on such copies of training inputs is at or above its rate on held-out inputs).
-CHECK_FRACTION = 0.5  # of the calibration inputs, held out of every refit to check on (docs/planner.md)
 COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
@@ -323,7 +323,7 @@ def threshold(units: list[Unit]) -> list[Plan]:
                 best.append((min(ok)[0] - u.dense_seconds, u, min(ok)[1]))
         plan: Plan = {}
         for _, u, i in sorted(best, key=lambda b: b[0]):
-            if not u.rivals(units, {**plan, u.key: i}):
+            if not u.rivals(units, plan):
                 plan[u.key] = i
         if plan != plans[-1]:
             plans.append(plan)

@@ -450,9 +450,10 @@ def prune(g: Graph, ratio: float | dict[str, float], how: str = "mean", calib: n
           cache: Cache | None = None, counts: dict[str, int] | None = None) -> list[dict]:
     """Removes the lowest-scoring `ratio` of the channels of every prunable group (or ratio[group name]
     of the groups named there; at least one kept, the number kept rounded to a multiple of round_to;
-    groups named in `counts` keep exactly that many, the planner's choices), in graph order; with calib, refits each group's consumers to `targets` (by default g's own, as it is
-    now). how="recon" (needs calib) removes channels in reconstruction_order, or in orders(group) if
-    given (the planner's: each group's order computed once, on the original network). equations(reader
+    groups named in `counts` keep exactly that many, the planner's choices), in graph order; with calib,
+    refits each group's consumers to `targets` (by default g's own, as it is now). how="recon" (needs
+    calib) removes channels in reconstruction_order, or in orders(group) if given (the planner's: each
+    group's order computed once, on the original network). equations(reader
     name), if given: the reader's normal_equations in g as it is now against its whole target (the
     planner's, computed once): the first group pruned refits from them, less the removed channels' rows
     and columns, for the readers whose inputs are g's less those channels (no other reader upstream).

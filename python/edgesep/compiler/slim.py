@@ -169,12 +169,14 @@ class Planner:
                 if why_not(g, conv) is None else None
             if geom is None:
                 raise CompileError(f"slim: {conv.name} can no longer absorb its pool (an earlier pass changed it)")
-            target = stage.cache.memo(("slim target", stage.cache.token(stage.x), stage.cache.token(stage.target(conv.name)), pool.name),
-                                      lambda: pooled_target(conv, pool, stage.target(conv.name)))
+            pre = stage.target(conv.name)
+            target = stage.cache.memo(("slim target", stage.cache.token(pre), pool.name),
+                                      lambda: pooled_target(conv, pool, pre))
             new = replacement(conv, pool, geom)
             g.nodes.remove(pool)
             g.nodes = g.replaced(conv, [new]).nodes
             x_key = stage.cache.keys(g)[new.inputs[0]]
-            equations = stage.cache.memo(("slim", stage.cache.token(stage.x), x_key, stage.cache.token(target), repr(geom)),
-                                         lambda: normal_equations(g, new, stage.x, target, stage.num_threads, stage.cache))
+            key = ("slim", stage.cache.token(stage.x), x_key, stage.cache.token(target), repr(geom))
+            equations = stage.cache.memo(key, lambda: normal_equations(g, new, stage.x, target, stage.num_threads,
+                                                                       stage.cache))
             new.weights.update(fit(equations, new))
