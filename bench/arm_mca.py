@@ -23,12 +23,15 @@ from docs_section import write_section
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "arm.md"
 CORES = ["cortex-a53", "cortex-a72"]
-# (symbol pattern, FMLAs of the wanted loop or None for the busiest, label). Where GCC inlines a loop
-# into a function with busier ones (the sparse mat-vec into spmm_rows beside the batch path), the
-# FMLA count picks it out. Each pattern names the function as GCC and as clang (zig) leave it: they
-# inline differently.
+# (symbol pattern, which loop, label); which loop: None for the busiest, or the FMLA count of the wanted
+# loop, or a pattern one of its instructions matches. Where GCC inlines a loop into a function with
+# busier ones (the sparse mat-vec into spmm_rows beside the batch path), the FMLA count picks it out;
+# the conv tile's assembly loop (igemm_a64.h) is told from the intrinsic one it sits beside (channel
+# counts that are not a multiple of 4) by its fixed registers. Each pattern names the function as GCC
+# and as clang (zig) leave it: they inline differently.
 KERNELS = [
-    (r"detail9igemm_fitINS_4neon3VecELi4ELi4ELb0E|detail10igemm_tileINS_4neon3VecELi4ELi4ELb0E", None, "NHWC conv tile 4 pixels x 16 channels (conv core v2)"),
+    (r"detail13igemm_a64_8x8|detail10igemm_tileINS_4neon3VecELi8ELi2ELb0E", r"fmla\s+v0\.4s, v24\.4s, v16\.s\[0\]",
+     "NHWC conv tile 8 pixels x 8 channels (conv core v2, assembly)"),
     (r"detail11dwconv_nhwcINS_4neon3VecE|detail9dw_pixelsINS_4neon3VecELi8E", None, "NHWC depthwise, 8 pixels x 4 channels"),
     (r"detail12gemm_ukernelI", None, "NCHW GEMM tile 6x16 (first core, separable pair)"),
     (r"detail6dwconvI", None, "NCHW depthwise conv (first core)"),
@@ -75,20 +78,22 @@ def functions(asm: str) -> dict[str, list[str]]:
 
 
 def loops(lines: list[str]) -> list[list[str]]:
-    """The blocks that branch back to their own label."""
+    """The blocks that branch back to their own label (a compiler's .L label, or an inline asm loop's
+    numeric one, which it branches back to as `1b`)."""
     found: list[list[str]] = []
     label, block = None, []
     for line in lines:
-        m = re.match(r"^(\.L\w+):", line)
+        m = re.match(r"^\s*(\.L\w+|\d+):", line)
         if m:
             label, block = m.group(1), []
+            target = label if label.startswith(".") else label + "b"
             continue
         s = line.strip()
-        if not s or s.startswith("."):
+        if not s or s.startswith((".", "//", "#")):  # directives, comments (inline asm markers)
             continue
         block.append(s)
         cond = r"b(\.?(eq|ne|cs|hs|cc|lo|mi|pl|vs|vc|hi|ls|ge|lt|gt|le))?|cbn?z|tbn?z"
-        if label and re.match(rf"^({cond})\s+{re.escape(label)}$", s):
+        if label and re.match(rf"^({cond})\s+{re.escape(target)}$", s):
             found.append(list(block))
     return found
 
@@ -120,10 +125,11 @@ def main() -> None:
     for core in CORES:
         peak = 4 * 24 / mca(core, peak_body)  # fp32 MACs per cycle
         funcs = functions(asm_for(core, a.compiler))
-        for pattern, count, what in KERNELS:
+        for pattern, which, what in KERNELS:
             # GCC may clone a kernel per constant argument (.constprop): look in every clone.
             found = [b for n, lines in funcs.items() if re.search(pattern, n) for b in loops(lines)
-                     if count is None or fmlas(b) == count]
+                     if which is None or (fmlas(b) == which if isinstance(which, int)
+                                          else any(re.match(which, i) for i in b))]
             body = max(found, key=fmlas)
             macs = sum(lanes(i) for i in body if i.startswith("fmla"))
             cyc = mca(core, body)

@@ -248,14 +248,14 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
                         op->ws.points() * ((N + kPanelNC - 1) / kPanelNC * kPanelNC) * s.C).data;
     op->bias = opt_weight(w, "bias", "plain", N) ? w.at("bias").data : nullptr;
     op->act = parse_activation(a, w, N);
-    // Blocks of up to 36 tiles at M = 2, 18 at M = 4 (multiples of every ISA's tile height; the block's
-    // transformed inputs and products, points x tiles x (C + N) floats, about alike), fewer where the
-    // threads need tasks. Each block reads all the transformed weights: where they outgrow L2 (512 KB),
-    // one block per thread, not eight.
+    // Blocks of about 36 tiles at M = 2, 18 at M = 4 (the block's transformed inputs and products, points
+    // x tiles x (C + N) floats, about alike), rounded up to a multiple of the ISA's tile height (x86: 6,
+    // aarch64: 8), fewer where the threads need tasks. Each block reads all the transformed weights:
+    // where they outgrow L2 (512 KB), one block per thread, not eight.
     const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr;
     const bool big = (int64_t)op->ws.points() * s.C * N * (int64_t)sizeof(float) > (512 << 10);
     const int64_t want = c.threads > 1 ? (big ? 1 : ThreadPool::kTasksPerThread) * c.threads : 1;
-    int64_t tb = std::min<int64_t>(M == 4 ? 18 : 36, T);
+    int64_t tb = std::min<int64_t>(((M == 4 ? 18 : 36) + mr - 1) / mr * mr, T);
     if (B * ((T + tb - 1) / tb) < want) tb = std::max<int64_t>(mr, chunk_size(T, (want + B - 1) / B, mr));
     op->tb = std::min(tb, T);
     op->blocks = (T + op->tb - 1) / op->tb;

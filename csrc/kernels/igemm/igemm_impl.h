@@ -1,6 +1,6 @@
 // The NHWC conv as an indirect GEMM, templated on the ISA's vector type (kernels.h: IgemmFn).
-// A register tile of MR output pixels x NP panels of kPanelNC output channels holds its sums in
-// MR * NP * kPanelNC / V::N vector registers for the whole depth (taps x input channels): per tap, each
+// A register tile of MR output pixels x NC output channels (whole panels of kPanelNC, or a part of one)
+// holds its sums in MR * NC / V::N vector registers for the whole depth (taps x input channels): per tap, each
 // pixel's input is found through the offset table (or the zero row, for padding), and per input channel
 // one value per pixel is broadcast against the panels' weight vectors. Nothing is copied: 1x1 convs read
 // the input rows in place, k x k convs at any stride or dilation read the pixels the table names.
@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "../kernels.h"
+#include "igemm_a64.h"
 
 // The tile's inner functions are inlined whatever the compiler's heuristics say: a depth loop called
 // with the sums by reference kept them in memory (clang: a load and a store per FMA row, 100% -> 50% of
@@ -78,6 +79,14 @@ struct IgemmTile {
   static EDGESEP_TILE_INLINE void depth(Acc& a, HAcc& h, const IgemmShape& s, const float* in, const int32_t* ind,
                            const float* zero, const float* w, ptrdiff_t pstride, int mr) {
     const int C = s.C;
+    if constexpr (kA64Tile<V, MR, NV, HALF>) {
+      if (C % 4 == 0) {  // the full tile on aarch64, its whole depth in assembly (igemm_a64.h)
+        const int32_t* rows[MR];  // rows past mr are not stored: they repeat pixel 0
+        for (int r = 0; r < MR; ++r) rows[r] = ind + (ptrdiff_t)(r < mr ? r : 0) * s.taps;
+        igemm_a64_8x8(reinterpret_cast<float*>(a), in, rows, zero, w, s.taps, C / 4);
+        return;
+      }
+    }
     for (int t = 0; t < s.taps; ++t) {
       const float* x[MR];
       for (int r = 0; r < MR; ++r) {
@@ -161,14 +170,15 @@ inline void igemm_fit(int nv, const IgemmShape& s, const float* in, const int32_
   igemm_tile<V, MR, NVMAX, HALF>(s, in, ind, zero, w, pstride, bias, sum, out, mr, nc, lo, hi);
 }
 
-// Output channels [n, n + nc) of pixels [p, p + mr), nc <= NP panels.
-template <class V, int MR, int NP>
+// Output channels [n, n + nc) of pixels [p, p + mr), nc <= NC (n a multiple of NC).
+template <class V, int MR, int NC>
 inline void igemm_block(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
                         const float* bias, const float* sum, float* out, int p, int mr, int n, int nc, float lo,
                         float hi) {
-  constexpr int NVMAX = NP * kPanelNC / V::N;
+  static_assert(NC % V::N == 0 && (NC % kPanelNC == 0 || kPanelNC % NC == 0), "tiles of whole vectors and panels");
+  constexpr int NVMAX = NC / V::N;
   const ptrdiff_t pstride = (ptrdiff_t)s.taps * s.C * kPanelNC;  // floats per weight panel
-  const float* wp = w + (ptrdiff_t)(n / kPanelNC) * pstride;
+  const float* wp = w + (ptrdiff_t)(n / kPanelNC) * pstride + n % kPanelNC;
   const float* bp = bias ? bias + n : nullptr;
   const int32_t* ip = ind + (ptrdiff_t)p * s.taps;
   const float* sp = sum ? sum + (ptrdiff_t)p * s.ldo + n : nullptr;
@@ -181,23 +191,23 @@ inline void igemm_block(const IgemmShape& s, const float* in, const int32_t* ind
   igemm_fit<V, MR, NVMAX, false>(nv, s, in, ip, zero, wp, pstride, bp, sp, op, mr, nc, lo, hi);
 }
 
-template <class V, int MR, int NP>
+template <class V, int MR, int NC>
 void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
            const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi) {
-  // Channel groups of up to NP panels (fewer for the tail).
-  auto group = [&](int n) { return n1 - n < NP * kPanelNC ? n1 - n : NP * kPanelNC; };
+  // Channel groups of up to NC (fewer for the tail).
+  auto group = [&](int n) { return n1 - n < NC ? n1 - n : NC; };
   if ((ptrdiff_t)s.taps * s.C * (n1 - n0) <= 8192) {
     // Weights that fit in L1 (short depth: a 1x1 conv of few channels): a pixel tile's every channel
     // before the next tile, so each output row is written whole, once.
     for (int p = p0; p < p1; p += MR)
       for (int n = n0; n < n1; n += group(n))
-        igemm_block<V, MR, NP>(s, in, ind, zero, w, bias, sum, out, p, p1 - p < MR ? p1 - p : MR, n, group(n), lo, hi);
+        igemm_block<V, MR, NC>(s, in, ind, zero, w, bias, sum, out, p, p1 - p < MR ? p1 - p : MR, n, group(n), lo, hi);
     return;
   }
   // Else a channel group's weights stay in cache while the pixels stream past them.
   for (int n = n0; n < n1; n += group(n))
     for (int p = p0; p < p1; p += MR)
-      igemm_block<V, MR, NP>(s, in, ind, zero, w, bias, sum, out, p, p1 - p < MR ? p1 - p : MR, n, group(n), lo, hi);
+      igemm_block<V, MR, NC>(s, in, ind, zero, w, bias, sum, out, p, p1 - p < MR ? p1 - p : MR, n, group(n), lo, hi);
 }
 
 }  // namespace edgesep::detail

@@ -6,7 +6,7 @@
 namespace edgesep {
 
 const KernelTable* table_avx2() {
-  static const KernelTable t = detail::make_table<avx2::Vec, avx2::kGemmNV, avx2::kIgemmMR, avx2::kIgemmNP>("avx2");
+  static const KernelTable t = detail::make_table<avx2::Vec, avx2::kGemmNV, avx2::kIgemmMR, avx2::kIgemmNC>("avx2");
   return &t;
 }
 

@@ -6,7 +6,7 @@
 namespace edgesep {
 
 const KernelTable* table_avx512() {
-  static const KernelTable t = detail::make_table<avx512::Vec, avx512::kGemmNV, avx512::kIgemmMR, avx512::kIgemmNP>("avx512");
+  static const KernelTable t = detail::make_table<avx512::Vec, avx512::kGemmNV, avx512::kIgemmMR, avx512::kIgemmNC>("avx512");
   return &t;
 }
 

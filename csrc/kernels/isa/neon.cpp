@@ -6,7 +6,7 @@
 namespace edgesep {
 
 const KernelTable* table_neon() {
-  static const KernelTable t = detail::make_table<neon::Vec, neon::kGemmNV, neon::kIgemmMR, neon::kIgemmNP>("neon");
+  static const KernelTable t = detail::make_table<neon::Vec, neon::kGemmNV, neon::kIgemmMR, neon::kIgemmNC>("neon");
   return &t;
 }
 

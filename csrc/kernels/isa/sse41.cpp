@@ -6,7 +6,7 @@
 namespace edgesep {
 
 const KernelTable* table_sse41() {
-  static const KernelTable t = detail::make_table<sse41::Vec, sse41::kGemmNV, sse41::kIgemmMR, sse41::kIgemmNP>("sse41");
+  static const KernelTable t = detail::make_table<sse41::Vec, sse41::kGemmNV, sse41::kIgemmMR, sse41::kIgemmNC>("sse41");
   return &t;
 }
 

@@ -17,7 +17,7 @@
 
 namespace edgesep::detail {
 
-template <class V, int NV, int MR, int NP>
+template <class V, int NV, int MR, int NC>
 KernelTable make_table(const char* isa) {
   KernelTable t{};
   t.isa = isa;
@@ -32,7 +32,7 @@ KernelTable make_table(const char* isa) {
   t.spmm = spmm<V>;
   t.activation = activation<V>;
   t.pool_row = pool_row<V>;
-  t.igemm = igemm<V, MR, NP>;
+  t.igemm = igemm<V, MR, NC>;
   t.igemm_mr = MR;
   t.dwconv_nhwc = dwconv_nhwc<V>;
   t.wino_input = wino_input<V>;

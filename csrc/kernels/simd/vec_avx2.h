@@ -32,5 +32,5 @@ struct Vec : BroadcastWeights<Vec>, Avx256<Vec> {
 };
 constexpr int kGemmNV = 2;  // 6x16 tile: 12 accumulators of 16 ymm registers
 // NHWC conv: 6 pixels x 16 channels, 12 accumulators + 2 weight vectors + a broadcast.
-constexpr int kIgemmMR = 6, kIgemmNP = 1;
+constexpr int kIgemmMR = 6, kIgemmNC = 16;
 }  // namespace edgesep::avx2

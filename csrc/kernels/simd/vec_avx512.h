@@ -47,5 +47,5 @@ struct Vec : BroadcastWeights<Vec> {
 };
 constexpr int kGemmNV = 2;  // 6x32 tile: 12 accumulators of 32 zmm registers
 // NHWC conv: 6 pixels x 64 channels, 24 accumulators; per input channel 4 weight loads, 6 broadcasts.
-constexpr int kIgemmMR = 6, kIgemmNP = 4;
+constexpr int kIgemmMR = 6, kIgemmNC = 64;
 }  // namespace edgesep::avx512

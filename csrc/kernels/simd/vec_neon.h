@@ -104,11 +104,12 @@ struct Vec {
 };
 #if defined(__aarch64__)
 constexpr int kGemmNV = 4;  // 6x16 tile: 24 accumulators + 4 of B + 2 of A in 32 q registers
-// NHWC conv: 4 pixels x 16 channels, 16 accumulators + 4 weight vectors + 4 input vectors (4 channels each).
-constexpr int kIgemmMR = 4, kIgemmNP = 1;
+// NHWC conv: 8 pixels x 8 channels, 16 accumulators + 8 input vectors (4 channels each) + 8 weight vectors
+// (4 channels x 8): all of a depth step's loads in one group (igemm_a64.h says why).
+constexpr int kIgemmMR = 8, kIgemmNC = 8;
 #else
 constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 q registers
 // NHWC conv: 2 pixels x 16 channels, 8 accumulators + 4 weight vectors + a broadcast in 16 q registers.
-constexpr int kIgemmMR = 2, kIgemmNP = 1;
+constexpr int kIgemmMR = 2, kIgemmNC = 16;
 #endif
 }  // namespace edgesep::neon

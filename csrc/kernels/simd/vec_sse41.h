@@ -24,5 +24,5 @@ struct Vec : BroadcastWeights<Vec>, Sse128<Vec, false> {
 };
 constexpr int kGemmNV = 2;  // 6x8 tile: 12 accumulators of 16 xmm registers
 // NHWC conv: 2 pixels x 16 channels, 8 accumulators + 4 weight vectors + a broadcast.
-constexpr int kIgemmMR = 2, kIgemmNP = 1;
+constexpr int kIgemmMR = 2, kIgemmNC = 16;
 }  // namespace edgesep::sse41
