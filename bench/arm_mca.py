@@ -26,13 +26,14 @@ CORES = ["cortex-a53", "cortex-a72"]
 # (symbol pattern, which loop, label); which loop: None for the busiest, or the FMLA count of the wanted
 # loop, or a pattern one of its instructions matches. Where GCC inlines a loop into a function with
 # busier ones (the sparse mat-vec into spmm_rows beside the batch path), the FMLA count picks it out;
-# the conv tile's assembly loop (igemm_a64.h) is told from the intrinsic one it sits beside (channel
-# counts that are not a multiple of 4) by its fixed registers. Each pattern names the function as GCC
+# the assembly loops (igemm_a64.h, dwnhwc_a64.h) are told from the intrinsic ones they sit beside (for
+# the cases they do not take) by their fixed registers. Each pattern names the function as GCC
 # and as clang (zig) leave it: they inline differently.
 KERNELS = [
     (r"detail13igemm_a64_8x8|detail10igemm_tileINS_4neon3VecELi8ELi2ELb0E", r"fmla\s+v0\.4s, v24\.4s, v16\.s\[0\]",
      "NHWC conv tile 8 pixels x 8 channels (conv core v2, assembly)"),
-    (r"detail11dwconv_nhwcINS_4neon3VecE|detail9dw_pixelsINS_4neon3VecELi8E", None, "NHWC depthwise, 8 pixels x 4 channels"),
+    (r"detail11dwconv_nhwcINS_4neon3VecE|detail9dw_pixelsINS_4neon3VecELi8E", r"fmla\s+v\d+\.4s, v16\.4s, v26\.4s",
+     "NHWC depthwise, 8 pixels x 4 channels (3-wide window rows, assembly)"),
     (r"detail12gemm_ukernelI", None, "NCHW GEMM tile 6x16 (first core, separable pair)"),
     (r"detail6dwconvI", None, "NCHW depthwise conv (first core)"),
     (r"detail6fc_oneI", None, "fully connected, one input (4 rows of dot products)"),

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from docs_section import write_section
+from docs_section import cpu_simd, simd_section, write_section
 from interleave import latency
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,15 +133,14 @@ def main() -> None:
             line += (f" {o['load_ms']:.0f} / {r['load_ms']:.0f} | {o['peak_rss_mb']:.0f} / {r['peak_rss_mb']:.0f} | "
                      f"{o['rss_over_baseline_mb']:.0f} / {r['rss_over_baseline_mb']:.0f} |")
         table.append(line)
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    simd = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else platform.machine()
+    simd = cpu_simd()
     context = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with {simd} "
                f"({platform.processor() or 'cpu'}), edgesep {edgesep.__version__} kernels `{isa}`, onnxruntime "
                f"{onnxruntime.__version__}; median of {a.runs} runs each, interleaved in rounds of 5 (bench/interleave.py).")
     text = "\n".join(table)
     print("\n" + context + "\n\n" + text)
     if a.write:
-        write_section(RESULTS, "compare", context + "\n\n" + text)
+        write_section(RESULTS, simd_section("compare"), context + "\n\n" + text)
 
 
 if __name__ == "__main__":

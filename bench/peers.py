@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from compare import MODELS, RESULTS, compiled
-from docs_section import write_section
+from docs_section import cpu_simd, simd_section, write_section
 from interleave import latency
 
 PEERS = ("onnxruntime", "openvino", "ncnn")
@@ -68,15 +68,14 @@ def main() -> None:
         cell = [f"{ms[c]:.3f}" if c in ms else "-" for c in cols]
         ratio = [f"{ms[c] / ms['onnxruntime']:.2f}" if c in ms else "-" for c in cols if c != "onnxruntime"]
         table.append(f"| {name} | {'x'.join(map(str, shape))} | {t} | " + " | ".join(cell + ratio) + " |")
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    simd = "AVX-512" if " avx512f" in flags else "AVX2" if " avx2" in flags else platform.machine()
+    simd = cpu_simd()
     versions = ", ".join(f"{rt} {importlib.import_module(rt).__version__}" for rt in have)
     context = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with {simd}, edgesep "
                f"{edgesep.__version__}, {versions}; fp32, median of {a.runs} runs each, interleaved.")
     text = context + "\n\n" + "\n".join(table)
     print("\n" + text)
     if a.write:
-        write_section(RESULTS, "peers", text)
+        write_section(RESULTS, simd_section("peers"), text)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 
 #include "../kernels.h"
 #include "../simd/lane1.h"
+#include "dwnhwc_a64.h"
 
 namespace edgesep::detail {
 
@@ -42,19 +43,23 @@ inline void dw_pixels(const ConvShape& s, const float* in, const float* w, const
       const ptrdiff_t rs = (ptrdiff_t)s.DH * s.W * C;
       const float* x = in + ((ptrdiff_t)(iy0 + ky0 * s.DH) * s.W + ix0) * C + c;
       const float* wr = w + (ptrdiff_t)ky0 * 3 * C + c;
-      ptrdiff_t off[PX + 2];
-      for (int i = 0; i < PX + 2; ++i) {
-        off[i] = i * (ptrdiff_t)C;
+      if constexpr (kA64DwRows<U, PX>) {  // aarch64: the rows in assembly (dwnhwc_a64.h)
+        if (ky1 > ky0) dw3_rows_a64_8(acc, x, wr, rs, C, ky1 - ky0);
+      } else {
+        ptrdiff_t off[PX + 2];
+        for (int i = 0; i < PX + 2; ++i) {
+          off[i] = i * (ptrdiff_t)C;
 #if defined(__aarch64__)
-        asm("" : "+r"(off[i]));  // opaque: clang would turn the offsets back into a chain of adds
+          asm("" : "+r"(off[i]));  // opaque: clang would turn the offsets back into a chain of adds
 #endif
-      }
-      for (int ky = ky0; ky < ky1; ++ky, x += rs, wr += 3 * C) {
-        T xv[PX + 2];
-        for (int i = 0; i < PX + 2; ++i) xv[i] = U::load(x + off[i]);
-        for (int kx = 0; kx < 3; ++kx) {
-          const T wv = U::load(wr + off[kx]);
-          for (int i = 0; i < PX; ++i) acc[i] = U::fma(xv[i + kx], wv, acc[i]);
+        }
+        for (int ky = ky0; ky < ky1; ++ky, x += rs, wr += 3 * C) {
+          T xv[PX + 2];
+          for (int i = 0; i < PX + 2; ++i) xv[i] = U::load(x + off[i]);
+          for (int kx = 0; kx < 3; ++kx) {
+            const T wv = U::load(wr + off[kx]);
+            for (int i = 0; i < PX; ++i) acc[i] = U::fma(xv[i + kx], wv, acc[i]);
+          }
         }
       }
       float* o = out + ((ptrdiff_t)oy * s.OW + ox) * C + c;
