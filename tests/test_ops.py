@@ -111,6 +111,20 @@ CASES = {
                                      conv(("t", "W"), "c", pads=[1, 1, 1, 1]),
                                      helper.make_node("Concat", ["c", "t"], ["y"], axis=1)], [7, 6, 3],
                                     {"W": w(5, 3, 3, 3)}), [7, 6, 3]),
+    # A fire module (SqueezeNet): a 1x1 and a 3x3 conv (Winograd, 32 channels) concatenated by channel,
+    # each writing its part of the Concat's output in place; the same where a part is read again (an
+    # Add) or is a graph output, where the Concat copies as before.
+    "concat_in_place_fire": (model([conv(("x", "Ws"), "s"), helper.make_node("Relu", ["s"], ["r"]),
+                                    conv(("r", "W1", "B1"), "e1"), conv(("r", "W3", "B3"), "e3", pads=[1, 1, 1, 1]),
+                                    helper.make_node("Concat", ["e1", "e3"], ["c"], axis=1),
+                                    conv(("c", "Wo"), "y")], [5, 10, 9],
+                                   {"Ws": w(32, 5, 1, 1), "W1": w(24, 32, 1, 1), "B1": w(24), "W3": w(40, 32, 3, 3),
+                                    "B3": w(40), "Wo": w(8, 64, 1, 1)}), [5, 10, 9]),
+    "concat_parts_read_again": (model([conv(("x", "W1"), "e1"), conv(("x", "W3"), "e3", pads=[1, 1, 1, 1]),
+                                       helper.make_node("Concat", ["e1", "e3"], ["c"], axis=1),
+                                       helper.make_node("Add", ["e1", "e3"], ["a"]),
+                                       helper.make_node("Concat", ["c", "a"], ["y"], axis=1)], [3, 6, 7],
+                                      {"W1": w(4, 3, 1, 1), "W3": w(4, 3, 3, 3)}, outputs=("y", "e3")), [3, 6, 7]),
     "pad_modes": (model([helper.make_node("Pad", ["x", "p1", "v"], ["a"], mode="constant"),
                          helper.make_node("Pad", ["a", "p2"], ["b"], mode="reflect"),
                          helper.make_node("Pad", ["b", "p3"], ["y"], mode="edge")], [2, 5, 6],
@@ -153,3 +167,14 @@ def test_op_matches_onnxruntime(case, layout, tmp_path):
             for g, wv in zip(got, want):
                 assert g.shape == wv.shape, (isa, batch)
                 assert rel_err(g, wv) <= PARITY_RTOL, (isa, batch, rel_err(g, wv))
+
+
+def test_concat_parts_are_written_in_place(tmp_path):
+    """The fire module's Concat step does nothing: its parts were written into its output."""
+    proto, shape = CASES["concat_in_place_fire"]
+    onnx.save(proto, tmp_path / "m.onnx")
+    compile_onnx(tmp_path / "m.onnx", tmp_path / "m.esb")
+    m = edgesep.load(tmp_path / "m.esb")
+    x = RNG.standard_normal((1, *shape)).astype(np.float32)
+    seconds = dict(zip((layer["op"] for layer in m.layers(1)), m.profile(x, 3)))
+    assert seconds["Concat"] == 0.0 and seconds["Conv"] > 0.0

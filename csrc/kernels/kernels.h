@@ -177,7 +177,10 @@ struct WinoShape {
   int PT, PL;      // padding top / left
   int OH, OW;      // output size
   int M = 2;       // output tile side: F(2x2, 3x3) or F(4x4, 3x3)
+  int ldo = 0;     // floats between output (and sum) pixels: 0 for N; more where the output is a channel
+                   // slice of a wider tensor (a Concat's part written in place)
   int TW() const { return (OW + M - 1) / M; }
+  int out_ld() const { return ldo > 0 ? ldo : N; }
   int tiles() const { return (OH + M - 1) / M * TW(); }
   int points() const { return (M + 2) * (M + 2); }
 };

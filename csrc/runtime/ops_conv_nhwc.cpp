@@ -49,8 +49,13 @@ class IgemmConvOp : public Op {
   int64_t Hp = 0, Wp = 0;
   IgemmShape is{};
 
+  // Its pixels into a channel slice of a wider tensor (a Concat's part); not with a summed input, which
+  // is read at the output's stride.
+  bool can_write_rows(int64_t row) const override { return !sum && row == G * s.N; }
+  void write_rows(int64_t stride) override { is.ldo = (int)stride; }
+
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    const int64_t P = s.P(), ldi = G * s.C, ldo = G * s.N;
+    const int64_t P = s.P(), ldi = G * s.C, ldo = is.ldo;
     const int64_t in_image = padded ? Hp * Wp * ldi : (int64_t)s.H * s.W * ldi;
     const float* x = in[0];
     if (padded) {
@@ -129,8 +134,11 @@ class WinogradOp : public Op {
   bool sum = false;
   Activation act;
 
+  bool can_write_rows(int64_t row) const override { return !sum && row == ws.N; }  // as IgemmConvOp's
+  void write_rows(int64_t stride) override { ws.ldo = (int)stride; }
+
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
-    const int64_t in_image = (int64_t)ws.H * ws.W * ws.C, out_image = (int64_t)ws.OH * ws.OW * ws.N;
+    const int64_t ld = ws.out_ld(), in_image = (int64_t)ws.H * ws.W * ws.C, out_image = (int64_t)ws.OH * ws.OW * ld;
     const int64_t panel = (ws.N + kPanelNC - 1) / kPanelNC * kPanelNC * ws.C;  // U[xi]'s floats
     const IgemmShape gs{ws.C, 1, ws.N, ws.N};
     const int T = ws.tiles(), X = ws.points();
@@ -149,7 +157,7 @@ class WinogradOp : public Op {
         for (int t = t0; t < t0 + nt; ++t)
           for (int y = ws.M * (t / ws.TW()); y < std::min(ws.OH, ws.M * (t / ws.TW()) + ws.M); ++y) {
             const int x = ws.M * (t % ws.TW());
-            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ws.N, std::min(ws.M, ws.OW - x), ws.N, ws.N, 0);
+            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ld, std::min(ws.M, ws.OW - x), ws.N, ld, 0);
           }
     }, parallel());
   }

@@ -96,19 +96,18 @@ class BinaryOp : public Op {
   }
 };
 
-class ConcatOp : public Op {
+class ConcatOp : public Op {  // rows of concat_parts[i] floats of each input side by side
  public:
-  int64_t outer = 0;
-  std::vector<int64_t> inner;  // per input
+  int64_t outer = 0;  // rows
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     int64_t total = 0;
-    for (int64_t n : inner) total += n;
+    for (int64_t n : concat_parts) total += n;
     ctx.pool->run_range(outer, [&](int64_t o0, int64_t o1, int) {
       for (int64_t o = o0; o < o1; ++o) {
         float* dst = out + o * total;
         for (size_t i = 0; i < in.size(); ++i) {
-          std::memcpy(dst, in[i] + o * inner[i], sizeof(float) * inner[i]);
-          dst += inner[i];
+          std::memcpy(dst, in[i] + o * concat_parts[i], sizeof(float) * concat_parts[i]);
+          dst += concat_parts[i];
         }
       }
     }, parallel());
@@ -332,7 +331,7 @@ std::unique_ptr<Op> make_concat(const std::vector<Shape>& in, const Attrs& a) {
       if ((int64_t)d != axis && s[d] != in[0][d])
         throw PlanError("Concat inputs " + shape_str(in[0]) + " and " + shape_str(s) + " differ off the axis");
     out[axis] += s[axis];
-    op->inner.push_back(numel(s) / std::max<int64_t>(1, numel(Shape(s.begin(), s.begin() + axis))));
+    op->concat_parts.push_back(numel(s) / std::max<int64_t>(1, numel(Shape(s.begin(), s.begin() + axis))));
   }
   op->outer = numel(Shape(in[0].begin(), in[0].begin() + axis));
   op->out_shape = out;

@@ -145,26 +145,63 @@ void Plan::add_output(int tensor) {
   outputs_.push_back(tensor);
 }
 
+// Concats whose every input is a step's output read by the Concat alone, from a step that can write
+// its rows at a stride (SqueezeNet's fire modules: a 1x1 and a 3x3 conv concatenated by channel): each
+// producer writes its part of the Concat's output in place, and the Concat step is skipped.
+void Plan::fuse_concats() {
+  std::vector<int> uses(tensors_.size(), 0);
+  for (const Step& st : steps_)
+    for (int id : st.inputs) ++uses[id];
+  for (int id : outputs_) ++uses[id];
+  for (Step& st : steps_) {
+    const std::vector<int64_t>& parts = st.op->concat_parts;
+    if (parts.empty() || parts.size() != st.inputs.size()) continue;
+    bool ok = true;
+    for (size_t k = 0; k < parts.size() && ok; ++k) {
+      const Tensor& t = tensors_[st.inputs[k]];
+      ok = t.producer >= 0 && uses[st.inputs[k]] == 1 && steps_[t.producer].op->can_write_rows(parts[k]);
+    }
+    if (!ok) continue;
+    int64_t total = 0;
+    for (int64_t n : parts) total += n;
+    size_t off = 0;
+    for (size_t k = 0; k < parts.size(); ++k) {
+      Tensor& t = tensors_[st.inputs[k]];
+      t.part_of = st.output;
+      t.part_offset = off;
+      steps_[t.producer].op->write_rows(total);
+      off += (size_t)parts[k];
+    }
+    st.op->skip = true;
+  }
+}
+
 // Places every step output in one arena: largest first, each at the lowest 64-byte aligned offset
-// that does not overlap a tensor whose lifetime [producer, last use] intersects its own.
+// that does not overlap a tensor whose lifetime [first write, last use] intersects its own. A Concat
+// written in place lives from its first part's producer; its parts take their place in it.
 void Plan::layout() {
   if (laid_out_) return;
   const int end = (int)steps_.size();
   for (int id : outputs_) tensors_[id].last_use = end;
+  fuse_concats();
+  std::vector<int> first(tensors_.size());
+  for (int i = 0; i < (int)tensors_.size(); ++i) first[i] = tensors_[i].producer;
+  for (const Tensor& t : tensors_)
+    if (t.part_of >= 0) first[t.part_of] = std::min(first[t.part_of], t.producer);
   std::vector<int> order;
   for (int i = 0; i < (int)tensors_.size(); ++i)
-    if (tensors_[i].producer >= 0) order.push_back(i);
+    if (tensors_[i].producer >= 0 && tensors_[i].part_of < 0) order.push_back(i);
   auto floats = [&](int i) { return (size_t)(numel(tensors_[i].shape) + 15) / 16 * 16; };
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return floats(a) > floats(b); });
   std::vector<int> placed;
   arena_floats_ = 0;
   for (int i : order) {
     Tensor& t = tensors_[i];
-    const int first = t.producer, last = std::max(t.last_use, t.producer);
+    const int last = std::max(t.last_use, t.producer);
     std::vector<std::pair<size_t, size_t>> busy;
     for (int j : placed) {
       const Tensor& u = tensors_[j];
-      if (u.producer <= last && first <= std::max(u.last_use, u.producer)) busy.emplace_back(u.offset, u.offset + floats(j));
+      if (first[j] <= last && first[i] <= std::max(u.last_use, u.producer)) busy.emplace_back(u.offset, u.offset + floats(j));
     }
     std::sort(busy.begin(), busy.end());
     size_t off = 0;
@@ -176,6 +213,8 @@ void Plan::layout() {
     arena_floats_ = std::max(arena_floats_, off + floats(i));
     placed.push_back(i);
   }
+  for (Tensor& t : tensors_)
+    if (t.part_of >= 0) t.offset = tensors_[t.part_of].offset + t.part_offset;
   // Each term is below 2^31 floats x the thread count (limits.h), their sum far from wrapping.
   scratch_stride_ = 16;
   shared_floats_ = 0;
@@ -216,6 +255,7 @@ void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*
   if (step_seconds) step_seconds->assign(steps_.size(), 0.0);
   for (size_t i = 0; i < steps_.size(); ++i) {
     const Step& s = steps_[i];
+    if (s.op->skip) continue;
     in.clear();
     for (int id : s.inputs) in.push_back(ptr(id));
     const auto t0 = std::chrono::steady_clock::now();

@@ -84,6 +84,15 @@ class Op {
   int64_t params = 0;
   int64_t work = 0;  // MACs, or elements touched for data movement: what sets `parallel()`
   bool split_input = false;  // an input was written by a parallel step (set by the plan)
+  // A Concat's parts: each input's floats per row of the output, side by side in rows of their sum
+  // (empty for other ops). Where every input is written for the Concat alone by an op that can write
+  // its rows at a stride, the plan has those ops write their parts in place and skips the Concat.
+  std::vector<int64_t> concat_parts;
+  bool skip = false;  // set by the plan: the step has nothing left to do
+  // Whether the op can write its output as rows of `row` floats at another stride (an NHWC conv: its
+  // pixels into a channel slice of a wider tensor); write_rows(stride) then makes it do so.
+  virtual bool can_write_rows(int64_t row) const { return false; }
+  virtual void write_rows(int64_t stride) {}
   // Whether the work pays for handing it to the pool: from 100K MACs (2 threads: the demo CNN 0.110 ms
   // at a 1M threshold, 0.076 at 250K, 0.067 at 100K; the workers spin between steps, so a hand-off
   // costs ~1-2 us, not a futex wake-up's 10-20), and from 16K elements where the input was written by
@@ -140,6 +149,8 @@ class Plan {
     int last_use = -1;
     int input_index = -1;
     size_t offset = 0;  // in the arena, in floats
+    int part_of = -1;   // the Concat output this tensor is written into, in place (fuse_concats)
+    size_t part_offset = 0;  // its floats into that tensor's rows
   };
   struct Step {
     std::string name, type;
@@ -153,6 +164,7 @@ class Plan {
   std::vector<Tensor> tensors_;
   std::vector<Step> steps_;
   std::vector<int> inputs_, outputs_;
+  void fuse_concats();
   struct FreeAligned {
     void operator()(float* p) const { std::free(p); }
   };

@@ -280,6 +280,11 @@ void test_winograd(const KernelTable& t, int Mt, int C, int H, int W, int N, int
         }
   std::vector<float> V((size_t)X * T * C), Vr((size_t)X * T * C), M((size_t)X * T * N), got((size_t)P * N, NAN),
       got_r((size_t)P * N, NAN), zero(C, 0.f);
+  // The output also written as channels [3, 3 + N) of pixels 2N + 5 floats apart (a Concat's part in
+  // place; no summed input there): the same values, nothing outside the slice touched.
+  WinoShape wide = ws;
+  wide.ldo = 2 * N + 5;
+  std::vector<float> got_w((size_t)P * wide.ldo, -7.f);
   // Scales of the transforms' rounding: F(2x2)'s B^T d B adds at most 4 values of |d| <= max |in| (the
   // tests' unit scale); F(4x4)'s weighs them by |B^T| |B| summing to at most 10 x 10, and A^T M A by
   // |A^T| |A| summing to at most 19 x 19 (its rows' absolute sums), against 3 x 3 for F(2x2).
@@ -306,7 +311,19 @@ void test_winograd(const KernelTable& t, int Mt, int C, int H, int W, int N, int
     for (size_t i = 0; i < (size_t)X * ldm; ++i) m_max = std::max(m_max, std::fabs(M[i]));
     t.wino_output(ws, M.data(), ldm, t0, nt, b, sm, got.data(), lo, hi);
     ref::wino_output(ws, M.data(), ldm, t0, nt, b, sm, got_r.data(), lo, hi);
+    if (!sm) t.wino_output(wide, M.data(), ldm, t0, nt, b, nullptr, got_w.data() + 3, lo, hi);
   }
+  if (!sm)
+    for (int p = 0; p < P; ++p)
+      for (int n = 0; n < wide.ldo; ++n) {
+        const float g = got_w[(size_t)p * wide.ldo + n];
+        const bool in_slice = n >= 3 && n < 3 + N;
+        if (in_slice ? g != got[(size_t)p * N + n - 3] : g != -7.f) {
+          std::fprintf(stderr, "FAIL %s wino_output strided %s: pixel %d lane %d\n", t.isa, where, p, n);
+          ++failures;
+          return;
+        }
+      }
   std::vector<float> mag_o((size_t)P * N);
   for (size_t i = 0; i < mag_o.size(); ++i) mag_o[i] = std::fabs(got_r[i]) + (Mt == 2 ? 16.f : 400.f * m_max);
   expect_close(t.isa, std::string("wino_output ") + where, got.data(), got_r.data(), mag_o.data(), got.size(), 16);

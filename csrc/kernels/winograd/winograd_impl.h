@@ -53,7 +53,7 @@ inline void wino_output_run(const WinoShape& s, const float* M, ptrdiff_t ldm, i
     for (int j = 0; j < 2; ++j) {
       if (y0 + i >= s.OH || x0 + j >= s.OW) continue;
       T y = j == 0 ? U::add(U::add(r[i][0], r[i][1]), r[i][2]) : U::sub(U::sub(r[i][1], r[i][2]), r[i][3]);
-      const ptrdiff_t o = ((ptrdiff_t)(y0 + i) * s.OW + x0 + j) * s.N + n;
+      const ptrdiff_t o = ((ptrdiff_t)(y0 + i) * s.OW + x0 + j) * s.out_ld() + n;
       y = U::add(y, b);
       if (sum) y = U::add(y, U::load(sum + o));
       U::store(out + o, U::min(U::max(y, vlo), vhi));
@@ -125,7 +125,7 @@ inline void wino43_output_run(const WinoShape& s, const float* M, ptrdiff_t ldm,
     for (int j = 0; j < 6; ++j) r[j] = col[j][i];
     wino43_at<U>(r, y);
     for (int j = 0; j < 4 && x0 + j < s.OW; ++j) {
-      const ptrdiff_t o = ((ptrdiff_t)(y0 + i) * s.OW + x0 + j) * s.N + n;
+      const ptrdiff_t o = ((ptrdiff_t)(y0 + i) * s.OW + x0 + j) * s.out_ld() + n;
       T v = U::add(y[j], b);
       if (sum) v = U::add(v, U::load(sum + o));
       U::store(out + o, U::min(U::max(v, vlo), vhi));

@@ -48,7 +48,7 @@ void wino_output(const WinoShape& s, const float* M, ptrdiff_t ldm, int t0, int 
       for (int a = 0; a < m; ++a)
         for (int b = 0; b < m; ++b) {
           if (y0 + a >= s.OH || x0 + b >= s.OW) continue;
-          const ptrdiff_t o = ((ptrdiff_t)(y0 + a) * s.OW + x0 + b) * s.N + n;
+          const ptrdiff_t o = ((ptrdiff_t)(y0 + a) * s.OW + x0 + b) * s.out_ld() + n;
           double y = (bias ? bias[n] : 0.0) + (sum ? sum[o] : 0.0);
           for (int k = 0; k < e; ++k)
             for (int l = 0; l < e; ++l) y += at(m, a, k) * M[(ptrdiff_t)(k * e + l) * ldm + (ptrdiff_t)i * s.N + n] * at(m, b, l);
