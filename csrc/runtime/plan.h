@@ -91,8 +91,8 @@ class Op {
   bool skip = false;  // set by the plan: the step has nothing left to do
   // Whether the op can write its output as rows of `row` floats at another stride (an NHWC conv: its
   // pixels into a channel slice of a wider tensor); write_rows(stride) then makes it do so.
-  virtual bool can_write_rows(int64_t row) const { return false; }
-  virtual void write_rows(int64_t stride) {}
+  virtual bool can_write_rows(int64_t /*row*/) const { return false; }
+  virtual void write_rows(int64_t /*stride*/) {}
   // Whether the work pays for handing it to the pool: from 100K MACs (2 threads: the demo CNN 0.110 ms
   // at a 1M threshold, 0.076 at 250K, 0.067 at 100K; the workers spin between steps, so a hand-off
   // costs ~1-2 us, not a futex wake-up's 10-20), and from 16K elements where the input was written by
