@@ -73,7 +73,8 @@ class ThreadPool {
   };
   std::vector<Share> shares_;
   std::atomic<unsigned> generation_{0};  // one more per job (and at shutdown)
-  std::atomic<int> active_{0};           // workers still inside the current job
+  std::atomic<unsigned> open_{0};        // the job's generation while workers may join it, else 0
+  std::atomic<int> inside_{0};           // workers that joined the current job and have not left it
   std::atomic<int> sleepers_{0};         // workers waiting on wake_
   std::atomic<bool> caller_sleeps_{false};  // the caller is waiting on done_
   std::atomic<bool> stop_{false};

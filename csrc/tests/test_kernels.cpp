@@ -587,10 +587,11 @@ void test_sepconv(const KernelTable& t, const SepShape& s, Rng& rng, bool with_b
   expect_close(t.isa, where, got.data(), want.data(), mag.data(), n_out, s.C * s.KH + s.K * s.KW + 2);
 }
 
-// The pool runs every task exactly once per job, jobs back to back (the workers spin between them,
-// the caller spins for them at the end). Under qemu-user the host's memory order applies: ARM's weaker
-// one rests on the acquire/release pairs in thread_pool.cpp, not on this test. Then jobs whose workers'
-// tasks outlast the caller's spin, so that the caller goes to sleep and the last worker must wake it:
+// The pool runs every task exactly once per job, jobs back to back (the workers spin between them and
+// join a job late or not at all: the caller takes what they have not, and waits only for those inside).
+// Under qemu-user the host's memory order applies: ARM's weaker one rests on the orderings in
+// thread_pool.cpp, not on this test. Then jobs whose tasks (all but the caller's first) outlast the
+// caller's spin where a worker runs them, so that the caller goes to sleep and the last worker must wake it:
 // with the caller's flag set by a plain store-release, qemu-user on x86 let the load after it pass it,
 // and a standalone loop of such jobs hung in 1 run of 4 to 6 (Cortex-A78AE build; here, within the
 // whole test, less often: a stress, not a proof). A hang fails by ctest's timeout.
@@ -600,10 +601,10 @@ void test_thread_pool() {
     volatile double sink = 0;
     for (int job = 0; job < 20000; ++job) {
       std::vector<std::atomic<int>> count(threads);
-      pool.run(threads, [&](int t, int thread) {
+      pool.run(threads, [&](int t, int) {
         count[t].fetch_add(1);
         double x = 0;
-        for (int i = 0; thread != 0 && i < job % 7 * 3000; ++i) x += i * 1e-9;
+        for (int i = 0; t != 0 && i < job % 7 * 3000; ++i) x += i * 1e-9;
         sink = x;
       });
       ++checks;
