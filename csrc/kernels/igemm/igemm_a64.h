@@ -10,8 +10,8 @@
 // FMLAs, 50% under GCC and 56% under clang). 8 pixels x 8 channels needs 16 loads per 64 FMLAs (8
 // pixels' 4 input channels, 4 x 8 weights), all in registers at once beside the 16 sums: one group
 // per step, then 64 FMLAs ordered lane by lane, so that a sum's next FMLA comes 16 later.
-// The scalar reference and the intrinsic tile compute the same sums in the same order per sum (ctest
-// compares them over edge shapes).
+// Each sum adds its terms in the intrinsic tile's order (tap by tap, input channel by channel); ctest
+// compares the kernel with the scalar reference over edge shapes, under qemu on ARM.
 #pragma once
 #include <cstddef>
 #include <cstdint>
