@@ -150,6 +150,7 @@ class PyPlan {
       d["output"] = s.output;
       d["macs"] = s.macs;
       d["params"] = s.params;
+      d["in_place"] = s.in_place;
       r.append(d);
     }
     return r;

@@ -268,7 +268,7 @@ void Plan::run(const std::vector<const float*>& inputs, const std::vector<float*
 
 std::vector<Plan::StepInfo> Plan::steps() const {
   std::vector<StepInfo> r;
-  for (const Step& s : steps_) r.push_back({s.name, s.type, s.inputs, s.output, s.op->macs, s.op->params});
+  for (const Step& s : steps_) r.push_back({s.name, s.type, s.inputs, s.output, s.op->macs, s.op->params, s.op->skip});
   return r;
 }
 

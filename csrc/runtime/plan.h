@@ -137,6 +137,7 @@ class Plan {
     std::vector<int> inputs;
     int output;
     int64_t macs, params;
+    bool in_place;  // nothing to do: its inputs were written into its output (a Concat; after layout)
   };
   std::vector<StepInfo> steps() const;
   const std::vector<int>& input_ids() const { return inputs_; }

@@ -222,7 +222,8 @@ class Model:
     def layers(self, batch: int = 1) -> list[dict]:
         """Per step of the plan at this batch size: name, op, activation, layout ("nhwc" or "nchw"),
         whether it runs by Winograd, input and output shapes (as laid out in memory: N x H x W x C for an
-        NHWC step), params, MACs, weight bytes (as stored in the bundle)."""
+        NHWC step), params, MACs, weight bytes (as stored in the bundle), and whether it has nothing to do
+        (in_place: a Concat whose inputs were written into its output)."""
         shapes = tuple(tuple(batch if d is None else d for d in i.shape) for i in self.inputs)
         plan = self._plan(shapes)
         nodes = self._bundle.graph["nodes"]
@@ -232,7 +233,7 @@ class Model:
             rows.append({"name": s["name"], "op": n["op"], "activation": attrs.get("activation", "none"),
                          "layout": attrs.get("layout", "nchw"), "winograd": bool(attrs.get("winograd", 0)),
                          "inputs": [tuple(plan.shape(i)) for i in s["inputs"]], "output": tuple(plan.shape(s["output"])),
-                         "params": s["params"], "macs": s["macs"],
+                         "params": s["params"], "macs": s["macs"], "in_place": s["in_place"],
                          "bytes": sum(self._bundle.tensors[t]["nbytes"] for t in n.get("weights", {}).values())})
         return rows
 
