@@ -74,6 +74,23 @@ def test_greedy_plans_are_pareto_optimal_and_threshold_plans_keep_their_threshol
             assert (u.options[plan[u.key]].seconds if u.key in plan else None) == (min(within) if within else None)
 
 
+def test_a_layer_two_units_change_takes_both_speed_ups():
+    """Costs: a conv whose input channels one unit halves and whose output channels another does runs in
+    a quarter of its time (channels in x out); split in two (rank K), its time goes as in + out, so the
+    two sides' speed-ups are averaged before the split's own."""
+    def unit(kind, name, side=None, t=5.0, split=False):
+        return P.Unit(kind, name, 10.0, [P.Option(0, name, t, 0.1, parts={"x": t})], dense_parts={"x": 10.0},
+                      sides={"x": side} if side else None, split=split)
+    a, b, s = unit("prune", "a", "in"), unit("prune", "b", "out"), unit("separable", "x", t=4.0, split=True)
+    costs = P.Costs([a, b, s])
+    assert costs.of({}) == 10.0
+    assert costs.of({a.key: 0}) == 5.0 and costs.of({a.key: 0, b.key: 0}) == 2.5
+    assert costs.of({s.key: 0}) == 4.0
+    assert costs.of({a.key: 0, s.key: 0}) == pytest.approx(10 * 0.4 * (0.5 + 1) / 2)
+    assert costs.of({a.key: 0, b.key: 0, s.key: 0}) == pytest.approx(10 * 0.4 * 0.5)
+    assert costs.of({a.key: 0, b.key: 0}, parts=["x"]) == 2.5
+
+
 def test_perturbed_copies_shift_by_at_most_two_pixels_and_add_the_noise(monkeypatch):
     x = np.random.default_rng(0).standard_normal((6, 2, 28, 28)).astype(np.float32)
     monkeypatch.setattr(P, "NOISE", 0.0)

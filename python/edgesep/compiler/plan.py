@@ -4,7 +4,9 @@ layer), the candidate settings of each, and how to apply a set of choices with i
 refits; this module decides. docs/planner.md states the method and the measurements behind it.
 
 1. Latency table: every option of every unit timed on the runtime (or read from a cost table measured
-   on the device), against the unit's dense time. Options that do not run faster are dropped.
+   on the device), layer by layer, against the unit's dense time. Options that do not run faster are
+   dropped. A plan's time is summed over the layers (Costs): a layer two units change (a conv between
+   two pruned channel groups) takes both speed-ups.
 2. Sensitivity table: every option applied alone, refit on the fit inputs, and scored on SCORED of the
    check inputs by a continuous signal: the mean KL divergence of the model's class probabilities from
    the original's (classification budgets) or the relative L2 error of the output. Only the layers the
@@ -215,6 +217,10 @@ class Option:
     label: str
     seconds: float
     signal: float = math.nan
+    parts: dict[str, float] | None = None  # seconds per timed part (a layer) of its unit; None: one part
+
+    def times(self, unit: "Unit") -> dict[str, float]:
+        return self.parts if self.parts is not None else {unit.key: self.seconds}
 
 
 @dataclass
@@ -227,6 +233,12 @@ class Unit:
     dense_seconds: float
     options: list[Option] = field(default_factory=list)
     layers: frozenset = frozenset()  # the layers its options replace: a plan changes no layer by two units
+    dense_parts: dict[str, float] | None = None  # dense seconds per timed part (a layer); None: one part
+    sides: dict[str, str] | None = None  # per part, the channels it changes: "in" or "out" (a channel group's)
+    split: bool = False  # its forms' time goes as input + output channels (a conv split in two), not their product
+
+    def times(self) -> dict[str, float]:
+        return self.dense_parts if self.dense_parts is not None else {self.key: self.dense_seconds}
 
     def rivals(self, units: list["Unit"], plan: "Plan") -> list["Unit"]:
         """The units in plan, other than this one, that replace a layer this one does."""
@@ -264,22 +276,55 @@ def apply_plan(g: Graph, passes: list[Pass], units: dict[str, Unit], plan: Plan,
             stage = Stage(g, stage.x, stage.num_threads, stage.cache)
 
 
-def _now(u: Unit, plan: Plan) -> tuple[float, float]:
-    """u's seconds and signal in plan."""
-    return (u.options[plan[u.key]].seconds, u.options[plan[u.key]].signal) if u.key in plan else (u.dense_seconds, 0.0)
+class Costs:
+    """A plan's time, summed over the units' timed parts (layers; the rest of the model left out). Each
+    unit's timing measured a part with the other units dense; a part that several units of a plan change
+    takes the product of their speed-ups (a conv's time goes as its input channels x output channels, so
+    a conv between two pruned channel groups takes both), except on a split conv, whose time goes as its
+    input + output channels: there the speed-ups of its input and its output channels are averaged."""
+
+    def __init__(self, units):
+        self.units = {u.key: u for u in units}
+        self.dense: dict[str, float] = {}
+        for u in self.units.values():
+            self.dense.update(u.times())
+
+    def of(self, plan: Plan, parts=None) -> float:
+        """The plan's seconds over `parts` (all by default)."""
+        parts = self.dense if parts is None else parts
+        ratio = {p: {"in": 1.0, "out": 1.0, "both": 1.0} for p in parts}
+        split = set()
+        for k, i in plan.items():
+            u = self.units[k]
+            for p, t in u.options[i].times(u).items():
+                if p in ratio and self.dense[p] > 0:
+                    ratio[p][(u.sides or {}).get(p, "both")] *= t / self.dense[p]
+                    if u.split:
+                        split.add(p)
+        return sum(self.dense[p] * r["both"] * ((r["in"] + r["out"]) / 2 if p in split else r["in"] * r["out"])
+                   for p, r in ratio.items())
 
 
-def _steps(units: list[Unit], plan: Plan) -> list[tuple[float, str, int]]:
+def _signal(u: Unit, plan: Plan) -> float:
+    return u.options[plan[u.key]].signal if u.key in plan else 0.0
+
+
+def _steps(units: list[Unit], plan: Plan, costs: Costs) -> list[tuple[float, str, int]]:
     """Every single step from plan (one unit to a faster option, its rivals back to dense): (signal added
     per second saved, unit key, option index)."""
     steps = []
     for u in units:
         rivals = u.rivals(units, plan)
-        t0, s0 = _now(u, plan)
-        t0 += sum(_now(v, plan)[0] - v.dense_seconds for v in rivals)
-        s0 += sum(_now(v, plan)[1] for v in rivals)
-        steps += [((o.signal - s0) / (t0 - o.seconds), u.key, i) for i, o in enumerate(u.options)
-                  if o.seconds < t0 and math.isfinite(o.signal)]
+        base = {k: i for k, i in plan.items() if k != u.key and all(k != v.key for v in rivals)}
+        parts = set(u.times()).union(*(v.times() for v in rivals))
+        now = costs.of(plan, parts)
+        s0 = _signal(u, plan) + sum(_signal(v, plan) for v in rivals)
+        for i, o in enumerate(u.options):
+            if i == plan.get(u.key) or not math.isfinite(o.signal):
+                continue
+            saved = now - costs.of({**base, u.key: i}, parts)
+            if saved > 0:
+                steps.append(((o.signal - s0) / saved, u.key, i))
     return steps
 
 
@@ -291,15 +336,16 @@ def greedy(units: list[Unit]) -> list[Plan]:
     that fails, and a jump to a unit's aggressive option would end it where a gentler one could pass.
     A step to a unit whose layers another unit in the plan replaces (a conv split or absorbing its pool)
     takes that one back to dense."""
-    by_key = {u.key: u for u in units}
+    by_key, costs = {u.key: u for u in units}, Costs(units)
     plan: Plan = {}
     plans = [dict(plan)]
-    while steps := _steps(units, plan):
+    while steps := _steps(units, plan, costs):
         _, key, i = min(steps)
         u, c = by_key[key], by_key[key].options[i]
         rivals = u.rivals(units, plan)
         if not rivals:
-            t0, s0 = _now(u, plan)
+            t0 = u.options[plan[key]].seconds if key in plan else u.dense_seconds
+            s0 = _signal(u, plan)
             between = sorted((o.signal, j) for j, o in enumerate(u.options)
                              if c.seconds < o.seconds < t0 and s0 < o.signal < c.signal)
             plans += [{**plan, key: j} for _, j in between]
@@ -331,8 +377,8 @@ def threshold(units: list[Unit]) -> list[Plan]:
 
 
 def seconds_of(units: dict[str, Unit], plan: Plan) -> float:
-    """The planned model's time over its units (the rest of the model left out)."""
-    return sum(u.options[plan[k]].seconds if k in plan else u.dense_seconds for k, u in units.items())
+    """The planned model's time over its units' parts (Costs)."""
+    return Costs(units.values()).of(plan)
 
 
 def find_units(g: Graph, passes: list[Pass], timer: Timer, min_speedup: float = 1.0) -> list[Unit]:
@@ -376,7 +422,7 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
         phases[name] = clock[-1] - clock[-2]
 
     found = find_units(g, passes, timer, min_speedup)
-    units = {u.key: u for u in found}
+    units, costs = {u.key: u for u in found}, Costs(found)
     lap("latency")
     stage = Stage(g, fit, timer.num_threads, checks.cache)
     score_options(g, passes, found, checks, stage, progress)
@@ -384,15 +430,15 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
     plans = (greedy if allocation == "greedy" else threshold)(found)
 
     trials: list[dict] = []
-    chosen, dense = 0, seconds_of(units, {})
+    chosen, dense = 0, costs.of({})
     accepted, final = g, checks.verdict(checks.reference)
     for k in range(1, len(plans)):  # fixed-sequence testing: in order, up to the first failure
-        if k < len(plans) - 1 and seconds_of(units, plans[chosen]) - seconds_of(units, plans[k]) < STEP * dense:
+        if k < len(plans) - 1 and costs.of(plans[chosen]) - costs.of(plans[k]) < STEP * dense:
             continue
         h = g.copy()
         apply_plan(h, passes, units, plans[k], stage)
         v = checks.verdict(checks.outputs(h))
-        trials.append({"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": seconds_of(units, plans[k]), **v})
+        trials.append({"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": costs.of(plans[k]), **v})
         if progress:
             progress(f"check {k}/{len(plans) - 1}")
         if not v["ok"]:
@@ -413,5 +459,5 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
     return {"budget": {"kind": budget.kind, "limit": budget.limit, "confidence": budget.confidence},
             "allocation": allocation, "checked_inputs": checks.checked, "check_copies": len(checks.x) // checks.checked - 1,
             "plans": len(plans), "chosen": chosen, "trials": trials, "final": final, "units": rows,
-            "dense_ms": 1e3 * seconds_of(units, {}), "planned_ms": 1e3 * seconds_of(units, best),
+            "dense_ms": 1e3 * costs.of({}), "planned_ms": 1e3 * costs.of(best),
             "times_looked_up": timer.looked_up, "times_measured": timer.timed, "phase_seconds": phases}

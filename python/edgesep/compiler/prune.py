@@ -568,17 +568,20 @@ class Planner:
             if grp.why_not:
                 continue
             names = [n.name for n in grp.producers + grp.depthwise() + grp.readers()]
-            u = Unit(self.kind, grp.name, _seconds(g, names, timer))
+            dense = _seconds(g, names, timer)
+            sides = {**{n.name: "in" for n in grp.readers()}, **{n.name: "out" for n in grp.producers + grp.depthwise()}}
+            sides.update({m: "both" for m in {n.name for n in grp.readers()} & {n.name for n in grp.producers}})
+            u = Unit(self.kind, grp.name, sum(dense.values()), dense_parts=dense, sides=sides)
             counts = {k for r in RATIOS for k in (kept_at(grp.channels, r),
                                                    rounded(kept_at(grp.channels, r), grp.channels, self.spec.round_to))}
             fastest = u.dense_seconds
             for k in sorted(counts - {grp.channels}, reverse=True):
                 h = g.copy()
                 prune(h, {}, counts={grp.name: k})
-                t = _seconds(h, names, timer)
-                if t < fastest:
-                    fastest = t
-                    u.options.append(Option(k, f"keep {k}/{grp.channels}", t))
+                parts = _seconds(h, names, timer)
+                if sum(parts.values()) < fastest:
+                    fastest = sum(parts.values())
+                    u.options.append(Option(k, f"keep {k}/{grp.channels}", fastest, parts=parts))
             units.append(u)
         return units
 
@@ -602,8 +605,8 @@ class Planner:
               orders=order if score == "recon" else None, equations=equations, cache=stage.cache, counts=choices)
 
 
-def _seconds(g: Graph, names: list[str], timer) -> float:
-    """The summed time of g's nodes `names`, each alone (timer: compiler.costs.Timer)."""
+def _seconds(g: Graph, names: list[str], timer) -> dict[str, float]:
+    """The time of each of g's nodes `names`, alone (timer: compiler.costs.Timer)."""
     shapes = node_shapes(g)
     nodes = {n.name: n for n in g.nodes}
-    return sum(timer([nodes[m]], shapes[m][0]) for m in dict.fromkeys(names))
+    return {m: timer([nodes[m]], shapes[m][0]) for m in dict.fromkeys(names)}

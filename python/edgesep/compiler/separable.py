@@ -292,12 +292,13 @@ class Planner:
             kmax = layer.useful_max_rank()
             if kmax < 1:
                 continue
-            u = Unit(self.kind, node.name, timer([node], layer.in_shape), layers=frozenset({node.name}))
+            dense = timer([node], layer.in_shape)
+            u = Unit(self.kind, node.name, dense, layers=frozenset({node.name}), dense_parts={node.name: dense}, split=True)
             v, h, _ = split(node.weights["weight"], kmax)  # (a time does not depend on the values)
             for k in sorted({max(1, round(f * kmax)) for f in RANKS}):
                 # Both forms compute the same: one option per rank, in the faster form.
                 t, form = min((timer(nodes, layer.in_shape), form) for form, nodes in forms(layer, (v[:k], h[:, :k], None)).items())
-                u.options.append(Option((k, form), f"rank {k} {form}", t))
+                u.options.append(Option((k, form), f"rank {k} {form}", t, parts={node.name: t}))
             units.append(u)
         return units
 

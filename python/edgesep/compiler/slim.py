@@ -153,11 +153,13 @@ class Planner:
         units = []
         for conv, pool, geoms in candidates(g, shapes):
             shape = shapes[conv.name][0]
-            u = Unit(self.kind, conv.name, timer([conv, pool], shape), layers=frozenset({conv.name, pool.name}))
+            dense = {conv.name: timer([conv], shape), pool.name: timer([pool], shapes[pool.name][0])}
+            u = Unit(self.kind, conv.name, sum(dense.values()), layers=frozenset(dense), dense_parts=dense)
             for kernel, geom in geoms.items():
                 kh, kw = geom["kernel_shape"]
-                u.options.append(Option(kernel, f"{pool.op} into {kh}x{kw} s{geom['strides'][0]}",
-                                        timer([replacement(conv, pool, geom)], shape)))
+                t = timer([replacement(conv, pool, geom)], shape)
+                u.options.append(Option(kernel, f"{pool.op} into {kh}x{kw} s{geom['strides'][0]}", t,
+                                        parts={conv.name: t, pool.name: 0.0}))
             units.append(u)
         return units
 

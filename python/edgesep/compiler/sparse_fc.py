@@ -336,10 +336,12 @@ class Planner:
         units = []
         for node in [n for n in g.nodes if n.op == "Fc" and n.weights["weight"].size >= MIN_WEIGHTS]:
             shape = shapes[node.name][0]
-            u = Unit(self.kind, node.name, timer([node], shape), layers=frozenset({node.name}))
+            dense = timer([node], shape)
+            u = Unit(self.kind, node.name, dense, layers=frozenset({node.name}), dense_parts={node.name: dense})
             for s in DICT_RATIOS if self.spec.mode == "dict" else SPARSITIES:
                 label = f"dictionary {s:g}" if self.spec.mode == "dict" else f"sparsity {s:g}"
-                u.options.append(Option(s, label, timer(self._nodes(node, s), shape)))
+                t = timer(self._nodes(node, s), shape)
+                u.options.append(Option(s, label, t, parts={node.name: t}))
             units.append(u)
         return units
 
