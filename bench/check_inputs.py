@@ -1,14 +1,15 @@
 """Which inputs should a plan be checked on, so that its rate of top-1 changes there is not below its rate
 on unseen data? (compiler/plan.py: COPIES, NOISE, SHIFT)
 
-The VGG-style MNIST CNN (bench/mnist_models.py) or the demo model, calibrated on 500 *training* images (seed 0): the
+The VGG-style or the MobileNetV2-style MNIST CNN (bench/mnist_models.py) or the demo model, calibrated on 500 *training* images (seed 0): the
 planner's sequence of ever faster plans (greedy allocation over pruning, separable and sparse FC, every
 option refit on the other four fifths: this study checks on a fifth), and for every fourth plan its rate of top-1 changes and of inputs
 turned wrong on: the 1000 held-out images; the 100 checked training images as they are; and 3 perturbed
 copies of those at several noise levels (standard deviations of the inputs) and largest shifts (pixels).
-Writes docs/planner.md's table with --write.
+The first row is the original model's own accuracy on each set: how far from its training inputs a
+setting's copies lie, against the held-out images. Writes docs/planner.md's table with --write.
 
-    python bench/check_inputs.py [--model vgg|demo] [--write]
+    python bench/check_inputs.py [--model vgg|mobilenet|demo] [--write]
 """
 from __future__ import annotations
 
@@ -18,16 +19,17 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import write_section
-from mnist_models import mnist_split, vgg_mnist_onnx
+from mnist_models import mnist_split, mobilenet_mnist_onnx, vgg_mnist_onnx
 from prune_accuracy import cpu
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "planner.md"
+NAMES = {"vgg": "The VGG-style CNN", "mobilenet": "The MobileNetV2-style CNN", "demo": "The demo model"}
 SETTINGS = [(n, s) for n in (0.1, 0.2, 0.3) for s in (1, 2)]  # (noise, shift in pixels)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["vgg", "demo"], default="vgg")
+    p.add_argument("--model", choices=list(NAMES), default="vgg")
     p.add_argument("--write", action="store_true")
     a = p.parse_args()
     import onnx
@@ -47,7 +49,8 @@ def main() -> None:
     xtr, ytr, xte, yte = mnist_split()
     idx = np.random.default_rng(0).choice(len(xtr), 500, replace=False)
     calib, labels = np.ascontiguousarray(xtr[idx]), ytr[idx]
-    path = vgg_mnist_onnx() if a.model == "vgg" else DOC.parent.parent / "python" / "edgesep" / "data" / "digits.onnx"
+    path = {"vgg": vgg_mnist_onnx, "mobilenet": mobilenet_mnist_onnx}[a.model]() if a.model != "demo" else \
+        DOC.parent.parent / "python" / "edgesep" / "data" / "digits.onnx"
     g = import_onnx(onnx.load(str(path)), None)
     cleanup(g)
     fit_idx, check_idx = _hold_out(len(calib), None, 0.2)  # (a fifth, as the tables in docs/planner.md were made)
@@ -63,10 +66,11 @@ def main() -> None:
         P.NOISE, P.SHIFT = noise, shift / 28
         sets[f"copies: noise {noise}, shift {shift}"] = (P.perturbed(xc), np.tile(yc, P.COPIES))
     refs = {k: run(model_of(g), x)[0].argmax(1) for k, (x, _) in sets.items()}
-    rows = [f"The {'VGG-style CNN' if a.model == 'vgg' else 'demo model'}, measured on this machine (x86-64 {cpu()}; "
+    rows = [f"{NAMES[a.model]}, measured on this machine (x86-64 {cpu()}; "
             f"`python bench/check_inputs.py --model {a.model}`). Per plan of the sequence "
             f"({len(plans) - 1} steps): top-1 changes / inputs turned wrong, in percent.\n",
-            "| plan | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
+            "| plan | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|",
+            "| original model's accuracy | " + " | ".join(f"{100 * np.mean(refs[k] == y):.1f}" for k, (_, y) in sets.items()) + " |"]
     for i in range(4, len(plans), 4):
         h = copy.deepcopy(g)
         P.apply_plan(h, passes, {u.key: u for u in units}, plans[i], stage)
