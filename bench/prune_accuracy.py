@@ -13,7 +13,9 @@ from calibration, without retraining:
 - `--prune auto` at budgets of 0.5, 1 and 2 points (`--max-accuracy-drop`: the planner, compiler/plan.py,
   checks the bound on the half of the calibration images the refits do not see and perturbed copies).
 
-Speed-up: the dense bundle's median latency over the pruned one's, batch 1, 1 thread, this machine.
+Speed-up: the dense bundle's median latency over the pruned one's, batch 1, 1 thread, this machine,
+measured interleaved (bench/interleave.py: the two bundles take turns, so a neighbour's load falls on
+both).
 Writes docs/pruning.md's table and docs/pruning_accuracy.png.
 
     python bench/prune_accuracy.py [--write]
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import write_section
+from interleave import latency
 from mnist_models import evaluate, mnist_split, mobilenet_mnist_onnx, vgg_mnist_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +72,9 @@ def main() -> None:
                 spec = f"{label if budget is None else 'auto'},score={score},round={rnd}"
                 rep = compile_onnx(onnx_path, out, prune=spec, calib=calib if data != "none" else None,
                                    labels=labels if budget else None, max_accuracy_drop=budget)
-                acc, ms = evaluate(out, xte, yte, 1)
+                acc, _ = evaluate(out, xte, yte, 1)
+                ms = latency({"edgesep": str(dense), "edgesep:pruned": str(out)}, 1, list(xte[:1].shape), 60)
+                speed = ms["edgesep"] / ms["edgesep:pruned"]
                 pr = rep.get("prune") or rep["plan"]  # (auto: the planner's report)
                 if "groups" in pr:
                     pruned = [(g["kept"], g["channels"]) for g in pr["groups"] if g["status"].startswith("pruned")]
@@ -77,9 +82,9 @@ def main() -> None:
                     pruned = [tuple(map(int, u["choice"].split()[1].split("/"))) for u in pr["units"] if u["choice"] != "dense"]
                 rows.append(f"| {name} | {label} | {score} | {rnd if budget is None else f'{rnd} or 1, timed'} | {data} | {sum(k for k, _ in pruned)}/"
                             f"{sum(c for _, c in pruned)} | {pr['macs_before'] / pr['macs_after']:.2f}x fewer | "
-                            f"{acc:.1%} ({acc - acc0:+.1%}) | {ms0 / ms:.2f}x |")
+                            f"{acc:.1%} ({acc - acc0:+.1%}) | {speed:.2f}x |")
                 print(rows[-1], flush=True)
-                curves.setdefault(f"{name}, {curve}", []).append((ms0 / ms, acc - acc0))
+                curves.setdefault(f"{name}, {curve}", []).append((speed, acc - acc0))
     text = (f"Measured on this machine (x86-64 {cpu()}, batch 1, 1 thread; `python bench/prune_accuracy.py`):\n\n"
             + "\n".join(rows))
     print(text)
