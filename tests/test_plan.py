@@ -91,6 +91,17 @@ def test_a_layer_two_units_change_takes_both_speed_ups():
     assert costs.of({a.key: 0, b.key: 0}, parts=["x"]) == 2.5
 
 
+def test_no_step_retakes_a_units_option():
+    """A step moves a unit to another option. Three units on one layer multiply their speed-ups in plan
+    order, and (0.1 x 0.2) x 0.3 > (0.1 x 0.3) x 0.2 in floating point: a unit's own option, recomputed
+    with it last, looked faster than itself and the greedy took it again and again."""
+    units = [P.Unit("prune", n, 10.0, [P.Option(0, n, t, 0.1, parts={"x": t})], dense_parts={"x": 10.0})
+             for n, t in (("a", 1.0), ("b", 2.0), ("c", 3.0))]
+    plan = {u.key: 0 for u in units}
+    assert P._steps(units, plan, P.Costs(units)) == []
+    assert P.greedy(units)[-1] == plan and len(P.greedy(units)) == 4
+
+
 def test_perturbed_copies_shift_by_at_most_two_pixels_and_add_the_noise(monkeypatch):
     x = np.random.default_rng(0).standard_normal((6, 2, 28, 28)).astype(np.float32)
     monkeypatch.setattr(P, "NOISE", 0.0)

@@ -381,5 +381,7 @@ def test_a_plans_time_takes_both_groups_speed_ups_of_a_layer_between_them(tmp_pa
     for u in units:
         for j, o in enumerate(u.options):
             o.signal = 0.01 * (j + 1)
-    times = [costs.of(p) for p in P.greedy(units)]
+    plans = P.greedy(units)
+    assert all(a != b for a, b in zip(plans, plans[1:]))  # (every step changes the plan: none re-takes its option)
+    times = [costs.of(p) for p in plans]
     assert times == sorted(times, reverse=True) and times[-1] == pytest.approx(pruned)
