@@ -23,13 +23,14 @@ from mnist_models import mnist_split, mobilenet_mnist_onnx, vgg_mnist_onnx
 from prune_accuracy import cpu
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "planner.md"
-NAMES = {"vgg": "The VGG-style CNN", "mobilenet": "The MobileNetV2-style CNN", "demo": "The demo model"}
+MODELS = {"vgg": ("The VGG-style CNN", vgg_mnist_onnx), "mobilenet": ("The MobileNetV2-style CNN", mobilenet_mnist_onnx),
+          "demo": ("The demo model", lambda: DOC.parent.parent / "python" / "edgesep" / "data" / "digits.onnx")}
 SETTINGS = [(n, s) for n in (0.1, 0.2, 0.3) for s in (1, 2)]  # (noise, shift in pixels)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=list(NAMES), default="vgg")
+    p.add_argument("--model", choices=list(MODELS), default="vgg")
     p.add_argument("--write", action="store_true")
     a = p.parse_args()
     import onnx
@@ -49,8 +50,8 @@ def main() -> None:
     xtr, ytr, xte, yte = mnist_split()
     idx = np.random.default_rng(0).choice(len(xtr), 500, replace=False)
     calib, labels = np.ascontiguousarray(xtr[idx]), ytr[idx]
-    path = {"vgg": vgg_mnist_onnx, "mobilenet": mobilenet_mnist_onnx}[a.model]() if a.model != "demo" else \
-        DOC.parent.parent / "python" / "edgesep" / "data" / "digits.onnx"
+    name, onnx_path = MODELS[a.model]
+    path = onnx_path()
     g = import_onnx(onnx.load(str(path)), None)
     cleanup(g)
     fit_idx, check_idx = _hold_out(len(calib), None, 0.2)  # (a fifth, as the tables in docs/planner.md were made)
@@ -66,7 +67,7 @@ def main() -> None:
         P.NOISE, P.SHIFT = noise, shift / 28
         sets[f"copies: noise {noise}, shift {shift}"] = (P.perturbed(xc), np.tile(yc, P.COPIES))
     refs = {k: run(model_of(g), x)[0].argmax(1) for k, (x, _) in sets.items()}
-    rows = [f"{NAMES[a.model]}, measured on this machine (x86-64 {cpu()}; "
+    rows = [f"{name}, measured on this machine (x86-64 {cpu()}; "
             f"`python bench/check_inputs.py --model {a.model}`). Per plan of the sequence "
             f"({len(plans) - 1} steps): top-1 changes / inputs turned wrong, in percent.\n",
             "| plan | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|",

@@ -93,13 +93,18 @@ def _trained(name: str, make) -> Path:
     return path
 
 
+def accuracy(model, x: np.ndarray, labels: np.ndarray, batch: int) -> float:
+    """Top-1 accuracy of a loaded model on (x, labels), run in batches of `batch`."""
+    preds = np.concatenate([model.run(np.ascontiguousarray(x[i:i + batch])).argmax(1)
+                            for i in range(0, len(x) - batch + 1, batch)])
+    return float((preds == labels[:len(preds)]).mean())
+
+
 def evaluate(bundle: Path, x: np.ndarray, labels: np.ndarray, batch: int) -> tuple[float, float]:
     """Top-1 accuracy on (x, labels) and the median batch latency (ms, 1 thread)."""
     import edgesep
     from edgesep.report import median_seconds
 
     m = edgesep.load(bundle, num_threads=1)
-    preds = np.concatenate([m.run(np.ascontiguousarray(x[i:i + batch])).argmax(1)
-                            for i in range(0, len(x) - batch + 1, batch)])
     one = np.ascontiguousarray(x[:batch])
-    return float((preds == labels[:len(preds)]).mean()), 1e3 * median_seconds(lambda: m.run(one), runs=30)
+    return accuracy(m, x, labels, batch), 1e3 * median_seconds(lambda: m.run(one), runs=30)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from docs_section import write_section
 from interleave import latency
-from mnist_models import evaluate, mnist_split, mobilenet_mnist_onnx, vgg_mnist_onnx
+from mnist_models import accuracy, evaluate, mnist_split, mobilenet_mnist_onnx, vgg_mnist_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "pruning.md"
@@ -48,6 +48,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--write", action="store_true")
     a = p.parse_args()
+    from edgesep import load
     from edgesep.compiler import compile_onnx
 
     xtr, ytr, xte, yte = mnist_split()
@@ -72,7 +73,7 @@ def main() -> None:
                 spec = f"{label if budget is None else 'auto'},score={score},round={rnd}"
                 rep = compile_onnx(onnx_path, out, prune=spec, calib=calib if data != "none" else None,
                                    labels=labels if budget else None, max_accuracy_drop=budget)
-                acc, _ = evaluate(out, xte, yte, 1)
+                acc = accuracy(load(out, num_threads=1), xte, yte, 1)
                 ms = latency({"edgesep": str(dense), "edgesep:pruned": str(out)}, 1, list(xte[:1].shape), 60)
                 speed = ms["edgesep"] / ms["edgesep:pruned"]
                 pr = rep.get("prune") or rep["plan"]  # (auto: the planner's report)

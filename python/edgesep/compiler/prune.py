@@ -579,9 +579,9 @@ class Planner:
                 h = g.copy()
                 prune(h, {}, counts={grp.name: k})
                 parts = _seconds(h, names, timer)
-                if sum(parts.values()) < fastest:
-                    fastest = sum(parts.values())
-                    u.options.append(Option(k, f"keep {k}/{grp.channels}", fastest, parts=parts))
+                if (t := sum(parts.values())) < fastest:
+                    fastest = t
+                    u.options.append(Option(k, f"keep {k}/{grp.channels}", t, parts=parts))
             units.append(u)
         return units
 
