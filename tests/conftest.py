@@ -45,18 +45,22 @@ ISAS = edgesep.available_isas()
 
 @pytest.fixture
 def mac_costs(monkeypatch):
-    """The planner's layer times from a cost model (2 us per node + 0.1 ns per MAC) instead of the clock: a
-    test that asserts what the planner chooses must not depend on this machine's timings (under the
-    sanitizers a dictionary form measured slower than the dense layer and the plan stayed dense)."""
+    """The planner's layer and whole-plan times from a cost model (2 us per node + 0.1 ns per MAC) instead
+    of the clock: a test that asserts what the planner chooses must not depend on this machine's timings
+    (under the sanitizers a dictionary form measured slower than the dense layer and the plan stayed dense)."""
     import copy
 
-    from edgesep.compiler import costs
+    from edgesep.compiler import costs, plan
     from edgesep.compiler.execute import model_of
     from edgesep.compiler.ir import Graph
+
+    def seconds(g):
+        return 2e-6 * len(g.nodes) + 1e-10 * sum(r["macs"] for r in model_of(g, layout="nchw").layers(1))
 
     def modelled(nodes, input_shape, num_threads, runs=15):
         g = Graph([("x", list(input_shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
         g.nodes[0].inputs = ["x"]
-        return 2e-6 * len(nodes) + 1e-10 * sum(r["macs"] for r in model_of(g, layout="nchw").layers(1))
+        return seconds(g)
 
     monkeypatch.setattr(costs, "time_nodes", modelled)
+    monkeypatch.setattr(plan, "time_graphs", lambda graphs, num_threads: [seconds(g) for g in graphs])

@@ -162,6 +162,33 @@ def test_a_plan_is_what_the_bundle_computes(net, tmp_path):
     assert sum(u["share"] for u in plan["units"]) == pytest.approx(1.0)
 
 
+@pytest.mark.usefixtures("mac_costs")
+@pytest.mark.parametrize("fastest", ["dense", "second last"])
+def test_the_fastest_plan_measured_is_written(net, tmp_path, monkeypatch, fastest):
+    """The last MEASURED plans passed and the dense model are timed whole; the fastest is written, even
+    the dense model (a plan whose layers time faster can run slower whole)."""
+    timed = []
+
+    def whole(graphs, num_threads):
+        timed.append([len(h.nodes) for h in graphs])
+        seconds = [2.0] * len(graphs)
+        seconds[0 if fastest == "dense" else -2] = 1.0
+        return seconds
+
+    monkeypatch.setattr(P, "time_graphs", whole)
+    calib = calibration()
+    compile_onnx(net, tmp_path / "d.esb")
+    rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calib, max_output_error=0.2, min_speedup=0)
+    plan = rep["plan"]
+    passed = [int(t["plan"].split("/")[0]) for t in plan["trials"] if t["ok"]]
+    assert len(passed) >= 2 and len(timed) == 1 and len(timed[0]) == 1 + min(P.MEASURED, len(passed))
+    assert [t["plan"] for t in plan["trials"] if "measured_ms" in t] == [t["plan"] for t in plan["trials"] if t["ok"]][-P.MEASURED:]
+    want = 0 if fastest == "dense" else passed[-P.MEASURED:][-2]
+    assert plan["chosen"] == want and plan["measured_ms"] == {"dense": 2000.0 if want else 1000.0, "plan": 1000.0}
+    same = np.array_equal(edgesep.load(tmp_path / "p.esb").run(calib), edgesep.load(tmp_path / "d.esb").run(calib))
+    assert same == (want == 0)
+
+
 def test_a_top1_budget_holds_as_a_bound_and_needs_a_classifier(net, tmp_path):
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", calib=calibration(100), max_disagreement=0.05,
                        min_speedup=0)
@@ -280,3 +307,60 @@ def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
             assert np.linalg.norm(part - whole) <= 1e-5 * np.linalg.norm(whole), (u.key, o.label)
             parts.append(len(checks.cache.changed(h, g)[1]) / len(h.nodes))
     assert min(parts) < 0.5  # (pruning the first conv changes every node)
+
+
+def test_checkpoints_are_the_values_every_path_goes_through(tmp_path):
+    """A residual block's inner conv output is not a checkpoint (the skip is live beside it); the values
+    before and after the block are."""
+    import onnx
+
+    from edgesep.compiler.onnx_import import import_onnx
+    from edgesep.compiler.passes import cleanup
+
+    torch.onnx.export(Residual().eval(), torch.randn(1, 1, 14, 14), tmp_path / "r.onnx", dynamo=False,
+                      opset_version=13, input_names=["x"], output_names=["y"])
+    g = import_onnx(onnx.load(tmp_path / "r.onnx"), None)
+    cleanup(g)
+    by_output = {n.output: n for n in g.nodes}
+    found = P.checkpoints(g)
+    inner = [n for n in g.nodes if n.op == "Conv" and n.inputs[0] != g.inputs[0][0] and len(n.inputs) == 1]
+    assert found[-1] == "y" and by_output[found[0]].inputs == [g.inputs[0][0]]  # (the stem conv)
+    assert inner and all(n.output not in found for n in inner)
+    assert len(found) >= 3
+
+
+@pytest.mark.usefixtures("mac_costs")
+@pytest.mark.parametrize("module", [Net, Residual])
+def test_a_plan_is_checked_from_the_last_plan_checked(module, tmp_path):
+    """The check runs a plan from the last plan checked, fed its kept checkpoints: the outputs are those
+    of the whole plan run afresh, for plans two options apart."""
+    import onnx
+
+    from edgesep.compiler.costs import Timer
+    from edgesep.compiler.execute import Stage
+    from edgesep.compiler.onnx_import import import_onnx
+    from edgesep.compiler.passes import cleanup
+    from edgesep.compiler.prune import Planner as Prune
+    from edgesep.compiler.prune import Spec as PruneSpec
+    from edgesep.compiler.separable import Planner as Separable
+
+    torch.manual_seed(0)
+    torch.onnx.export(module().eval(), torch.randn(1, 1, 14, 14), tmp_path / "m.onnx", dynamo=False, opset_version=13,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    g = import_onnx(onnx.load(tmp_path / "m.onnx"), None)
+    cleanup(g)
+    calib = calibration()
+    checks = P.Checks(g, calib[:12], None, P.Budget("output", 0.1))
+    passes = [Prune(PruneSpec(None, None, 1)), Separable()]
+    units = {u.key: u for u in P.find_units(g, passes, Timer(), min_speedup=0)}
+    stage = Stage(g, calib)
+    last, plan = g, {}
+    for key in list(units)[::-1]:  # (a late unit first, then earlier ones: each plan changes what lies upstream)
+        plan = {**plan, key: len(units[key].options) - 1}
+        h = g.copy()
+        P.apply_plan(h, passes, units, plan, stage)
+        part = checks.outputs(h, last, keep=True)
+        whole = checks.outputs(h)
+        assert np.linalg.norm(part - whole) <= 1e-5 * np.linalg.norm(whole), plan
+        last = h
+    assert len(plan) >= 2

@@ -196,12 +196,14 @@ def head_bytes(header: bytes) -> bytes:
 
 
 class BundleWriter:
-    """Collects tensors and writes one bundle file."""
+    """Collects tensors and writes one bundle file. checksums=False leaves every tensor's CRC-32 at 0:
+    for a bundle built in memory and loaded at once with verify=False (the compiler's trial models)."""
 
-    def __init__(self) -> None:
+    def __init__(self, checksums: bool = True) -> None:
         self._entries: list[dict] = []
-        self._blobs: list[bytes] = []
+        self._blobs: list[np.ndarray] = []
         self._size = 0
+        self._checksums = checksums
 
     def add(self, name: str, data: np.ndarray, shape: list[int] | None = None, layout: str = "plain",
             **layout_params: Any) -> int:
@@ -210,10 +212,10 @@ class BundleWriter:
         data's). Returns the tensor's index for node weight references."""
         data = np.asarray(data)
         dtype = next((k for k, d in DTYPES.items() if d == data.dtype and k != "float32"), "float32")
-        blob = np.ascontiguousarray(data, dtype=DTYPES[dtype]).tobytes()
+        blob = np.ascontiguousarray(data, dtype=DTYPES[dtype]).reshape(-1).view(np.uint8)
         entry = {"name": name, "dtype": dtype, "shape": [int(d) for d in (data.shape if shape is None else shape)],
                  "layout": layout, **layout_params, "offset": self._size, "nbytes": len(blob),
-                 "crc32": zlib.crc32(blob)}
+                 "crc32": zlib.crc32(blob) if self._checksums else 0}
         if _layout_count(entry) * DTYPES[dtype].itemsize != len(blob):
             raise ValueError(f"tensor {name}: {len(blob)} bytes do not match layout {layout} of shape {entry['shape']}")
         self._entries.append(entry)

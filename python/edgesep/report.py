@@ -105,8 +105,10 @@ def plan_table(pl: dict) -> str:
         check = (f"{what} {f['events']}/{f['inputs']} = {f['rate']:.2%}, upper bound {f['bound']:.2%} at "
                  f"{b['confidence']:.0%} confidence <= budget {b['limit']:.2%}")
     foot = (f"checked on {pl['checked_inputs']} calibration inputs no refit saw + {pl['check_copies']} perturbed copies "
-            f"each: {check}; planned layers {pl['dense_ms']:.3f} -> {pl['planned_ms']:.3f} ms; MACs "
-            f"{pl['macs_before'] / 1e6:.2f}M -> {pl['macs_after'] / 1e6:.2f}M")
+            f"each: {check}; planned layers {pl['dense_ms']:.3f} -> {pl['planned_ms']:.3f} ms; "
+            + (f"whole model measured {m['dense']:.3f} -> {m['plan']:.3f} ms (the fastest of the last plans passed); "
+               if (m := pl.get("measured_ms")) else "")
+            + f"MACs {pl['macs_before'] / 1e6:.2f}M -> {pl['macs_after'] / 1e6:.2f}M")
     return head + ":\n" + table(["pass", "unit", "choice", "dense ms", "ms", "speed-up", "signal", "share"], rows,
                                 [False, False, False, True, True, True, True, True]) + "\n" + foot
 

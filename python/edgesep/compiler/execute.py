@@ -3,6 +3,8 @@ layer timings, all through the public runtime API (a bundle built in memory, edg
 from __future__ import annotations
 
 import copy
+import time
+
 import numpy as np
 
 from ..report import median_seconds
@@ -22,10 +24,10 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, i
         g.nodes = list(g.nodes)
         g.outputs = list(outputs)
         drop_dead(g)
-    return load(write_bundle(g, None, layout=layout), num_threads=num_threads, isa=isa, verify=False)
+    return load(write_bundle(g, None, layout=layout, checksums=False), num_threads=num_threads, isa=isa, verify=False)
 
 
-def run(model: Model, x: np.ndarray | list[np.ndarray], batch: int = 64) -> list[np.ndarray]:
+def run(model: Model, x: np.ndarray | list[np.ndarray], batch: int = 128) -> list[np.ndarray]:
     """Runs `model` over x (one array per input, all as long) in batches (the model's own batch if its
     export fixes one); returns every output, concatenated."""
     xs = x if isinstance(x, list) else [x]
@@ -34,7 +36,7 @@ def run(model: Model, x: np.ndarray | list[np.ndarray], batch: int = 64) -> list
     for i in range(0, len(xs[0]), batch):
         y = model.run([np.ascontiguousarray(a[i:i + batch]) for a in xs])
         outs.append(list(y.values()) if isinstance(y, dict) else [y])
-    return [np.concatenate(parts) for parts in zip(*outs)]
+    return outs[0] if len(outs) == 1 else [np.concatenate(parts) for parts in zip(*outs)]
 
 
 def node_shapes(g: Graph) -> dict[str, tuple[tuple, tuple]]:
@@ -49,6 +51,23 @@ def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: in
     m = model_of(g, num_threads=num_threads)
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     return median_seconds(lambda: m.run(x), runs=runs, warmup=3)
+
+
+def time_graphs(graphs: list[Graph], num_threads: int, rounds: int = 10, runs: int = 3) -> list[float]:
+    """Median seconds of each whole graph (one input) at batch 1, or the batch its export fixes, measured
+    interleaved: `rounds` turns of `runs` runs each, so that a change in the machine's speed hits all alike."""
+    x = np.random.default_rng(0).standard_normal([d or 1 for d in graphs[0].inputs[0][1]]).astype(np.float32)
+    models = [model_of(g, num_threads=num_threads) for g in graphs]
+    times: list[list[float]] = [[] for _ in models]
+    for m in models:
+        m.run(x)
+    for _ in range(rounds):
+        for m, t in zip(models, times):
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                m.run(x)
+                t.append(time.perf_counter() - t0)
+    return [float(np.median(t)) for t in times]
 
 
 def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1, xin: np.ndarray | None = None) -> np.ndarray:

@@ -64,16 +64,17 @@ def _add_weight(w: BundleWriter, n: Node, key: str, arr: np.ndarray) -> int:
     return w.add(name, arr)
 
 
-def write_bundle(g: Graph, path: str | Path | None, layout: str = "nhwc", winograd: bool = True, **meta) -> bytes | None:
+def write_bundle(g: Graph, path: str | Path | None, layout: str = "nhwc", winograd: bool = True,
+                 checksums: bool = True, **meta) -> bytes | None:
     """Writes graph `g` (after the passes) as a bundle with its activations in `layout` ("nhwc": the
     conv core's, with NCHW only where an op needs it; "nchw": everywhere), the 3x3 convs that pay by
     Winograd where `winograd` (NHWC only); `meta` goes into the header. path None: returns the bundle's
-    bytes instead."""
+    bytes instead. checksums=False: every tensor's CRC-32 left at 0 (BundleWriter)."""
     if layout not in ACTIVATION_LAYOUTS:
         raise CompileError(f"layout must be one of {', '.join(ACTIVATION_LAYOUTS)}, got {layout!r}")
     if layout == "nhwc":
         g = to_nhwc(g, winograd)
-    w = BundleWriter()
+    w = BundleWriter(checksums)
     nodes = []
     for n in g.nodes:
         if n.op not in OPS:

@@ -25,6 +25,11 @@ refits; this module decides. docs/planner.md states the method and the measureme
    first failure keeps the chance of accepting any plan beyond the budget at 1 - confidence however
    many are checked; a search that picks among the checked plans (a bisection, then trying other
    steps from the one accepted) does not, and measurably let the budget through (docs/planner.md).
+   A plan is run from the last plan passed: only what differs runs, fed that plan's checkpoints.
+5. Measure: every plan passed keeps the budget (the walk's guarantee covers them all at once), so the
+   last MEASURED of them and the dense model are timed whole, interleaved, and the fastest is the answer
+   (layer times summed can miss what a whole model does: a plan planned faster measured slower than
+   dense). Not with a cost table: the device's times are not this machine's.
 
 Activations, layer targets and refits are kept in one cache (compiler/cache.py) by what computes them:
 a candidate or a plan redoes only the work downstream of what it changes.
@@ -46,7 +51,7 @@ import numpy as np
 
 from .cache import Cache
 from .costs import Timer
-from .execute import Stage, model_of, run
+from .execute import Stage, model_of, run, time_graphs
 from .ir import CompileError, Graph
 
 ALLOCATIONS = ("greedy", "threshold")
@@ -59,6 +64,7 @@ NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration i
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
 SCORED = 128  # the check inputs the sensitivity table scores options on (at most; the check takes all)
 STEP = 0.01  # the least time a checked plan saves over the last one checked, a fraction of the dense time
+MEASURED = 4  # the last plans passed, timed whole with the dense model at the end (no cost table): the fastest wins
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,19 @@ def perturbed(x: np.ndarray, copies: int = COPIES, seed: int = 0) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(out), np.float32)
 
 
+def checkpoints(g: Graph) -> list[str]:
+    """The values every path from the input to the outputs goes through (a ResNet's block outputs, every
+    layer of a chain): each alone holds all a run of the rest of the graph needs."""
+    last = {v: i for i, n in enumerate(g.nodes) for v in n.inputs}
+    last.update({v: len(g.nodes) for v in g.outputs})
+    live, found = {name for name, _ in g.inputs}, []
+    for i, n in enumerate(g.nodes):
+        live = {v for v in live | {n.output} if last.get(v, -1) > i}
+        if live == {n.output}:
+            found.append(n.output)
+    return found
+
+
 def _probabilities(y: np.ndarray) -> np.ndarray:
     y = y.astype(np.float64)
     if y.min() >= 0 and np.allclose(y.sum(1), 1, atol=1e-3):  # a softmax output already
@@ -151,24 +170,23 @@ class Checks:
         self.budget, self.num_threads, self.checked = budget, num_threads, len(x)
         self.unit = g.inputs[0][1][0] or 1  # (the batch a model's export fixes)
         self.cache = cache or Cache()  # (the original model's activations on the inputs, among others)
-        self.reference = run(model_of(g, num_threads=num_threads), self.x)[0]
+        self.reference = self.cache.values(g, g.outputs[:1] + checkpoints(g), self.x, num_threads)[0]
         if budget.kind != "output":
             if self.reference.ndim != 2:
                 raise CompileError(f"a top-1 budget needs a [N, classes] first output, this model's is "
                                    f"{list(self.reference.shape[1:])}: use --max-output-error")
             self.p_ref = _probabilities(self.reference)
 
-    def outputs(self, g: Graph, base: Graph | None = None) -> np.ndarray:
-        """g's first output on the check inputs. Given `base`, the graph the reference outputs are of, with
-        g a changed copy of it: only g's changed nodes run, fed base's activations (kept in the cache)
-        where they read what base computes too."""
+    def outputs(self, g: Graph, base: Graph | None = None, keep: bool = False) -> np.ndarray:
+        """g's first output on the check inputs. Given `base`, a graph whose activations on them the cache
+        may hold (the original, a plan checked before), with g a changed copy of it: only g's changed nodes
+        run, fed base's activations where they read what base computes too. keep: g's checkpoints are
+        kept too, for a later call with g as the base."""
         if base is None:
             return run(model_of(g, num_threads=self.num_threads), self.x)[0]
-        cut, changed = self.cache.changed(g, base)
-        if all(n.output != g.outputs[0] for n in changed):
-            return self.reference
+        cut, _ = self.cache.changed(g, base)
         self.cache.values(base, cut, self.x, self.num_threads)  # (then g's run starts from them)
-        return self.cache.values(g, g.outputs[:1], self.x, self.num_threads)[0]
+        return self.cache.values(g, g.outputs[:1] + (checkpoints(g) if keep else []), self.x, self.num_threads)[0]
 
     def subset(self, n: int) -> "Checks":
         """These checks on about n of the inputs (whole batches where the model fixes one), evenly spread
@@ -331,9 +349,10 @@ def _steps(units: list[Unit], plan: Plan, costs: Costs) -> list[tuple[float, str
 def greedy(units: list[Unit]) -> list[Plan]:
     """Ever faster plans: from dense, each step moves one unit to a faster option, the one adding the
     least signal per second saved (a saving that adds none, or lowers it, first). Where a step jumps
-    over options of its unit that lie between (faster than where the unit was, slower than where it
-    goes, with a signal between), those come first, gentlest first: the check stops at the first plan
-    that fails, and a jump to a unit's aggressive option would end it where a gentler one could pass.
+    over options of its unit that lie between (in the plan, faster than where the unit was and slower
+    than where it goes; with a signal between), those come first, gentlest first: the check stops at
+    the first plan that fails, and a jump to a unit's aggressive option would end it where a gentler
+    one could pass.
     A step to a unit whose layers another unit in the plan replaces (a conv split or absorbing its pool)
     takes that one back to dense."""
     by_key, costs = {u.key: u for u in units}, Costs(units)
@@ -344,10 +363,10 @@ def greedy(units: list[Unit]) -> list[Plan]:
         u, c = by_key[key], by_key[key].options[i]
         rivals = u.rivals(units, plan)
         if not rivals:
-            t0 = u.options[plan[key]].seconds if key in plan else u.dense_seconds
-            s0 = _signal(u, plan)
+            parts, s0 = u.times(), _signal(u, plan)  # (times: the plan's, over u's layers)
+            t0, t1 = costs.of(plan, parts), costs.of({**plan, key: i}, parts)
             between = sorted((o.signal, j) for j, o in enumerate(u.options)
-                             if c.seconds < o.seconds < t0 and s0 < o.signal < c.signal)
+                             if s0 < o.signal < c.signal and t1 < costs.of({**plan, key: j}, parts) < t0)
             plans += [{**plan, key: j} for _, j in between]
         for v in rivals:
             del plan[v.key]
@@ -432,19 +451,31 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
     trials: list[dict] = []
     chosen, dense = 0, costs.of({})
     accepted, final = g, checks.verdict(checks.reference)
+    dense_plan, recent = (chosen, accepted, final), []  # (the last MEASURED plans passed)
     for k in range(1, len(plans)):  # fixed-sequence testing: in order, up to the first failure
         if k < len(plans) - 1 and costs.of(plans[chosen]) - costs.of(plans[k]) < STEP * dense:
             continue
         h = g.copy()
         apply_plan(h, passes, units, plans[k], stage)
-        v = checks.verdict(checks.outputs(h))
+        v = checks.verdict(checks.outputs(h, accepted, keep=True))  # (runs what differs from the last plan passed)
         trials.append({"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": costs.of(plans[k]), **v})
         if progress:
             progress(f"check {k}/{len(plans) - 1}")
         if not v["ok"]:
             break
         chosen, accepted, final = k, h, v
+        recent = (recent + [(k, h, v)])[-MEASURED:]
     lap("check")
+    measured: dict[int, float] = {}
+    if recent and not timer.table:  # (every plan passed keeps the budget: the fastest measured is taken)
+        timed = [dense_plan, *recent]
+        measured = dict(zip((k for k, _, _ in timed), time_graphs([h for _, h, _ in timed], timer.num_threads)))
+        chosen, accepted, final = min(timed, key=lambda c: (measured[c[0]], -c[0]))
+        for t in trials:
+            k = int(t["plan"].split("/")[0])
+            if k in measured:
+                t["measured_ms"] = 1e3 * measured[k]
+    lap("measure")
     vars(g).update(vars(accepted))
     best = plans[chosen]
     total = sum(units[k].options[i].signal for k, i in best.items()) or 1.0
@@ -460,4 +491,5 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
             "allocation": allocation, "checked_inputs": checks.checked, "check_copies": len(checks.x) // checks.checked - 1,
             "plans": len(plans), "chosen": chosen, "trials": trials, "final": final, "units": rows,
             "dense_ms": 1e3 * costs.of({}), "planned_ms": 1e3 * costs.of(best),
+            "measured_ms": {"dense": 1e3 * measured[0], "plan": 1e3 * measured[chosen]} if measured else None,
             "times_looked_up": timer.looked_up, "times_measured": timer.timed, "phase_seconds": phases}

@@ -217,12 +217,12 @@ def reconstruction_order(g: Graph, grp: Group, calib: np.ndarray, targets: Calla
     downdated after each removal, so the interactions between channels count. Groups of more than 32
     channels lose a 32nd of them per step. Removing the first r of the order gives nested sets as r grows.
     equations(reader name), if given, gives the readers' normal_equations in g (computed once elsewhere)."""
-    systems = []  # per reader: inverse Gram matrix, solution, column block of each group channel, 1 / |target|^2
+    systems = []  # per reader: inverse Gram matrix and solution over the columns left, each group channel's columns there, 1 / |target|^2
     for node in grp.readers():
         gram, rhs, energy = equations(node.name) if equations else normal_equations(g, node, calib, targets(node.name), num_threads)
         if node.name in kept_out:
             rhs, energy = rhs[:, kept_out[node.name]], energy[kept_out[node.name]]
-        ginv = np.linalg.inv(_ridge(gram))
+        ginv = spd_inverse(_ridge(gram))
         systems.append([ginv, ginv @ rhs, reader_columns(g, grp, node), 1.0 / max(float(energy.sum()), 1e-30)])
     alive, order = np.ones(grp.channels, bool), []
     per_step, remove = max(1, -(-grp.channels // 32)), grp.channels - 1
@@ -235,13 +235,15 @@ def reconstruction_order(g: Graph, grp: Group, calib: np.ndarray, targets: Calla
             cost[alive] += scale * np.einsum("jko,jko->j", bs, np.linalg.solve(gss, bs))
         cost[~alive] = np.inf
         drop = np.argsort(cost, kind="stable")[:min(per_step, remove)]
-        for ginv, sol, blocks, _ in systems:
+        for system in systems:  # (the dropped columns go: the inverse of the rest is a Schur complement)
+            ginv, sol, blocks, _ = system
             cut = blocks[drop].ravel()
-            k = ginv[:, cut] @ np.linalg.inv(ginv[np.ix_(cut, cut)])
-            sol -= k @ sol[cut]
-            ginv -= k @ ginv[cut, :]
-            ginv[cut, :], ginv[:, cut], sol[cut] = 0, 0, 0
-            ginv[cut, cut] = 1  # (removed columns: an identity block keeps the later solves regular)
+            keep = np.ones(len(ginv), bool)
+            keep[cut] = False
+            k = ginv[np.ix_(keep, cut)] @ np.linalg.inv(ginv[np.ix_(cut, cut)])
+            system[0] = ginv[np.ix_(keep, keep)] - k @ ginv[np.ix_(cut, keep)]
+            system[1] = sol[keep] - k @ sol[cut]
+            system[2] = np.where(keep, np.cumsum(keep) - 1, -1)[blocks]  # (a dropped channel's: -1, never read)
         alive[drop] = False
         order += list(drop)
         remove -= len(drop)
@@ -334,6 +336,29 @@ def normal_equations(g: Graph, node: Node, calib: np.ndarray, target: np.ndarray
     return a.T @ a, a.T @ y, np.einsum("ij,ij->j", y, y)
 
 
+def spd_inverse(a: np.ndarray) -> np.ndarray:
+    """The inverse of a symmetric positive definite matrix, by its Cholesky factor (half an LU inverse's
+    work); by LU where the factor fails."""
+    from scipy.linalg import lapack
+
+    c, info = lapack.dpotrf(a, lower=0, clean=1)
+    if info == 0:
+        inv, info = lapack.dpotri(c, lower=0)
+    if info != 0:
+        return np.linalg.inv(a)
+    return np.triu(inv) + np.triu(inv, 1).T
+
+
+def spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a^-1 b for a symmetric positive definite a, by Cholesky (by LU where the factor fails)."""
+    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+
+    try:
+        return cho_solve(cho_factor(a, check_finite=False), b, check_finite=False)
+    except LinAlgError:
+        return np.linalg.solve(a, b)
+
+
 def _ridge(gram: np.ndarray) -> np.ndarray:
     """A^T A made safe to solve: the columns of a pruned layer's input are far from independent."""
     return gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram))
@@ -344,7 +369,7 @@ def refit(g: Graph, node: Node, target: np.ndarray, calib: np.ndarray, num_threa
     """Least squares: node's weight and bias such that, fed its input in g on calib, its output before
     the activation matches `target` (the original network's); `equations`: its normal_equations, if known."""
     gram, rhs, _ = equations or normal_equations(g, node, calib, target, num_threads, cache)
-    sol = np.linalg.solve(_ridge(gram), rhs)
+    sol = spd_solve(_ridge(gram), rhs)
     w = node.weights["weight"]
     node.weights["weight"] = np.ascontiguousarray(sol[:-1].T.reshape(w.shape).astype(np.float32))
     node.weights["bias"] = sol[-1].astype(np.float32)
