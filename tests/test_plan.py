@@ -197,6 +197,20 @@ def test_a_top1_budget_holds_as_a_bound_and_needs_a_classifier(net, tmp_path):
     assert f["bound"] == pytest.approx(P.upper_bound(f["events"], f["inputs"], 0.9))
 
 
+def test_a_large_model_is_scored_on_fewer_inputs(net, monkeypatch):
+    import onnx
+
+    from edgesep.compiler.onnx_import import import_onnx
+
+    g = import_onnx(onnx.load(net), None)
+    macs = sum(r["macs"] for r in P.model_of(g, layout="nchw").layers(1))
+    assert P.scored_inputs(g) == P.SCORED  # (a small model: all of them)
+    monkeypatch.setattr(P, "SCORED_MACS", 40 * macs)
+    assert P.scored_inputs(g) == 40
+    monkeypatch.setattr(P, "SCORED_MACS", 3 * macs)
+    assert P.scored_inputs(g) == P.MIN_SCORED
+
+
 @pytest.mark.usefixtures("mac_costs")
 def test_manual_specs_override_their_pass(net, tmp_path):
     rep = compile_onnx(net, tmp_path / "p.esb", optimize="auto", separable="ratio=0.5", calib=calibration(),

@@ -8,9 +8,9 @@ refits; this module decides. docs/planner.md states the method and the measureme
    dropped. A plan's time is summed over the layers (Costs): a layer two units change (a conv between
    two pruned channel groups) takes both speed-ups.
 2. Sensitivity table: every option applied alone, refit on the fit inputs, and scored on SCORED of the
-   check inputs by a continuous signal: the mean KL divergence of the model's class probabilities from
-   the original's (classification budgets) or the relative L2 error of the output. Only the layers the
-   option changed run, fed the original's activations.
+   check inputs (fewer for a large model: scored_inputs) by a continuous signal: the mean KL divergence
+   of the model's class probabilities from the original's (classification budgets) or the relative L2
+   error of the output. Only the layers the option changed run, fed the original's activations.
 3. Allocation: a sequence of plans, ever faster. "greedy": from the dense model, the step (one unit to
    a faster option) with the least signal added per second saved, repeated, with the options a step
    jumps over (between the unit's old and new one) inserted before it. "threshold" (DSD'22's
@@ -63,7 +63,9 @@ COPIES = 3  # copies of each check input
 NOISE = 0.3  # their Gaussian noise, in standard deviations of the calibration inputs
 SHIFT = 2 / 28  # their largest shift, a fraction of each spatial axis (two pixels of an MNIST digit)
 SCORED = 128  # the check inputs the sensitivity table scores options on (at most; the check takes all)
-STEP = 0.01  # the least time a checked plan saves over the last one checked, a fraction of the dense time
+SCORED_MACS = 64e9  # ... fewer for a large model, to keep each option's scoring under this many MACs
+MIN_SCORED = 32  # ... but never fewer than this (docs/planner.md, "Compile time")
+STEP = 0.02  # the least time a checked plan saves over the last one checked, a fraction of the dense time
 MEASURED = 4  # the last plans passed, timed whole with the dense model at the end (no cost table): the fastest wins
 
 
@@ -412,11 +414,18 @@ def find_units(g: Graph, passes: list[Pass], timer: Timer, min_speedup: float = 
     return found
 
 
+def scored_inputs(g: Graph) -> int:
+    """How many check inputs the sensitivity table scores g's options on: SCORED, fewer for a model whose
+    forward pass takes more than SCORED_MACS / SCORED (ResNet-18 at 224 x 224: 35), at least MIN_SCORED."""
+    macs = sum(r["macs"] for r in model_of(g, layout="nchw").layers(1))
+    return int(min(SCORED, max(MIN_SCORED, SCORED_MACS // max(macs, 1))))
+
+
 def score_options(g: Graph, passes: list[Pass], units: list[Unit], checks: Checks, stage: Stage,
                   progress: Callable[[str], None] | None = None) -> None:
     """The sensitivity table: each option of each unit applied alone to a copy of g (refit on the stage),
-    its signal on SCORED of the check inputs stored in option.signal."""
-    checks = checks.subset(SCORED)
+    its signal on scored_inputs(g) of the check inputs stored in option.signal."""
+    checks = checks.subset(scored_inputs(g))
     for u in units:
         apply = next(p for p in passes if p.kind == u.kind).apply
         for o in u.options:
