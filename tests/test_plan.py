@@ -350,6 +350,7 @@ def test_a_plan_is_checked_from_the_last_plan_checked(module, tmp_path):
     of the whole plan run afresh, for plans two options apart."""
     import onnx
 
+    from edgesep.compiler.cache import Cache
     from edgesep.compiler.costs import Timer
     from edgesep.compiler.execute import Stage
     from edgesep.compiler.onnx_import import import_onnx
@@ -377,4 +378,7 @@ def test_a_plan_is_checked_from_the_last_plan_checked(module, tmp_path):
         whole = checks.outputs(h)
         assert np.linalg.norm(part - whole) <= 1e-5 * np.linalg.norm(whole), plan
         last = h
-    assert len(plan) >= 2
+    assert len(plan) >= 2 and checks.keep
+    small = P.Checks(g, calib[:12], None, P.Budget("output", 0.1), cache=Cache(max_bytes=1000))
+    assert not small.keep  # (checkpoints that would crowd the cache are not kept: the run starts further up)
+    assert np.allclose(small.outputs(last, g, keep=True), checks.outputs(last), rtol=1e-5, atol=1e-5)

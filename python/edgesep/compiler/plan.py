@@ -51,7 +51,7 @@ import numpy as np
 
 from .cache import Cache
 from .costs import Timer
-from .execute import Stage, model_of, run, time_graphs
+from .execute import Stage, model_of, node_shapes, run, time_graphs
 from .ir import CompileError, Graph
 
 ALLOCATIONS = ("greedy", "threshold")
@@ -172,7 +172,11 @@ class Checks:
         self.budget, self.num_threads, self.checked = budget, num_threads, len(x)
         self.unit = g.inputs[0][1][0] or 1  # (the batch a model's export fixes)
         self.cache = cache or Cache()  # (the original model's activations on the inputs, among others)
-        self.reference = self.cache.values(g, g.outputs[:1] + checkpoints(g), self.x, num_threads)[0]
+        shapes, producer = node_shapes(g), {n.output: n.name for n in g.nodes}
+        kept = sum(math.prod(shapes[producer[v]][1]) if producer[v] in shapes else math.inf for v in checkpoints(g))
+        self.keep = 4 * kept * len(self.x) <= self.cache.max_bytes // 4  # (a plan's checkpoints fit the cache well)
+        self.reference = self.cache.values(g, g.outputs[:1] + (checkpoints(g) if self.keep else []), self.x,
+                                           num_threads)[0]
         if budget.kind != "output":
             if self.reference.ndim != 2:
                 raise CompileError(f"a top-1 budget needs a [N, classes] first output, this model's is "
@@ -183,12 +187,13 @@ class Checks:
         """g's first output on the check inputs. Given `base`, a graph whose activations on them the cache
         may hold (the original, a plan checked before), with g a changed copy of it: only g's changed nodes
         run, fed base's activations where they read what base computes too. keep: g's checkpoints are
-        kept too, for a later call with g as the base."""
+        kept too (where they take at most a quarter of the cache), for a later call with g as the base."""
         if base is None:
             return run(model_of(g, num_threads=self.num_threads), self.x)[0]
         cut, _ = self.cache.changed(g, base)
         self.cache.values(base, cut, self.x, self.num_threads)  # (then g's run starts from them)
-        return self.cache.values(g, g.outputs[:1] + (checkpoints(g) if keep else []), self.x, self.num_threads)[0]
+        return self.cache.values(g, g.outputs[:1] + (checkpoints(g) if keep and self.keep else []), self.x,
+                                 self.num_threads)[0]
 
     def subset(self, n: int) -> "Checks":
         """These checks on about n of the inputs (whole batches where the model fixes one), evenly spread
