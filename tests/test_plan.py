@@ -284,28 +284,36 @@ class Residual(nn.Module):
         return self.head(torch.relu(x + self.b(torch.relu(self.a(x)))))
 
 
-@pytest.mark.usefixtures("mac_costs")
-@pytest.mark.parametrize("module", [Net, Residual])
-def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
-    """The sensitivity table runs only the nodes a candidate changed, fed the original model's cached
-    activations: the outputs are those of the whole changed model, for every option of every pass."""
+def imported(module, tmp_path):
+    """module (seeded) exported by torch and imported to the IR, cleaned up."""
     import onnx
 
-    from edgesep.compiler.costs import Timer
-    from edgesep.compiler.execute import Stage
     from edgesep.compiler.onnx_import import import_onnx
     from edgesep.compiler.passes import cleanup
-    from edgesep.compiler.prune import Planner as Prune
-    from edgesep.compiler.prune import Spec as PruneSpec
-    from edgesep.compiler.separable import Planner as Separable
-    from edgesep.compiler.sparse_fc import Planner as Sparse
-    from edgesep.compiler.sparse_fc import Spec as SparseSpec
 
     torch.manual_seed(0)
     torch.onnx.export(module().eval(), torch.randn(1, 1, 14, 14), tmp_path / "m.onnx", dynamo=False, opset_version=13,
                       input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
     g = import_onnx(onnx.load(tmp_path / "m.onnx"), None)
     cleanup(g)
+    return g
+
+
+@pytest.mark.usefixtures("mac_costs")
+@pytest.mark.parametrize("module", [Net, Residual])
+def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
+    """The sensitivity table runs only the nodes a candidate changed, fed the original model's cached
+    activations: the outputs are those of the whole changed model, for every option of every pass."""
+
+    from edgesep.compiler.costs import Timer
+    from edgesep.compiler.execute import Stage
+    from edgesep.compiler.prune import Planner as Prune
+    from edgesep.compiler.prune import Spec as PruneSpec
+    from edgesep.compiler.separable import Planner as Separable
+    from edgesep.compiler.sparse_fc import Planner as Sparse
+    from edgesep.compiler.sparse_fc import Spec as SparseSpec
+
+    g = imported(module, tmp_path)
     calib = calibration()
     checks = P.Checks(g, calib[:12], None, P.Budget("output", 0.1))
     passes = [Prune(PruneSpec(None, None, 1)), Separable(), Sparse(SparseSpec("auto"))]
@@ -326,15 +334,9 @@ def test_a_candidate_runs_only_what_it_changed(module, tmp_path):
 def test_checkpoints_are_the_values_every_path_goes_through(tmp_path):
     """A residual block's inner conv output is not a checkpoint (the skip is live beside it); the values
     before and after the block are."""
-    import onnx
 
-    from edgesep.compiler.onnx_import import import_onnx
-    from edgesep.compiler.passes import cleanup
 
-    torch.onnx.export(Residual().eval(), torch.randn(1, 1, 14, 14), tmp_path / "r.onnx", dynamo=False,
-                      opset_version=13, input_names=["x"], output_names=["y"])
-    g = import_onnx(onnx.load(tmp_path / "r.onnx"), None)
-    cleanup(g)
+    g = imported(Residual, tmp_path)
     by_output = {n.output: n for n in g.nodes}
     found = P.checkpoints(g)
     inner = [n for n in g.nodes if n.op == "Conv" and n.inputs[0] != g.inputs[0][0] and len(n.inputs) == 1]
@@ -348,22 +350,15 @@ def test_checkpoints_are_the_values_every_path_goes_through(tmp_path):
 def test_a_plan_is_checked_from_the_last_plan_checked(module, tmp_path):
     """The check runs a plan from the last plan checked, fed its kept checkpoints: the outputs are those
     of the whole plan run afresh, for plans two options apart."""
-    import onnx
 
     from edgesep.compiler.cache import Cache
     from edgesep.compiler.costs import Timer
     from edgesep.compiler.execute import Stage
-    from edgesep.compiler.onnx_import import import_onnx
-    from edgesep.compiler.passes import cleanup
     from edgesep.compiler.prune import Planner as Prune
     from edgesep.compiler.prune import Spec as PruneSpec
     from edgesep.compiler.separable import Planner as Separable
 
-    torch.manual_seed(0)
-    torch.onnx.export(module().eval(), torch.randn(1, 1, 14, 14), tmp_path / "m.onnx", dynamo=False, opset_version=13,
-                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
-    g = import_onnx(onnx.load(tmp_path / "m.onnx"), None)
-    cleanup(g)
+    g = imported(module, tmp_path)
     calib = calibration()
     checks = P.Checks(g, calib[:12], None, P.Budget("output", 0.1))
     passes = [Prune(PruneSpec(None, None, 1)), Separable()]

@@ -172,11 +172,10 @@ class Checks:
         self.budget, self.num_threads, self.checked = budget, num_threads, len(x)
         self.unit = g.inputs[0][1][0] or 1  # (the batch a model's export fixes)
         self.cache = cache or Cache()  # (the original model's activations on the inputs, among others)
-        shapes, producer = node_shapes(g), {n.output: n.name for n in g.nodes}
-        kept = sum(math.prod(shapes[producer[v]][1]) if producer[v] in shapes else math.inf for v in checkpoints(g))
+        shapes, producer, points = node_shapes(g), {n.output: n.name for n in g.nodes}, checkpoints(g)
+        kept = sum(math.prod(shapes[producer[v]][1]) if producer[v] in shapes else math.inf for v in points)
         self.keep = 4 * kept * len(self.x) <= self.cache.max_bytes // 4  # (a plan's checkpoints fit the cache well)
-        self.reference = self.cache.values(g, g.outputs[:1] + (checkpoints(g) if self.keep else []), self.x,
-                                           num_threads)[0]
+        self.reference = self.cache.values(g, g.outputs[:1] + (points if self.keep else []), self.x, num_threads)[0]
         if budget.kind != "output":
             if self.reference.ndim != 2:
                 raise CompileError(f"a top-1 budget needs a [N, classes] first output, this model's is "
@@ -465,30 +464,28 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
     trials: list[dict] = []
     chosen, dense = 0, costs.of({})
     accepted, final = g, checks.verdict(checks.reference)
-    dense_plan, recent = (chosen, accepted, final), []  # (the last MEASURED plans passed)
+    dense_plan, recent = (chosen, accepted, final, {}), []  # (the last MEASURED plans passed, with their trials)
     for k in range(1, len(plans)):  # fixed-sequence testing: in order, up to the first failure
         if k < len(plans) - 1 and costs.of(plans[chosen]) - costs.of(plans[k]) < STEP * dense:
             continue
         h = g.copy()
         apply_plan(h, passes, units, plans[k], stage)
         v = checks.verdict(checks.outputs(h, accepted, keep=True))  # (runs what differs from the last plan passed)
-        trials.append({"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": costs.of(plans[k]), **v})
+        trial = {"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": costs.of(plans[k]), **v}
+        trials.append(trial)
         if progress:
             progress(f"check {k}/{len(plans) - 1}")
         if not v["ok"]:
             break
         chosen, accepted, final = k, h, v
-        recent = (recent + [(k, h, v)])[-MEASURED:]
+        recent = (recent + [(k, h, v, trial)])[-MEASURED:]
     lap("check")
     measured: dict[int, float] = {}
     if recent and not timer.table:  # (every plan passed keeps the budget: the fastest measured is taken)
         timed = [dense_plan, *recent]
-        measured = dict(zip((k for k, _, _ in timed), time_graphs([h for _, h, _ in timed], timer.num_threads)))
-        chosen, accepted, final = min(timed, key=lambda c: (measured[c[0]], -c[0]))
-        for t in trials:
-            k = int(t["plan"].split("/")[0])
-            if k in measured:
-                t["measured_ms"] = 1e3 * measured[k]
+        for (k, _, _, trial), t in zip(timed, time_graphs([h for _, h, _, _ in timed], timer.num_threads)):
+            measured[k] = trial["measured_ms"] = 1e3 * t
+        chosen, accepted, final, _ = min(timed, key=lambda c: (measured[c[0]], -c[0]))
     lap("measure")
     vars(g).update(vars(accepted))
     best = plans[chosen]
@@ -505,5 +502,5 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
             "allocation": allocation, "checked_inputs": checks.checked, "check_copies": len(checks.x) // checks.checked - 1,
             "plans": len(plans), "chosen": chosen, "trials": trials, "final": final, "units": rows,
             "dense_ms": 1e3 * costs.of({}), "planned_ms": 1e3 * costs.of(best),
-            "measured_ms": {"dense": 1e3 * measured[0], "plan": 1e3 * measured[chosen]} if measured else None,
+            "measured_ms": {"dense": measured[0], "plan": measured[chosen]} if measured else None,
             "times_looked_up": timer.looked_up, "times_measured": timer.timed, "phase_seconds": phases}
