@@ -99,7 +99,7 @@ def test_a_version_4_winograd_bundle_still_runs(tmp_path):
 
     wt = np.random.default_rng(0).standard_normal((32, 32, 3, 3)).astype(np.float32) * 0.1
     graph = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 9, 9])],
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 6, 6])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
                               [numpy_helper.from_array(wt, "W")])
     path = tmp_path / "m.onnx"
@@ -120,7 +120,7 @@ def test_a_version_4_winograd_bundle_still_runs(tmp_path):
     (tmp_path / "old.esb").write_bytes(bytes(raw))
     old = edgesep.load(tmp_path / "old.esb")
     assert old.format_version == 4
-    x = np.random.default_rng(1).standard_normal((1, 32, 9, 9)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((1, 32, 6, 6)).astype(np.float32)
     np.testing.assert_array_equal(old.run(x), edgesep.load(tmp_path / "new.esb").run(x))
     with pytest.raises(BundleError, match="winograd must be 2 or 4"):
         edgesep.load(rewrite(tmp_path / "new.esb", set_winograd(3)))

@@ -136,29 +136,29 @@ def test_conv_weights_are_stored_prepacked(tmp_path, layout):
 
 
 def test_wide_3x3_convs_run_by_winograd_and_match_onnxruntime(tmp_path):
-    """3x3 convs at stride 1 with >= 64 channels in and out on maps of 14+ go to Winograd F(4x4, 3x3), with
-    >= 32 to F(2x2, 3x3) (weights stored transformed; the stored weight unpacks to the original); others
-    stay direct. Partial tiles at the right and bottom edges (30 x 29 maps)."""
+    """3x3 convs at stride 1 go to Winograd F(4x4, 3x3) where the map is large enough for its channels, to
+    F(2x2, 3x3) on smaller maps from 32 channels (weights stored transformed; the stored weight unpacks to
+    the original); others stay direct. Partial tiles at the right and bottom edges (30 x 29, 5 x 4)."""
     from conftest import PARITY_RTOL, ort_run, rel_err
 
     from edgesep.bundle import read_bundle
 
-    W1, W2, W3 = w(64, 64, 3, 3), w(40, 64, 3, 3), w(16, 40, 3, 3)
+    W1, W2, W3 = w(64, 64, 3, 3), w(40, 64, 3, 3), w(64, 64, 3, 3)
     proto = model([helper.make_node("Conv", ["x", "W1"], ["a"], pads=[1, 1, 1, 1]),
                    helper.make_node("Relu", ["a"], ["b"]),
-                   helper.make_node("Conv", ["b", "W2"], ["c"], pads=[0, 1, 1, 0]),
-                   helper.make_node("Conv", ["c", "W3"], ["y"], pads=[1, 1, 1, 1], strides=[2, 2])],
+                   helper.make_node("Conv", ["b", "W3"], ["c"], pads=[1, 1, 1, 1], strides=[6, 6]),
+                   helper.make_node("Conv", ["c", "W2"], ["y"], pads=[1, 1, 1, 0])],
                   [64, 30, 29], {"W1": W1, "W2": W2, "W3": W3})
     path = tmp_path / "m.onnx"
     onnx.save(proto, path)
     compile_onnx(path, tmp_path / "m.esb")
     b = read_bundle(tmp_path / "m.esb")
     convs = [n for n in b.graph["nodes"] if n["op"] == "Conv"]
-    assert [n["attrs"].get("winograd", 0) for n in convs] == [4, 2, 0]  # the third: stride 2, 16 out
+    assert [n["attrs"].get("winograd", 0) for n in convs] == [4, 0, 2]  # the second: stride 6; the third: 5x4
     assert ([b.tensors[n["weights"]["weight"]]["layout"] for n in convs]
-            == ["wino43_nhwc16", "wino23_nhwc16", "conv_nhwc16"])
+            == ["wino43_nhwc16", "conv_nhwc16", "wino23_nhwc16"])
     np.testing.assert_allclose(b.weight(convs[0]["weights"]["weight"]), W1, atol=1e-6)
-    np.testing.assert_allclose(b.weight(convs[1]["weights"]["weight"]), W2, atol=1e-6)
+    np.testing.assert_allclose(b.weight(convs[2]["weights"]["weight"]), W2, atol=1e-6)
     x = np.random.default_rng(0).standard_normal((3, 64, 30, 29)).astype(np.float32)
     for isa in edgesep.available_isas():
         assert rel_err(edgesep.load(tmp_path / "m.esb", isa=isa).run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
@@ -166,6 +166,51 @@ def test_wide_3x3_convs_run_by_winograd_and_match_onnxruntime(tmp_path):
     b = read_bundle(tmp_path / "direct.esb")
     assert not any(n["attrs"].get("winograd") for n in b.graph["nodes"])
     assert rel_err(edgesep.load(tmp_path / "direct.esb").run(x), ort_run(path, {"x": x})[0]) <= PARITY_RTOL
+
+
+@pytest.mark.parametrize("channels, side, tile", [
+    ((16, 16), 28, 4), ((16, 16), 14, 0), ((8, 64), 56, 0),    # F(4x4) from 16 channels on 28x28 maps,
+    ((32, 32), 14, 4), ((24, 64), 14, 0), ((32, 32), 7, 4),    # from 32 on 7x7 to 27x27,
+    ((256, 256), 7, 4), ((512, 512), 7, 2), ((512, 512), 14, 4),  # but not with 512 x 512 weights under 14,
+    ((64, 64), 4, 2), ((32, 48), 6, 2), ((24, 24), 4, 0)])    # nor on one tile: F(2x2) there, from 32
+def test_winograd_tile_by_channels_and_map(channels, side, tile):
+    from edgesep.compiler.ir import Node
+    from edgesep.compiler.layout import winograd_tile
+
+    n = Node("Conv", "c", ["x"], "y", {"pads": [1, 1, 1, 1]}, {"weight": np.zeros((*channels, 3, 3), np.float32)})
+    assert winograd_tile(n, [1, channels[0], side, side + 3]) == tile
+    assert winograd_tile(n, [1, channels[0], "H", "W"]) == (2 if min(channels) >= 32 else 0)  # map unknown
+
+
+def test_winograd_on_a_small_map_splits_its_channels_across_threads(tmp_path):
+    """A 7x7 map is one block of four F(4x4) tiles: with two threads its output channels are split into
+    ranges, each with its own bias, fused residual and activation pass (LeakyRelu; 48 + 48 of 96), or
+    written into its slice of a Concat's output (48 + 22 of 70: full vectors, a 4-wide and single lanes)."""
+    from conftest import PARITY_RTOL, ort_run, rel_err
+
+    proto = model([helper.make_node("Conv", ["x", "W1", "B1"], ["a"], pads=[1, 1, 1, 1]),
+                   helper.make_node("Add", ["a", "x"], ["s"]),
+                   helper.make_node("LeakyRelu", ["s"], ["t"], alpha=0.1),
+                   helper.make_node("Conv", ["x", "W2", "B2"], ["u"], pads=[1, 1, 1, 1]),
+                   helper.make_node("Conv", ["x", "W3"], ["v"]),
+                   helper.make_node("Concat", ["u", "v"], ["y"], axis=1)],
+                  [96, 7, 7], {"W1": w(96, 96, 3, 3), "B1": w(96), "W2": w(70, 96, 3, 3), "B2": w(70),
+                               "W3": w(8, 96, 1, 1)}, outputs=("t", "y"))
+    path = tmp_path / "m.onnx"
+    onnx.save(proto, path)
+    compile_onnx(path, tmp_path / "m.esb")
+    convs = [n for n in nodes(edgesep.load(tmp_path / "m.esb")) if n["op"] == "Conv"]
+    assert [(len(n["inputs"]), n["attrs"].get("winograd"), n["attrs"].get("activation")) for n in convs] == [
+        (2, 4, "leaky_relu"), (1, 4, None), (1, None, None)]
+    assert [r["in_place"] for r in edgesep.load(tmp_path / "m.esb").layers(1) if r["op"] == "Concat"] == [True]
+    x = np.random.default_rng(1).standard_normal((1, 96, 7, 7)).astype(np.float32)
+    ref = ort_run(path, {"x": x})
+    for isa in edgesep.available_isas():
+        one = edgesep.load(tmp_path / "m.esb", isa=isa, num_threads=1).run(x)
+        two = edgesep.load(tmp_path / "m.esb", isa=isa, num_threads=2).run(x)
+        for name, r in zip(("t", "y"), ref):
+            assert rel_err(one[name], r) <= PARITY_RTOL
+            np.testing.assert_array_equal(two[name], one[name])  # the same sums, in the same order, per channel
 
 
 def test_winograd_on_a_conv_it_cannot_run_is_refused(tmp_path):

@@ -11,6 +11,9 @@ namespace edgesep {
 
 namespace {
 
+// The fewest output channels a Winograd task takes when a small map's channels are split (see WinogradOp).
+constexpr int64_t kWinoMinNChunk = 32;
+
 // Pixels [0, n) of an NCHW image row (channel c's at x + c * plane) as n NHWC pixels at d: pixel by
 // pixel, so that the stores stream (plane by plane, a 3-channel image's stores went 12 bytes apart:
 // a third of an RGB stem's time).
@@ -122,11 +125,12 @@ class DwNhwcOp : public Op {
 // of tb output tiles (MxM pixels each), the input transform, (M+2)^2 1x1 GEMMs on the conv core (tb x C
 // by C x N: 2.25x fewer multiplies than the direct conv's at M = 2, 4x at M = 4), the output transform
 // with bias, residual and clamp (kernels.h: WinoShape), then any other activation's pass over the
-// tiles' pixels.
+// tiles' pixels. Where a small map has fewer blocks than the threads, each block's output channels are
+// split into ranges of whole panels, one task each (each task transforms the block's input itself).
 class WinogradOp : public Op {
  public:
   WinoShape ws{};
-  int64_t B = 0, tb = 0, blocks = 0;
+  int64_t B = 0, tb = 0, blocks = 0, nchunk = 0, nchunks = 1;
   std::vector<int32_t> rows;  // tile i's row of V[xi] / M[xi]: i * C (the GEMMs' offset table)
   std::vector<float> zero;    // the row a partial GEMM tile reads past the block's last tile
   const float* u = nullptr;
@@ -140,24 +144,29 @@ class WinogradOp : public Op {
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     const int64_t ld = ws.out_ld(), in_image = (int64_t)ws.H * ws.W * ws.C, out_image = (int64_t)ws.OH * ws.OW * ld;
     const int64_t panel = (ws.N + kPanelNC - 1) / kPanelNC * kPanelNC * ws.C;  // U[xi]'s floats
-    const IgemmShape gs{ws.C, 1, ws.N, ws.N};
     const int T = ws.tiles(), X = ws.points();
-    ctx.pool->run((int)(B * blocks), [&](int task, int thread) {
-      const int64_t b = task / blocks;
-      const int t0 = (int)(task % blocks * tb), nt = (int)std::min<int64_t>(tb, T - t0);
+    ctx.pool->run((int)(B * blocks * nchunks), [&](int task, int thread) {
+      const int64_t b = task / nchunks / blocks, n0 = task % nchunks * nchunk, nn = std::min<int64_t>(nchunk, ws.N - n0);
+      const int t0 = (int)(task / nchunks % blocks * tb), nt = (int)std::min<int64_t>(tb, T - t0);
       float* V = ctx.scratch + thread * ctx.scratch_stride;
-      float* M = V + X * tb * ws.C;
+      float* M = V + X * tb * ws.C;  // the products of channels [n0, n0 + nn), nn floats per tile
       ctx.k->wino_input(ws, in[0] + b * in_image, t0, nt, V, tb * ws.C);
+      // Channels [n0, n0 + nn) as a GEMM of nn channels on their panels (n0 is a multiple of kPanelNC).
+      const IgemmShape gs{ws.C, 1, (int)nn, (int)nn};
       for (int xi = 0; xi < X; ++xi)
-        ctx.k->igemm(gs, V + xi * tb * ws.C, rows.data(), zero.data(), u + xi * panel, nullptr, nullptr,
-                     M + xi * tb * ws.N, 0, nt, 0, ws.N, -INFINITY, INFINITY);
-      float* o = out + b * out_image;
-      ctx.k->wino_output(ws, M, tb * ws.N, t0, nt, bias, sum ? in[1] + b * out_image : nullptr, o, act.lo(), act.hi());
+        ctx.k->igemm(gs, V + xi * tb * ws.C, rows.data(), zero.data(), u + xi * panel + n0 * ws.C, nullptr, nullptr,
+                     M + xi * tb * nn, 0, nt, 0, (int)nn, -INFINITY, INFINITY);
+      WinoShape part = ws;  // the output transform of those channels, into their slice of the output
+      part.N = (int)nn;
+      part.ldo = (int)ld;
+      float* o = out + b * out_image + n0;
+      ctx.k->wino_output(part, M, tb * nn, t0, nt, bias ? bias + n0 : nullptr, sum ? in[1] + b * out_image + n0 : nullptr,
+                         o, act.lo(), act.hi());
       if (act.needs_pass())  // over each tile's M output rows (a tile's pixels are not contiguous)
         for (int t = t0; t < t0 + nt; ++t)
           for (int y = ws.M * (t / ws.TW()); y < std::min(ws.OH, ws.M * (t / ws.TW()) + ws.M); ++y) {
             const int x = ws.M * (t % ws.TW());
-            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ld, std::min(ws.M, ws.OW - x), ws.N, ld, 0);
+            act.apply_pixels(ctx.k, o + ((int64_t)y * ws.OW + x) * ld, std::min(ws.M, ws.OW - x), nn, ld, n0);
           }
     }, parallel());
   }
@@ -258,15 +267,26 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     op->act = parse_activation(a, w, N);
     // Blocks of about 36 tiles at M = 2, 18 at M = 4 (the block's transformed inputs and products, points
     // x tiles x (C + N) floats, about alike), rounded up to a multiple of the ISA's tile height (x86: 6,
-    // aarch64: 8), fewer where the threads need tasks. Each block reads all the transformed weights:
-    // where they outgrow L2 (512 KB), one block per thread, not eight.
+    // aarch64: 8), fewer where the threads need tasks. Each block reads all the transformed weights, so
+    // where they outgrow L2 (512 KB) the blocks stay whole and the threads split the channels instead
+    // (each reads its channels' weights only): 512 -> 512 on 7x7 by F(2x2) at 2 threads, 1.22x the direct
+    // conv's time as two blocks of 8 tiles (0.83x), 1.51x as one block of 16 in two channel ranges (AVX2).
+    // A small map (7x7 at M = 4: four tiles, one block) splits its channels too where its blocks leave
+    // threads idle, in ranges of at least kWinoMinNChunk channels: each range transforms the block's
+    // input again, which a narrower range would not repay.
     const int64_t T = op->ws.tiles(), mr = c.k->igemm_mr;
     const bool big = (int64_t)op->ws.points() * s.C * N * (int64_t)sizeof(float) > (512 << 10);
-    const int64_t want = c.threads > 1 ? (big ? 1 : ThreadPool::kTasksPerThread) * c.threads : 1;
+    const int64_t want = c.threads > 1 ? ThreadPool::kTasksPerThread * c.threads : 1;
     int64_t tb = std::min<int64_t>(((M == 4 ? 18 : 36) + mr - 1) / mr * mr, T);
-    if (B * ((T + tb - 1) / tb) < want) tb = std::max<int64_t>(mr, chunk_size(T, (want + B - 1) / B, mr));
+    if (!big && B * ((T + tb - 1) / tb) < want) tb = std::max<int64_t>(mr, chunk_size(T, (want + B - 1) / B, mr));
     op->tb = std::min(tb, T);
     op->blocks = (T + op->tb - 1) / op->tb;
+    const int64_t tasks = B * op->blocks;
+    op->nchunk = c.threads > 1 && tasks < c.threads
+                     ? std::max<int64_t>(kWinoMinNChunk, chunk_size(N, (c.threads + tasks - 1) / tasks, kPanelNC))
+                     : N;
+    op->nchunk = std::min<int64_t>(op->nchunk, N);
+    op->nchunks = (N + op->nchunk - 1) / op->nchunk;
     op->table_bytes = (size_t)s.C * sizeof(float);
     c.check_bytes((int64_t)op->table_bytes, "Winograd tables");
     for (int64_t i = 0; i < op->tb; ++i) op->rows.push_back((int32_t)(i * s.C));

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--layout", choices=ACTIVATION_LAYOUTS, default="nhwc",
                    help="activation layout: nhwc (the conv core's, default) or nchw (the first core's, for comparison)")
     c.add_argument("--no-winograd", action="store_true",
-                   help="run 3x3 convs directly (Winograd is 1.4-2.9x faster; its weights take 16/9 to 4x the bytes)")
+                   help="run 3x3 convs directly (Winograd, where chosen, is 1.2-2.9x faster; its weights take 16/9 to 4x the bytes)")
     c.set_defaults(fn=_compile)
     k = sub.add_parser("candidates", help="write the layer forms the planner times, to profile on the device")
     k.add_argument("model")

@@ -82,8 +82,9 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     runs more than min_speedup times faster than the dense layer.
     layout: the activations' layout in the bundle, "nhwc" (the conv core's; NCHW only where an op needs
     it) or "nchw" (the first core's, kept for comparison; see compiler/layout.py).
-    winograd: on NHWC, run 3x3 convs of 32+ channels at stride 1 by Winograd: F(4x4, 3x3) from 64 channels
-    on 14x14+ maps, else F(2x2, 3x3) (1.4-2.9x faster than direct; their weights take 4x / 16/9 the bytes:
+    winograd: on NHWC, run 3x3 convs at stride 1 by Winograd where it pays (compiler/layout.py,
+    winograd_tile): F(4x4, 3x3) from 16 channels on 28x28+ maps and 32 on 7x7+, else F(2x2, 3x3) from 32
+    (1.2-2.9x faster than direct; their weights take 4x / 16/9 the bytes:
     resnet18's bundle 47 -> 97 MB). The passes' timings use it either way."""
     src = Path(src)
     try:

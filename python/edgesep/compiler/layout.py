@@ -59,28 +59,33 @@ def _can_follow(n: Node, ranks: list[int | None]) -> bool:
 #: (AVX-512, 1 and 2 threads, against the direct NHWC conv): 1.4-1.8x at 32-512 channels on 7x7 to
 #: 112x112 maps; 0.9-1.0x at 16 channels, 0.7-0.8x at 3 or 8 (the transforms outweigh the saving).
 WINOGRAD_MIN_CHANNELS = 32
-#: ... and F(4x4, 3x3) (4x fewer multiplies than the direct conv, 1.78x fewer than F(2x2)'s) from this many,
-#: on output maps of at least WINOGRAD43_MIN_SIZE on a side. Measured against F(2x2) (one-layer models,
-#: C -> C 3x3 + ReLU, AVX-512, 1 / 2 threads): 1.4-1.6x / 1.2-1.6x at 64-512 channels on 28x28 to
-#: 112x112 maps, 1.15-1.3x / 1.1-1.25x on 14x14, but 1.07-1.27x / 0.68-0.89x on 7x7: its transformed
-#: weights are 4x the direct conv's (F(2x2): 1.78x), every block of tiles reads them all, and a 7x7 map
-#: has 4 tiles to spread them over.
-WINOGRAD43_MIN_CHANNELS = 64
-WINOGRAD43_MIN_SIZE = 14
+#: ... and F(4x4, 3x3) (4x fewer multiplies than the direct conv, 1.78x fewer than F(2x2)'s): from
+#: WINOGRAD43_MIN_CHANNELS[side] channels on output maps of at least `side` on both sides, and on maps
+#: under WINOGRAD43_SMALL_MAP only while its transformed weights (36 C N floats) are at most
+#: WINOGRAD43_SMALL_MAP_WEIGHTS C N: there a block of four tiles reads every weight for four tiles' work.
+#: Measured on AVX2, 1 and 2 threads (docs/runtime.md, "Which convs go to which"): 16 channels 1.36-1.46x
+#: the direct conv's speed on 28x28; 32-256 channels on 7x7 1.20-1.95x; 512 -> 512 on 7x7 1.12-1.23x where
+#: F(2x2) gives 1.39-1.51x; on 4x4 (one tile) 0.67-0.74x.
+WINOGRAD43_MIN_CHANNELS = {28: 16, 7: 32}
+WINOGRAD43_SMALL_MAP = 14
+WINOGRAD43_SMALL_MAP_WEIGHTS = 256 * 256
 
 
 def winograd_tile(n: Node, out_shape: list | None) -> int:
     """The output tile side M of the Winograd F(MxM, 3x3) a Conv runs as (0: none): a 3x3 conv at stride 1,
-    dilation 1, of one group, at least WINOGRAD_MIN_CHANNELS wide; F(4x4) from WINOGRAD43_MIN_CHANNELS
-    on a known output map of at least WINOGRAD43_MIN_SIZE (out_shape: NCHW)."""
+    dilation 1, of one group; F(4x4) by WINOGRAD43_MIN_CHANNELS on a known output map (out_shape: NCHW),
+    else F(2x2) from WINOGRAD_MIN_CHANNELS."""
     w, a = n.weights.get("weight"), n.attrs
     if not (w is not None and w.ndim == 4 and list(w.shape[2:]) == [3, 3] and a.get("group", 1) == 1
             and list(a.get("strides", [1, 1])) == [1, 1] and list(a.get("dilations", [1, 1])) == [1, 1]):
         return 0
     width = min(w.shape[:2])
-    big_map = (out_shape is not None and len(out_shape) == 4
-               and all(isinstance(d, int) and d >= WINOGRAD43_MIN_SIZE for d in out_shape[2:]))
-    return 4 if width >= WINOGRAD43_MIN_CHANNELS and big_map else 2 if width >= WINOGRAD_MIN_CHANNELS else 0
+    if out_shape is not None and len(out_shape) == 4 and all(isinstance(d, int) for d in out_shape[2:]):
+        side = min(out_shape[2:])
+        small_ok = side >= WINOGRAD43_SMALL_MAP or w.shape[0] * w.shape[1] <= WINOGRAD43_SMALL_MAP_WEIGHTS
+        if small_ok and any(side >= s and width >= c for s, c in WINOGRAD43_MIN_CHANNELS.items()):
+            return 4
+    return 2 if width >= WINOGRAD_MIN_CHANNELS else 0
 
 
 def _reads_nchw(n: Node, attrs: dict, have: str, rank: int | None) -> bool:
