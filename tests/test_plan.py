@@ -10,6 +10,7 @@ import math
 import zipfile
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch import nn
@@ -257,6 +258,49 @@ def test_cost_table_round_trip(net, tmp_path):
     (tmp_path / "bad.json").write_text('{"seconds": {"x": -1}}')
     with pytest.raises(CompileError, match="cost-table"):
         read_cost_table(tmp_path / "bad.json")
+
+
+def test_cost_table_chooses_each_convs_winograd_transform(tmp_path):
+    """`edgesep candidates` offers every 3x3 conv that can run by Winograd (16+ channels) in each
+    transform; a compile with the device's table runs each by the one it timed fastest, against the
+    x86 rule where the table says so, and by the rule where the table lacks the conv."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgesep.compiler.costs import TRANSFORMS
+
+    rng = np.random.default_rng(0)
+    ws = {k: (rng.standard_normal(s) * 0.1).astype(np.float32)
+          for k, s in (("A", (32, 32, 3, 3)), ("B", (64, 32, 3, 3)), ("C", (64, 64, 3, 3)))}
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "A"], ["a"], pads=[1, 1, 1, 1]),
+                               helper.make_node("Conv", ["a", "B"], ["b"], pads=[1, 1, 1, 1], strides=[4, 4]),
+                               helper.make_node("Conv", ["b", "C"], ["y"], pads=[1, 1, 1, 1])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 14, 14])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              [numpy_helper.from_array(v, k) for k, v in ws.items()])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), path)
+    tiles = lambda m: [n["attrs"].get("winograd", 0) for n in m.header["graph"]["nodes"] if n["op"] == "Conv"]
+
+    assert candidates(path, tmp_path / "c.zip", passes=()) == 6  # A (14x14) and C (4x4), three ways each
+    with zipfile.ZipFile(tmp_path / "c.zip") as z:
+        offered = sorted(tuple(tiles(edgesep.load(z.read(n)))) for n in z.namelist())
+    assert offered == sorted([(t,) for t in TRANSFORMS] * 2)
+    compile_onnx(path, tmp_path / "rule.esb")
+    assert tiles(edgesep.load(tmp_path / "rule.esb")) == [4, 0, 2]
+
+    table = profile(tmp_path / "c.zip", runs=3)
+    with zipfile.ZipFile(tmp_path / "c.zip") as z:  # the device says: A direct, C by F(4x4)
+        for name in z.namelist():
+            (t,), shape = tiles(edgesep.load(z.read(name))), edgesep.load(z.read(name)).inputs[0].shape
+            table["seconds"][name[:-4]] = {(0, 14): 1.0, (4, 4): 1.0}.get((t, shape[2]), 2.0)
+    rep = compile_onnx(path, tmp_path / "device.esb", cost_table=table)
+    m = edgesep.load(tmp_path / "device.esb")
+    assert rep["transforms_from_cost_table"] == 2 and tiles(m) == [0, 0, 4]
+    x = rng.standard_normal((1, 32, 14, 14)).astype(np.float32)
+    np.testing.assert_allclose(m.run(x), edgesep.load(tmp_path / "rule.esb").run(x), rtol=1e-4, atol=1e-4)
+    del table["seconds"][next(iter(table["seconds"]))]  # a conv the table lacks a transform of: the rule
+    rep = compile_onnx(path, tmp_path / "part.esb", cost_table=table)
+    assert rep["transforms_from_cost_table"] == 1 and tiles(edgesep.load(tmp_path / "part.esb")) in ([4, 0, 4], [0, 0, 2])
 
 
 def test_cli_plans_with_a_device_cost_table(net, tmp_path, capsys):

@@ -14,7 +14,7 @@ from .ir import CompileError, Graph
 from .lower import write_bundle
 from .onnx_import import import_onnx
 from .passes import cleanup
-from .costs import Timer, write_candidates
+from .costs import Timer, choose_transforms, offer_transforms, write_candidates
 from .plan import CHECK_FRACTION, Budget, Checks, plan_passes
 from .prune import Planner as PrunePlanner
 from .prune import Spec as PruneSpec
@@ -77,7 +77,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     (needs labels), both as a one-sided upper bound at `confidence` on the check inputs, or the
     relative L2 error of the first output there.
     allocation: "greedy" or "threshold" (see compiler/plan.py). cost_table: layer times measured on the
-    target device (`edgesep profile`, compiler/costs.py), used instead of this machine's where it has them.
+    target device (`edgesep profile`, compiler/costs.py), used instead of this machine's where it has them,
+    and to run each 3x3 conv by the Winograd transform (or none) it times fastest there.
     num_threads, min_speedup: a layer is replaced only if, timed with that many threads, its new form
     runs more than min_speedup times faster than the dense layer.
     layout: the activations' layout in the bundle, "nhwc" (the conv core's; NCHW only where an op needs
@@ -152,6 +153,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
         if labels is not None:
             report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
                                           "accuracy_after": float((out.argmax(1) == labels).mean())})
+    if cost_table is not None and winograd and layout == "nhwc":
+        report["transforms_from_cost_table"] = choose_transforms(graph, cost_table)
     report["nodes"] = len(graph.nodes)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     source = {"file": src.name, "sha256": hashlib.sha256(raw).hexdigest(), "producer": model.producer_name,
@@ -162,8 +165,9 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
 
 def candidates(src: str | Path, dst: str | Path, input_shapes: dict[str, list] | None = None,
                passes: tuple[str, ...] = ("prune", "slim", "separable", "sparse_fc")) -> int:
-    """Writes every layer form the planner would time for the ONNX model at `src` (compiler/costs.py) to
-    the zip `dst`, for `edgesep profile` on the device; returns how many."""
+    """Writes every layer form the planner would time for the ONNX model at `src`, and each 3x3 conv in
+    each Winograd transform (compiler/costs.py), to the zip `dst`, for `edgesep profile` on the device;
+    returns how many."""
     graph = import_onnx(onnx.load(str(src)), input_shapes)
     cleanup(graph)
     timer = Timer(measure=False)
@@ -171,6 +175,7 @@ def candidates(src: str | Path, dst: str | Path, input_shapes: dict[str, list] |
               "sparse_fc": lambda: SparsePlanner(SparseSpec("auto"))}
     for name in passes:
         makers[name]().units(graph, timer)
+    offer_transforms(graph, timer)
     return write_candidates(timer, dst)
 
 

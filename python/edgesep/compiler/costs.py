@@ -4,6 +4,9 @@ machine's runtime, or read from a cost table measured on the target device.
 On the device, no onnx needed: `edgesep candidates m.onnx -o m.cands.zip` (here) writes every chain the
 planner would time as a small bundle named by its signature; `edgesep profile m.cands.zip -o pi4.json`
 (there; edgesep.profile) times each; `edgesep compile ... --cost-table pi4.json` plans with those times.
+The candidates also hold each 3x3 conv that can run by Winograd in each of its transforms (direct,
+F(2x2), F(4x4)), and a compile with the table runs every conv it has all three for by the fastest
+(choose_transforms); the others by compiler/layout.py's rule, measured on x86.
 """
 from __future__ import annotations
 
@@ -15,9 +18,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .execute import time_nodes
+from .execute import node_shapes, time_nodes
 from .ir import CompileError, Graph, Node
+from .layout import winograd_eligible
 from .lower import write_bundle
+
+#: The Winograd transforms a 3x3 conv is offered in (compiler/layout.py: winograd_tile): direct, F(2x2),
+#: F(4x4); to convs at least TRANSFORM_MIN_CHANNELS wide (narrower, the transforms cost more than they
+#: save on every machine measured: docs/runtime.md).
+TRANSFORMS = (0, 2, 4)
+TRANSFORM_MIN_CHANNELS = 16
 
 
 def signature(nodes: list[Node], input_shape: tuple) -> str:
@@ -52,6 +62,36 @@ class Timer:
             self.timed += 1
             self.measured[key] = time_nodes(nodes, input_shape, self.num_threads)
         return self.measured[key]
+
+
+def transform_variants(n: Node) -> list[Node] | None:
+    """A conv in each of TRANSFORMS (its `winograd` attribute set), or None where it has no choice."""
+    if not winograd_eligible(n) or min(n.weights["weight"].shape[:2]) < TRANSFORM_MIN_CHANNELS:
+        return None
+    return [Node(n.op, n.name, list(n.inputs), n.output, {**n.attrs, "winograd": t}, n.weights) for t in TRANSFORMS]
+
+
+def offer_transforms(g: Graph, timer: Timer) -> None:
+    """Adds to the timer's chains every transform of g's convs and of the single convs it already holds
+    (the planner's pruned and refit layers), for the device to time."""
+    shapes = node_shapes(g)
+    convs = [([n], shapes[n.name][0]) for n in g.nodes] + list(timer.chains.values())
+    for nodes, shape in convs:
+        for v in (transform_variants(nodes[0]) or []) if len(nodes) == 1 else []:
+            timer([v], shape)
+
+
+def choose_transforms(g: Graph, table: dict) -> int:
+    """Sets each of g's convs that the cost table (`edgesep profile`'s) times in every transform to the
+    fastest; returns how many it set (the others keep compiler/layout.py's rule)."""
+    seconds, shapes, chosen = table.get("seconds", {}), node_shapes(g), 0
+    for n in g.nodes:
+        variants = transform_variants(n)
+        keys = [signature([v], shapes[n.name][0]) for v in variants or []]
+        if keys and all(k in seconds for k in keys):
+            n.attrs["winograd"] = TRANSFORMS[int(np.argmin([seconds[k] for k in keys]))]
+            chosen += 1
+    return chosen
 
 
 def write_candidates(timer: Timer, path: str | Path) -> int:

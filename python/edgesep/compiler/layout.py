@@ -71,14 +71,24 @@ WINOGRAD43_SMALL_MAP = 14
 WINOGRAD43_SMALL_MAP_WEIGHTS = 256 * 256
 
 
-def winograd_tile(n: Node, out_shape: list | None) -> int:
-    """The output tile side M of the Winograd F(MxM, 3x3) a Conv runs as (0: none): a 3x3 conv at stride 1,
-    dilation 1, of one group; F(4x4) by WINOGRAD43_MIN_CHANNELS on a known output map (out_shape: NCHW),
-    else F(2x2) from WINOGRAD_MIN_CHANNELS."""
+def winograd_eligible(n: Node) -> bool:
+    """Whether a node can run by Winograd: a Conv 3x3 at stride 1, dilation 1, of one group."""
     w, a = n.weights.get("weight"), n.attrs
-    if not (w is not None and w.ndim == 4 and list(w.shape[2:]) == [3, 3] and a.get("group", 1) == 1
-            and list(a.get("strides", [1, 1])) == [1, 1] and list(a.get("dilations", [1, 1])) == [1, 1]):
+    return (n.op == "Conv" and w is not None and w.ndim == 4 and list(w.shape[2:]) == [3, 3] and a.get("group", 1) == 1
+            and list(a.get("strides", [1, 1])) == [1, 1] and list(a.get("dilations", [1, 1])) == [1, 1])
+
+
+def winograd_tile(n: Node, out_shape: list | None) -> int:
+    """The output tile side M of the Winograd F(MxM, 3x3) a Conv runs as (0: none), if it can
+    (winograd_eligible): the one its `winograd` attribute asks for where it has one (0, 2 or 4: chosen
+    from a device's cost table, compiler/costs.py: choose_transforms); else F(4x4) by
+    WINOGRAD43_MIN_CHANNELS on a known output map (out_shape: NCHW), else F(2x2) from
+    WINOGRAD_MIN_CHANNELS."""
+    if not winograd_eligible(n):
         return 0
+    if "winograd" in n.attrs:
+        return int(n.attrs["winograd"])
+    w = n.weights["weight"]
     width = min(w.shape[:2])
     if out_shape is not None and len(out_shape) == 4 and all(isinstance(d, int) for d in out_shape[2:]):
         side = min(out_shape[2:])
@@ -147,6 +157,7 @@ def to_nhwc(g: Graph, winograd: bool = True) -> Graph:
         else:
             want = "nchw"
         attrs = {**n.attrs, "layout": "nhwc"}
+        attrs.pop("winograd", None)  # (a request: the bundle's attribute is the tile run, if any)
         tile = winograd_tile(n, g.shapes.get(n.output)) if want == "nhwc" and n.op == "Conv" and winograd else 0
         if tile:
             attrs["winograd"] = tile
@@ -164,7 +175,7 @@ def to_nhwc(g: Graph, winograd: bool = True) -> Graph:
             m.inputs = inputs
             m.output = f"{n.output}@nhwc"
         else:
-            m = Node(n.op, n.name, inputs, n.output, n.attrs, n.weights)
+            m = Node(n.op, n.name, inputs, n.output, {k: v for k, v in n.attrs.items() if k != "winograd"}, n.weights)
         made.add(m.output)
         layout[n.output] = want
         rank[n.output] = _out_rank(n, ranks)

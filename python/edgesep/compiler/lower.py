@@ -80,8 +80,9 @@ def write_bundle(g: Graph, path: str | Path | None, layout: str = "nhwc", winogr
         if n.op not in OPS:
             raise CompileError(f"node {n.name!r}: op {n.op} has no runtime form (a pass should have lowered it)")
         weights = {k: _add_weight(w, n, k, a) for k, a in n.weights.items()}
-        nodes.append({"name": n.name, "op": n.op, "inputs": n.inputs, "output": n.output,
-                      "attrs": {k: _json(v) for k, v in n.attrs.items()}, "weights": weights})
+        attrs = {k: _json(v) for k, v in n.attrs.items() if layout == "nhwc" or k != "winograd"}  # (NCHW: none)
+        nodes.append({"name": n.name, "op": n.op, "inputs": n.inputs, "output": n.output, "attrs": attrs,
+                      "weights": weights})
     graph = {"inputs": [{"name": name, "shape": _json(shape), "dtype": "float32"} for name, shape in g.inputs],
              "outputs": [{"name": o, "dtype": "float32"} for o in g.outputs], "nodes": nodes}
     if path is None:
