@@ -163,17 +163,26 @@ def test_a_plan_is_what_the_bundle_computes(net, tmp_path):
     assert sum(u["share"] for u in plan["units"]) == pytest.approx(1.0)
 
 
+def test_a_more_compressed_plan_must_be_faster_by_the_margin():
+    assert P.fastest("abcd", [1.0, 0.98, 0.90, 0.89]) == "c"  # b within 3% of a; d within 3% of c
+    assert P.fastest("abc", [1.0, 0.99, 0.975]) == "a" and P.fastest("ab", [1.0, 1.2]) == "a"
+    assert P.fastest("abc", [1.0, 0.5, 0.6]) == "b" and P.fastest("a", [3.0]) == "a"
+
+
 @pytest.mark.usefixtures("mac_costs")
-@pytest.mark.parametrize("fastest", ["dense", "second last"])
+@pytest.mark.parametrize("fastest", ["dense", "second last", "second last, the last within the margin"])
 def test_the_fastest_plan_measured_is_written(net, tmp_path, monkeypatch, fastest):
     """The last MEASURED plans passed and the dense model are timed whole; the fastest is written, even
-    the dense model (a plan whose layers time faster can run slower whole)."""
+    the dense model (a plan whose layers time faster can run slower whole), but not over a less
+    compressed one within MEASURE_MARGIN of it."""
     timed = []
 
     def whole(graphs, num_threads):
         timed.append([len(h.nodes) for h in graphs])
         seconds = [2.0] * len(graphs)
         seconds[0 if fastest == "dense" else -2] = 1.0
+        if fastest.endswith("margin"):
+            seconds[-1] = 1.0 - P.MEASURE_MARGIN / 2
         return seconds
 
     monkeypatch.setattr(P, "time_graphs", whole)

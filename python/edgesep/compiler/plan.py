@@ -29,7 +29,9 @@ refits; this module decides. docs/planner.md states the method and the measureme
 5. Measure: every plan passed keeps the budget (the walk's guarantee covers them all at once), so the
    last MEASURED of them and the dense model are timed whole, interleaved, and the fastest is the answer
    (layer times summed can miss what a whole model does: a plan planned faster measured slower than
-   dense). Not with a cost table: the device's times are not this machine's.
+   dense), unless a less compressed one is within MEASURE_MARGIN of it: a plan changes the model more
+   than the one before it, which a difference inside the timing's noise does not pay for. Not with a
+   cost table: the device's times are not this machine's.
 
 Activations, layer targets and refits are kept in one cache (compiler/cache.py) by what computes them:
 a candidate or a plan redoes only the work downstream of what it changes.
@@ -67,6 +69,7 @@ SCORED_MACS = 64e9  # ... fewer for a large model, to keep each option's scoring
 MIN_SCORED = 32  # ... but never fewer than this (docs/planner.md, "Compile time")
 STEP = 0.02  # the least time a checked plan saves over the last one checked, a fraction of the dense time
 MEASURED = 4  # the last plans passed, timed whole with the dense model at the end (no cost table): the fastest wins
+MEASURE_MARGIN = 0.03  # ... over a less compressed one only when it measured this much faster
 
 
 @dataclass(frozen=True)
@@ -440,6 +443,16 @@ def score_options(g: Graph, passes: list[Pass], units: list[Unit], checks: Check
             o.signal = checks.signal(checks.outputs(h, g))
 
 
+def fastest(candidates: list, seconds: list[float], margin: float = MEASURE_MARGIN):
+    """The candidate to write, of candidates ordered from the least compressed: each later one replaces
+    the one kept only if it is faster by more than `margin` of the kept one's time."""
+    best = 0
+    for i in range(1, len(candidates)):
+        if seconds[i] < (1 - margin) * seconds[best]:
+            best = i
+    return candidates[best]
+
+
 def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, timer: Timer,
                 min_speedup: float = 1.0, allocation: str = "greedy", progress: Callable[[str], None] | None = None) -> dict:
     """Plans and applies `passes` to g in place within checks.budget (refits on the fit inputs, layer
@@ -485,7 +498,7 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
         timed = [dense_plan, *recent]
         for (k, _, _, trial), t in zip(timed, time_graphs([h for _, h, _, _ in timed], timer.num_threads)):
             measured[k] = trial["measured_ms"] = 1e3 * t
-        chosen, accepted, final, _ = min(timed, key=lambda c: (measured[c[0]], -c[0]))
+        chosen, accepted, final, _ = fastest(timed, [measured[c[0]] for c in timed])
     lap("measure")
     vars(g).update(vars(accepted))
     best = plans[chosen]
