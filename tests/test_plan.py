@@ -164,9 +164,10 @@ def test_a_plan_is_what_the_bundle_computes(net, tmp_path):
 
 
 def test_a_more_compressed_plan_must_be_faster_by_the_margin():
-    assert P.fastest("abcd", [1.0, 0.98, 0.90, 0.89]) == "c"  # b within 3% of a; d within 3% of c
-    assert P.fastest("abc", [1.0, 0.99, 0.975]) == "a" and P.fastest("ab", [1.0, 1.2]) == "a"
-    assert P.fastest("abc", [1.0, 0.5, 0.6]) == "b" and P.fastest("a", [3.0]) == "a"
+    assert P.fastest("abcd", [1.0, 0.98, 0.90, 0.89], 0.03) == "c"  # b within 3% of a; d within 3% of c
+    assert P.fastest("abc", [1.0, 0.99, 0.975], 0.03) == "a" and P.fastest("ab", [1.0, 1.2], 0.03) == "a"
+    assert P.fastest("abc", [1.0, 0.5, 0.6], 0.03) == "b" and P.fastest("a", [3.0], 0.03) == "a"
+    assert P.fastest("abc", [1.0, 0.99, 0.975], 0.0) == "c"
 
 
 @pytest.mark.usefixtures("mac_costs")

@@ -12,7 +12,7 @@ from test_ops import w
 import edgesep
 from edgesep import BundleError
 from edgesep.bundle import BundleWriter
-from edgesep.compiler import CompileError, compile_onnx
+from edgesep.compiler import CompileError, compile_onnx, plan
 from edgesep.compiler.execute import model_of
 from edgesep.compiler.ir import Graph, Node
 from edgesep.compiler.sparse_fc import (Spec, decode, dictionary, dictionary_nodes, encode, prune, smallest_encoding,
@@ -84,7 +84,7 @@ def test_sparsity_zero_equals_dense(tmp_path):
 
 
 @pytest.mark.usefixtures("mac_costs")
-def test_refit_and_budget_on_real_data(tmp_path):
+def test_refit_and_budget_on_real_data(tmp_path, monkeypatch):
     """The demo's MNIST model (1568->128->10; the 128->10 classifier is too small to prune): pruning the
     big FC to 97% costs 4.6 points on 500 held-out digits without data (97.8% -> 93.2% when measured);
     the least-squares refit on 500 other digits wins most of it back (96.6%); auto at a 2-point budget
@@ -99,6 +99,9 @@ def test_refit_and_budget_on_real_data(tmp_path):
         acc[name] = float((edgesep.load(tmp_path / f"{name}.esb").run(test).argmax(1) == tl).mean())
     assert acc["refit"] >= acc["dense"] - 0.02
     assert acc["refit"] >= acc["pruned"] + 0.02
+    # The FC's forms differ by 1-3% of the whole model's modelled time (its convs dominate): within the
+    # measure step's margin, where the least compressed plan passed is written. The search is tested here.
+    monkeypatch.setattr(plan, "MEASURE_MARGIN", 0.0)
     report = compile_onnx(path, tmp_path / "auto.esb", sparse_fc="auto", calib=calib, labels=xl,
                           max_accuracy_drop=0.02, min_speedup=0)
     chosen = [u for u in report["plan"]["units"] if u["choice"] != "dense"]
@@ -145,12 +148,13 @@ def test_bad_specs(text):
 
 
 @pytest.mark.usefixtures("mac_costs")
-def test_dictionary_searched_within_a_budget(tmp_path):
+def test_dictionary_searched_within_a_budget(tmp_path, monkeypatch):
     """`dict` alone: the planner picks each layer's MAC ratio among the dictionary candidates."""
     path, images, labels = _data()
     calib, y = images[:300], labels[:300].astype(np.int64)
     with pytest.raises(CompileError, match="needs calibration data.*dict=R"):
         compile_onnx(path, tmp_path / "d.esb", sparse_fc="dict")
+    monkeypatch.setattr(plan, "MEASURE_MARGIN", 0.0)  # (as above: the search is tested, not the margin)
     report = compile_onnx(path, tmp_path / "d.esb", sparse_fc="dict", calib=calib, labels=y, max_accuracy_drop=0.01,
                           min_speedup=0)
     big = report["plan"]["units"][0]

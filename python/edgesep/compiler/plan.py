@@ -443,7 +443,7 @@ def score_options(g: Graph, passes: list[Pass], units: list[Unit], checks: Check
             o.signal = checks.signal(checks.outputs(h, g))
 
 
-def fastest(candidates: list, seconds: list[float], margin: float = MEASURE_MARGIN):
+def fastest(candidates: list, seconds: list[float], margin: float):
     """The candidate to write, of candidates ordered from the least compressed: each later one replaces
     the one kept only if it is faster by more than `margin` of the kept one's time."""
     best = 0
@@ -498,7 +498,7 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
         timed = [dense_plan, *recent]
         for (k, _, _, trial), t in zip(timed, time_graphs([h for _, h, _, _ in timed], timer.num_threads)):
             measured[k] = trial["measured_ms"] = 1e3 * t
-        chosen, accepted, final, _ = fastest(timed, [measured[c[0]] for c in timed])
+        chosen, accepted, final, _ = fastest(timed, [measured[c[0]] for c in timed], MEASURE_MARGIN)
     lap("measure")
     vars(g).update(vars(accepted))
     best = plans[chosen]
