@@ -269,8 +269,8 @@ std::unique_ptr<Op> make_conv_nhwc(const std::vector<Shape>& in, const ConvShape
     // x tiles x (C + N) floats, about alike), rounded up to a multiple of the ISA's tile height (x86: 6,
     // aarch64: 8), fewer where the threads need tasks. Each block reads all the transformed weights, so
     // where they outgrow L2 (512 KB) the blocks stay whole and the threads split the channels instead
-    // (each reads its channels' weights only): 512 -> 512 on 7x7 by F(2x2) at 2 threads, 1.22x the direct
-    // conv's time as two blocks of 8 tiles (0.83x), 1.51x as one block of 16 in two channel ranges (AVX2).
+    // (each reads its channels' weights only): 512 -> 512 on 7x7 by F(2x2) at 2 threads ran at 0.83x the
+    // direct conv's speed as two blocks of 8 tiles, 1.51x as one block of 16 in two channel ranges (AVX2).
     // A small map (7x7 at M = 4: four tiles, one block) splits its channels too where its blocks leave
     // threads idle, in ranges of at least kWinoMinNChunk channels: each range transforms the block's
     // input again, which a narrower range would not repay.

@@ -75,20 +75,22 @@ def offer_transforms(g: Graph, timer: Timer) -> None:
     """Adds to the timer's chains every transform of g's convs and of the single convs it already holds
     (the planner's pruned and refit layers), for the device to time."""
     shapes = node_shapes(g)
-    convs = [([n], shapes[n.name][0]) for n in g.nodes] + list(timer.chains.values())
-    for nodes, shape in convs:
-        for v in (transform_variants(nodes[0]) or []) if len(nodes) == 1 else []:
-            timer([v], shape)
+    for nodes, shape in [([n], shapes[n.name][0]) for n in g.nodes] + list(timer.chains.values()):
+        if len(nodes) == 1:
+            for v in transform_variants(nodes[0]) or []:
+                timer([v], shape)
 
 
 def choose_transforms(g: Graph, table: dict) -> int:
     """Sets each of g's convs that the cost table (`edgesep profile`'s) times in every transform to the
     fastest; returns how many it set (the others keep compiler/layout.py's rule)."""
+    convs = [(n, variants) for n in g.nodes if (variants := transform_variants(n))]
+    if not convs:
+        return 0
     seconds, shapes, chosen = table.get("seconds", {}), node_shapes(g), 0
-    for n in g.nodes:
-        variants = transform_variants(n)
-        keys = [signature([v], shapes[n.name][0]) for v in variants or []]
-        if keys and all(k in seconds for k in keys):
+    for n, variants in convs:
+        keys = [signature([v], shapes[n.name][0]) for v in variants]
+        if all(k in seconds for k in keys):
             n.attrs["winograd"] = TRANSFORMS[int(np.argmin([seconds[k] for k in keys]))]
             chosen += 1
     return chosen

@@ -156,8 +156,8 @@ def to_nhwc(g: Graph, winograd: bool = True) -> Graph:
             want = "nhwc"
         else:
             want = "nchw"
-        attrs = {**n.attrs, "layout": "nhwc"}
-        attrs.pop("winograd", None)  # (a request: the bundle's attribute is the tile run, if any)
+        plain = {k: v for k, v in n.attrs.items() if k != "winograd"}  # (a request; the bundle's is the tile run)
+        attrs = {**plain, "layout": "nhwc"}
         tile = winograd_tile(n, g.shapes.get(n.output)) if want == "nhwc" and n.op == "Conv" and winograd else 0
         if tile:
             attrs["winograd"] = tile
@@ -175,7 +175,7 @@ def to_nhwc(g: Graph, winograd: bool = True) -> Graph:
             m.inputs = inputs
             m.output = f"{n.output}@nhwc"
         else:
-            m = Node(n.op, n.name, inputs, n.output, {k: v for k, v in n.attrs.items() if k != "winograd"}, n.weights)
+            m = Node(n.op, n.name, inputs, n.output, plain, n.weights)
         made.add(m.output)
         layout[n.output] = want
         rank[n.output] = _out_rank(n, ranks)
