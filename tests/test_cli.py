@@ -37,6 +37,15 @@ def test_compile_inspect_run_bench(onnx_file, tmp_path, capsys):
     assert "onnxruntime" in out and "% of run" in out and "Conv+leaky_relu" in out
 
 
+def test_timed_calls_take_turns():
+    from edgesep.report import interleaved_seconds
+
+    calls = []
+    seconds = interleaved_seconds([lambda: calls.append("a"), lambda: calls.append("b")], runs=4, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 4  # the warm-up, then one call of each in turn
+    assert len(seconds) == 2 and all(0 <= s < 0.1 for s in seconds)
+
+
 def test_errors_exit_nonzero_with_a_message(tmp_path, capsys):
     bad = tmp_path / "bad.esb"
     bad.write_bytes(b"EDGESEP\0" + b"\xff" * 40)
@@ -67,6 +76,7 @@ def test_demo_reaches_the_trained_accuracy():
     # plan depends on this machine's timings: a unit test cannot hold it at its edge; 2 points it can.
     opt = r["optimized"]
     assert opt["bound"] <= 0.01 and opt["accuracy"] >= r["accuracy"] - 0.02
+    assert min(r["latency_ms"], opt["latency_ms"], r["ort_latency_ms"]) > 0
     assert opt["bytes"] < r["bytes"]
     assert any("--optimize auto" in line and "held-out accuracy" not in line for line in lines)
 

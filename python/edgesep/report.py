@@ -135,12 +135,20 @@ def compression_tables(report: dict) -> str:
 
 def median_seconds(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> float:
     """Median wall time of fn() over `runs` calls after `warmup` calls."""
-    for _ in range(warmup):
-        fn()
-    times = []
+    return interleaved_seconds([fn], runs, warmup)[0]
+
+
+def interleaved_seconds(fns: list[Callable[[], object]], runs: int = 20, warmup: int = 3) -> list[float]:
+    """Median wall time of each fn() over `runs` calls after `warmup` calls each, the calls taking turns
+    (every fn once, then again), so that a change in the machine's speed (another process, the clock)
+    falls on all of them alike: figures to compare with each other."""
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2]
+        for fn, t in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return [sorted(t)[len(t) // 2] for t in times]

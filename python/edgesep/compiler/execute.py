@@ -3,11 +3,11 @@ layer timings, all through the public runtime API (a bundle built in memory, edg
 from __future__ import annotations
 
 import copy
-import time
+import functools
 
 import numpy as np
 
-from ..report import median_seconds
+from ..report import interleaved_seconds, median_seconds
 from ..runtime import Model, load
 from .cache import Cache
 from .ir import Graph, Node
@@ -53,21 +53,12 @@ def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: in
     return median_seconds(lambda: m.run(x), runs=runs, warmup=3)
 
 
-def time_graphs(graphs: list[Graph], num_threads: int, rounds: int = 10, runs: int = 3) -> list[float]:
-    """Median seconds of each whole graph (one input) at batch 1, or the batch its export fixes, measured
-    interleaved: `rounds` turns of `runs` runs each, so that a change in the machine's speed hits all alike."""
+def time_graphs(graphs: list[Graph], num_threads: int, runs: int = 30) -> list[float]:
+    """Median seconds of each whole graph (one input) at batch 1, or the batch its export fixes, over `runs`
+    runs each, interleaved (report.interleaved_seconds), so that a change in the machine's speed hits all alike."""
     x = np.random.default_rng(0).standard_normal([d or 1 for d in graphs[0].inputs[0][1]]).astype(np.float32)
     models = [model_of(g, num_threads=num_threads) for g in graphs]
-    times: list[list[float]] = [[] for _ in models]
-    for m in models:
-        m.run(x)
-    for _ in range(rounds):
-        for m, t in zip(models, times):
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                m.run(x)
-                t.append(time.perf_counter() - t0)
-    return [float(np.median(t)) for t in times]
+    return interleaved_seconds([functools.partial(m.run, x) for m in models], runs, warmup=1)
 
 
 def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1, xin: np.ndarray | None = None) -> np.ndarray:
