@@ -330,10 +330,12 @@ def normal_equations(g: Graph, node: Node, calib: np.ndarray, target: np.ndarray
     activations come from `cache` where given (compiler/cache.py)."""
     x = cache.values(g, [node.inputs[0]], calib, num_threads)[0] if cache else \
         run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
+    from scipy.linalg.blas import dsyrk
+
     a, y = _rows(node, x, target, max_rows, np.random.default_rng(seed))
-    a = np.hstack([a, np.ones((len(a), 1), a.dtype)]).astype(np.float64)
     y = y.reshape(len(y), -1).astype(np.float64)
-    return a.T @ a, a.T @ y, np.einsum("ij,ij->j", y, y)
+    upper = dsyrk(1.0, a.T)  # A^T A's upper triangle (A.T is Fortran-ordered: no copy), half a product's work
+    return _symmetric(upper), a.T @ y, np.einsum("ij,ij->j", y, y)
 
 
 def spd_inverse(a: np.ndarray) -> np.ndarray:
@@ -346,7 +348,15 @@ def spd_inverse(a: np.ndarray) -> np.ndarray:
         inv, info = lapack.dpotri(c, lower=0)
     if info != 0:
         return np.linalg.inv(a)
-    return np.triu(inv) + np.triu(inv, 1).T
+    return _symmetric(inv)
+
+
+def _symmetric(upper: np.ndarray) -> np.ndarray:
+    """The symmetric matrix whose upper triangle `upper` holds (LAPACK's and BLAS's results leave the
+    lower one unset)."""
+    out = np.triu(upper)
+    out += np.tril(out.T, -1)
+    return out
 
 
 def spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -361,7 +371,9 @@ def spd_solve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _ridge(gram: np.ndarray) -> np.ndarray:
     """A^T A made safe to solve: the columns of a pruned layer's input are far from independent."""
-    return gram + 1e-6 * np.trace(gram) / len(gram) * np.eye(len(gram))
+    out = gram.copy()
+    out.flat[::len(out) + 1] += 1e-6 * np.trace(gram) / len(gram)  # (the diagonal: no n x n identity made)
+    return out
 
 
 def refit(g: Graph, node: Node, target: np.ndarray, calib: np.ndarray, num_threads: int = 1,
@@ -376,20 +388,22 @@ def refit(g: Graph, node: Node, target: np.ndarray, calib: np.ndarray, num_threa
 
 
 def _rows(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """The least-squares rows of a refit of node (Conv or Fc) fed x: its inputs per output position
-    (input channel c's columns c * m .. c * m + m - 1, m its taps or an Fc's columns per channel) and the
-    target there, at most max_rows of them, sampled."""
+    """The least-squares rows of a refit of node (Conv or Fc) fed x, in float64 with a column of ones last
+    (the bias): its inputs per output position (input channel c's columns c * m .. c * m + m - 1, m its
+    taps or an Fc's columns per channel) and the target there, at most max_rows of them, sampled."""
     if node.op != "Fc":
         return _patches(node, x, target, max_rows, rng)
-    a, y = x.reshape(len(x), -1), target.reshape(len(target), -1)
-    if len(a) > max_rows:
-        pick = rng.choice(len(a), max_rows, replace=False)
-        a, y = a[pick], y[pick]
+    x, y = x.reshape(len(x), -1), target.reshape(len(target), -1)
+    if len(x) > max_rows:
+        pick = rng.choice(len(x), max_rows, replace=False)
+        x, y = x[pick], y[pick]
+    a = np.empty((len(x), x.shape[1] + 1))
+    a[:, :-1], a[:, -1] = x, 1.0
     return a, y
 
 
 def _patches(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """im2col rows of a dense conv's input x at sampled output pixels, and the target there."""
+    """im2col rows of a dense conv's input x at sampled output pixels (as _rows), and the target there."""
     _, c, kh, kw = node.weights["weight"].shape
     pt, pl, pb, pr = node.attrs["pads"]
     sh, sw = node.attrs["strides"]
@@ -400,8 +414,12 @@ def _patches(node: Node, x: np.ndarray, target: np.ndarray, max_rows: int, rng) 
     pick = rng.choice(total, max_rows, replace=False) if total > max_rows else np.arange(total)
     si, rest = np.divmod(pick, oh * ow)
     yi, xi = np.divmod(rest, ow)
-    cols = [xp[si, :, yi * sh + i * dh, xi * sw + j * dw] for i in range(kh) for j in range(kw)]  # each [rows, c]
-    a = np.stack(cols, axis=2).reshape(len(pick), c * kh * kw)
+    a = np.empty((len(pick), c * kh * kw + 1))
+    taps = a[:, :-1].reshape(len(pick), c, kh * kw)  # (a view: channel c's taps are its columns)
+    for i in range(kh):
+        for j in range(kw):
+            taps[:, :, i * kw + j] = xp[si, :, yi * sh + i * dh, xi * sw + j * dw]
+    a[:, -1] = 1.0
     return a, target[si, :, yi, xi]
 
 
