@@ -41,8 +41,8 @@ def test_timed_calls_take_turns():
     from edgesep.report import interleaved_seconds
 
     calls = []
-    seconds = interleaved_seconds([lambda: calls.append("a"), lambda: calls.append("b")], runs=4, warmup=2)
-    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 4  # the warm-up, then one call of each in turn
+    seconds = interleaved_seconds([lambda: calls.append("a"), lambda: calls.append("b")], rounds=3, runs=2, warmup=2)
+    assert calls == ["a", "a", "b", "b"] + (["a"] * 3 + ["b"] * 3) * 3  # the warm-up, then turns: one untimed call, two timed
     assert len(seconds) == 2 and all(0 <= s < 0.1 for s in seconds)
 
 

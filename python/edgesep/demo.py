@@ -95,7 +95,7 @@ def main(num_threads: int | None = None, out=print, optimize: bool = True) -> di
                                                               "latency_ms": result["ort_latency_ms"],
                                                               "bytes": onnx_path.stat().st_size}])
             del sess  # (its idle workers spin for milliseconds after a run: not beside ours)
-        for (_, _, r), seconds in zip(rows[-len(runs):], interleaved_seconds(runs, runs=200)):
+        for (_, _, r), seconds in zip(rows[-len(runs):], interleaved_seconds(runs, rounds=20, runs=10)):
             r["latency_ms"] = 1e3 * seconds
         base = rows[0][2]["latency_ms"]
         out(table(["runtime", "model", "held-out accuracy", "latency ms (batch 1)", "size KB",

@@ -134,21 +134,24 @@ def compression_tables(report: dict) -> str:
 
 
 def median_seconds(fn: Callable[[], object], runs: int = 20, warmup: int = 3) -> float:
-    """Median wall time of fn() over `runs` calls after `warmup` calls."""
-    return interleaved_seconds([fn], runs, warmup)[0]
+    """Median wall time of fn() over `runs` calls after `warmup` calls (at least one)."""
+    return interleaved_seconds([fn], rounds=1, runs=runs, warmup=max(warmup - 1, 0))[0]
 
 
-def interleaved_seconds(fns: list[Callable[[], object]], runs: int = 20, warmup: int = 3) -> list[float]:
-    """Median wall time of each fn() over `runs` calls after `warmup` calls each, the calls taking turns
-    (every fn once, then again), so that a change in the machine's speed (another process, the clock)
-    falls on all of them alike: figures to compare with each other."""
+def interleaved_seconds(fns: list[Callable[[], object]], rounds: int = 10, runs: int = 3, warmup: int = 2) -> list[float]:
+    """Median wall time of each fn() over rounds x runs calls, after `warmup` calls each: the fns take
+    turns, `runs` timed calls a turn after one untimed call (the others' turns have taken the caches; a
+    model runs warm where it is deployed), so that a change in the machine's speed (another process, the
+    clock) falls on all of them alike: figures to compare with each other."""
     for fn in fns:
         for _ in range(warmup):
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(runs):
+    for _ in range(rounds):
         for fn, t in zip(fns, times):
-            t0 = time.perf_counter()
             fn()
-            t.append(time.perf_counter() - t0)
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn()
+                t.append(time.perf_counter() - t0)
     return [sorted(t)[len(t) // 2] for t in times]

@@ -53,12 +53,13 @@ def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: in
     return median_seconds(lambda: m.run(x), runs=runs, warmup=3)
 
 
-def time_graphs(graphs: list[Graph], num_threads: int, runs: int = 30) -> list[float]:
-    """Median seconds of each whole graph (one input) at batch 1, or the batch its export fixes, over `runs`
-    runs each, interleaved (report.interleaved_seconds), so that a change in the machine's speed hits all alike."""
+def time_graphs(graphs: list[Graph], num_threads: int, rounds: int = 10, runs: int = 3) -> list[float]:
+    """Median seconds of each whole graph (one input) at batch 1, or the batch its export fixes, measured
+    interleaved (report.interleaved_seconds: `rounds` turns of `runs` runs each), so that a change in the
+    machine's speed hits all alike."""
     x = np.random.default_rng(0).standard_normal([d or 1 for d in graphs[0].inputs[0][1]]).astype(np.float32)
     models = [model_of(g, num_threads=num_threads) for g in graphs]
-    return interleaved_seconds([functools.partial(m.run, x) for m in models], runs, warmup=1)
+    return interleaved_seconds([functools.partial(m.run, x) for m in models], rounds, runs, warmup=0)
 
 
 def preactivation(g: Graph, node: Node, x: np.ndarray, num_threads: int = 1, xin: np.ndarray | None = None) -> np.ndarray:
