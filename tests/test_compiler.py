@@ -182,6 +182,25 @@ def test_winograd_tile_by_channels_and_map(channels, side, tile):
     assert winograd_tile(n, [1, channels[0], "H", "W"]) == (2 if min(channels) >= 32 else 0)  # map unknown
 
 
+def test_a_layer_timed_alone_runs_as_in_its_model(monkeypatch):
+    """The planner times a layer as a graph of its own (execute.chain_graph): it must lower as inside its
+    model (a 32-channel 3x3 conv on a 28x28 map: F(4x4), not the F(2x2) of a map unknown), and its time
+    is its steps' without the layout changes at the graph's ends (profile.chain_seconds)."""
+    from edgesep.compiler.execute import chain_graph, model_of
+    from edgesep.compiler.ir import Node
+    from edgesep.profile import chain_seconds
+
+    conv = Node("Conv", "c", ["v"], "y", {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1], "strides": [1, 1],
+                                          "dilations": [1, 1], "group": 1, "out_channels": 32},
+                {"weight": w(32, 32, 3, 3), "bias": w(32)})
+    m = model_of(chain_graph([conv], (1, 32, 28, 28)))
+    assert [n["attrs"].get("winograd") for n in m.header["graph"]["nodes"] if n["op"] == "Conv"] == [4]
+    steps = [r["op"] for r in m.layers(1)]
+    assert steps == ["Transpose", "Conv", "Transpose"]
+    monkeypatch.setattr(type(m), "profile", lambda self, x, runs: [1.0, 10.0, 100.0])
+    assert chain_seconds(m, np.zeros((1, 32, 28, 28), np.float32)) == 10.0
+
+
 def test_winograd_on_a_small_map_splits_its_channels_across_threads(tmp_path):
     """A 7x7 map is one block of four F(4x4) tiles: with two threads its output channels are split into
     ranges, each with its own bias, fused residual and activation pass (LeakyRelu; 48 + 48 of 96), or

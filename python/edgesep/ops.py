@@ -97,3 +97,9 @@ OPS: dict[str, OpSpec] = {
 def is_depthwise(in_channels: int, out_channels: int, group: int) -> bool:
     """A conv whose every channel is its own group: run by the depthwise kernel, weights stored plain."""
     return group == in_channels == out_channels
+
+
+def is_layout_change(node: dict) -> bool:
+    """Whether a bundle's node (a header dict, or a row of Model.layers()) is a Transpose the compiler
+    inserted to change an activation's layout (compiler/layout.py names them <value>/to_nhwc, /to_nchw)."""
+    return node["op"] == "Transpose" and node["name"].endswith(("/to_nhwc", "/to_nchw"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .execute import node_shapes, time_nodes
+from .execute import chain_graph, node_shapes, time_nodes
 from .ir import CompileError, Graph, Node
 from .layout import winograd_eligible
 from .lower import write_bundle
@@ -100,9 +100,7 @@ def write_candidates(timer: Timer, path: str | Path) -> int:
     """The timer's chains as bundles in a zip (one per signature, `<signature>.esb`); returns how many."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for key, (nodes, shape) in timer.chains.items():
-            g = Graph([("x", list(shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
-            g.nodes[0].inputs = ["x"]
-            z.writestr(f"{key}.esb", write_bundle(g, None))
+            z.writestr(f"{key}.esb", write_bundle(chain_graph(nodes, shape), None))
     return len(timer.chains)
 
 

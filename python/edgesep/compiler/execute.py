@@ -7,7 +7,8 @@ import functools
 
 import numpy as np
 
-from ..report import interleaved_seconds, median_seconds
+from ..profile import chain_seconds
+from ..report import interleaved_seconds
 from ..runtime import Model, load
 from .cache import Cache
 from .ir import Graph, Node
@@ -44,13 +45,24 @@ def node_shapes(g: Graph) -> dict[str, tuple[tuple, tuple]]:
     return {r["name"]: (r["inputs"][0], r["output"]) for r in model_of(g, layout="nchw").layers(1)}
 
 
-def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: int = 15) -> float:
-    """Median seconds of the chain `nodes` (first reads "x") alone on the runtime, at `input_shape`."""
+def chain_graph(nodes: list[Node], input_shape: tuple) -> Graph:
+    """The chain `nodes` (copies; the first reads "x") as a graph of its own at `input_shape`, its values'
+    shapes known, so that it lowers as it does inside its model (a 3x3 conv's Winograd tile depends on its
+    map: compiler/layout.py, winograd_tile)."""
     g = Graph([("x", list(input_shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
     g.nodes[0].inputs = ["x"]
-    m = model_of(g, num_threads=num_threads)
+    made = {n.name: n.output for n in g.nodes}
+    g.shapes = {"x": [None, *input_shape[1:]],
+                **{made[name]: [None, *out[1:]] for name, (_, out) in node_shapes(g).items() if name in made}}
+    return g
+
+
+def time_nodes(nodes: list[Node], input_shape: tuple, num_threads: int, runs: int = 15) -> float:
+    """Seconds of the chain `nodes` (first reads "x") on the runtime, at `input_shape`, as inside a whole
+    model (profile.chain_seconds: its steps' medians, without a run's copies in and out)."""
+    m = model_of(chain_graph(nodes, input_shape), num_threads=num_threads)
     x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-    return median_seconds(lambda: m.run(x), runs=runs, warmup=3)
+    return chain_seconds(m, x, runs)
 
 
 def time_graphs(graphs: list[Graph], num_threads: int, rounds: int = 10, runs: int = 3) -> list[float]:

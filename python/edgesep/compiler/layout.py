@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops import is_depthwise
+from ..ops import is_depthwise, is_layout_change  # noqa: F401 (is_layout_change: the names given here)
 from .ir import Graph, Node
 from .passes import drop_dead
 
@@ -22,11 +22,6 @@ _AXIS_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}  # where a logical NCHW axis lies in the N
 _ANCHORS = ("Conv", "SeparableConv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 _BINARY = ("Add", "Sub", "Mul", "Div", "Max", "Min")
 _FOLLOWERS = (*_BINARY, "Concat", "Pad", "Activation")
-
-
-def is_layout_change(node: dict) -> bool:
-    """Whether a bundle's node (a header dict) is a Transpose this pass inserted."""
-    return node["op"] == "Transpose" and node["name"].endswith(("/to_nhwc", "/to_nchw"))
 
 
 def _out_rank(n: Node, ranks: list[int | None]) -> int | None:
