@@ -55,7 +55,7 @@ def main() -> None:
     from edgesep.compiler import compile_onnx
     from edgesep.compiler.execute import model_of
     from edgesep.compiler.ir import Graph, Node
-    from edgesep.compiler.layout import is_layout_change
+    from edgesep.ops import is_layout_change
     from edgesep.compiler.separable import Layer, runtime_form, split
     from edgesep.report import median_seconds
 

@@ -9,7 +9,7 @@ from test_ops import CASES, model, w
 
 import edgesep
 from edgesep.compiler import CompileError, compile_onnx
-from edgesep.compiler.layout import is_layout_change
+from edgesep.ops import is_layout_change
 
 
 def nodes(m) -> list[dict]:

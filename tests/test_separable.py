@@ -16,7 +16,7 @@ from edgesep.bundle import read_bundle, unpack_conv_mr6
 from edgesep.compiler import CompileError, compile_onnx
 from edgesep.compiler.execute import model_of
 from edgesep.compiler.ir import Graph, Node
-from edgesep.compiler.layout import is_layout_change
+from edgesep.ops import is_layout_change
 from edgesep.compiler.separable import Layer, Spec, energy_rank, pair, split
 
 

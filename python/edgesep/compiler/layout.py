@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ops import is_depthwise, is_layout_change  # noqa: F401 (is_layout_change: the names given here)
+from ..ops import is_depthwise
 from .ir import Graph, Node
 from .passes import drop_dead
 

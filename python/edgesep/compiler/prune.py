@@ -328,10 +328,10 @@ def normal_equations(g: Graph, node: Node, calib: np.ndarray, target: np.ndarray
     channels): (A^T A, A^T Y, per output column |Y|^2), A with a bias column last, in float64. Removing
     input channels removes their rows and columns of A^T A and their rows of A^T Y. The input's
     activations come from `cache` where given (compiler/cache.py)."""
-    x = cache.values(g, [node.inputs[0]], calib, num_threads)[0] if cache else \
-        run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
     from scipy.linalg.blas import dsyrk
 
+    x = cache.values(g, [node.inputs[0]], calib, num_threads)[0] if cache else \
+        run(model_of(g, [node.inputs[0]], num_threads), calib)[0]
     a, y = _rows(node, x, target, max_rows, np.random.default_rng(seed))
     y = y.reshape(len(y), -1).astype(np.float64)
     upper = dsyrk(1.0, a.T)  # A^T A's upper triangle (A.T is Fortran-ordered: no copy), half a product's work
