@@ -51,7 +51,7 @@ def main(num_threads: int | None = None, out=print, optimize: bool = True) -> di
         logits = np.concatenate([model.run(images[i:i + 100]) for i in range(0, len(images), 100)])
         return {"accuracy": float((logits.argmax(1) == labels).mean()), "logits": logits}
 
-    runs = []  # per row of the table, the call timed: all are timed at the end, taking turns
+    timed = []  # per edgesep row of the table, the call timed: all are timed at the end, taking turns
 
     with tempfile.TemporaryDirectory() as tmp:
         dense_path = Path(tmp) / "digits.esb"
@@ -64,7 +64,7 @@ def main(num_threads: int | None = None, out=print, optimize: bool = True) -> di
         out("\n" + layer_table(dense) + "\n")
         result = {**measure(dense), "bytes": dense_path.stat().st_size, "threads": threads, "isa": dense.kernel_isa}
         rows = [["edgesep", "dense", result]]
-        runs.append(lambda: dense.run(one))
+        timed.append(lambda: dense.run(one))
         if optimize:
             x, y = calibration()
             out(f"Compiling again with --optimize auto: pruning, separable convs and sparse FC planned together "
@@ -78,7 +78,7 @@ def main(num_threads: int | None = None, out=print, optimize: bool = True) -> di
             result["optimized"] = {**measure(optimized), "bytes": opt_path.stat().st_size,
                                    "bound": plan["plan"]["final"]["bound"]}
             rows.append(["edgesep", "--optimize auto", result["optimized"]])
-            runs.append(lambda: optimized.run(one))
+            timed.append(lambda: optimized.run(one))
         try:
             import onnxruntime as ort
         except ImportError:
@@ -95,7 +95,7 @@ def main(num_threads: int | None = None, out=print, optimize: bool = True) -> di
                                                               "latency_ms": result["ort_latency_ms"],
                                                               "bytes": onnx_path.stat().st_size}])
             del sess  # (its idle workers spin for milliseconds after a run: not beside ours)
-        for (_, _, r), seconds in zip(rows[-len(runs):], interleaved_seconds(runs, rounds=20, runs=10)):
+        for (_, _, r), seconds in zip(rows[-len(timed):], interleaved_seconds(timed, rounds=20, runs=10)):
             r["latency_ms"] = 1e3 * seconds
         base = rows[0][2]["latency_ms"]
         out(table(["runtime", "model", "held-out accuracy", "latency ms (batch 1)", "size KB",

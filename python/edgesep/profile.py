@@ -38,5 +38,9 @@ def chain_seconds(model: Model, x: np.ndarray, runs: int = 15) -> float:
     the layer's input and output) and the layout changes at the bundle's input and output."""
     for _ in range(3):  # (warm-up)
         model.run(x)
-    rows, times = model.layers(x.shape[0]), model.profile(x, runs)
-    return float(sum(t for r, t in zip(rows, times) if not is_layout_change(r)))
+    steps = list(zip(model.layers(x.shape[0]), model.profile(x, runs)))
+    while steps and is_layout_change(steps[0][0]):
+        steps.pop(0)
+    while steps and is_layout_change(steps[-1][0]):
+        steps.pop()
+    return float(sum(t for _, t in steps))
