@@ -15,7 +15,8 @@ from edgesep.compiler import plan as P
 from edgesep.compiler.execute import Stage, model_of, run
 from edgesep.compiler.onnx_import import import_onnx
 from edgesep.compiler.passes import cleanup
-from edgesep.compiler.prune import Planner, Spec, channel_groups, kept_at, prune, remove_channels, scores
+from edgesep.compiler.prune import (RIDGE, Planner, Spec, channel_groups, kept_at, prune, remove_channels, ridge_solve,
+                                    scores, underdetermined)
 
 
 def graph_of(module: nn.Module, shape: tuple, tmp_path):
@@ -317,17 +318,34 @@ def test_recon_removes_the_channels_the_refit_can_rebuild(tmp_path):
     assert errors["recon"] < 1e-3 < 0.01 < errors["mean"], errors  # (recon: the refit's ridge term only)
 
 
+@pytest.mark.parametrize("rows, cols", [(300, 40), (40, 300), (41, 41)])
+def test_ridge_solve_is_the_ridge_solution_in_either_form(rows, cols):
+    """The refit's least squares (A^T A + r I)^-1 A^T Y, r = RIDGE x mean(diag A^T A), solved in the dual
+    form where A has fewer rows than columns: the same solution as the primal formula (float64 throughout;
+    the two differ by rounding, ~1e-9 relative here, so 1e-6 is loose and still catches a wrong ridge,
+    whose effect on these well-scaled rows is larger, or a transposed product)."""
+    rng = np.random.default_rng(0)
+    a = np.hstack([rng.standard_normal((rows, cols - 1)), np.ones((rows, 1))])
+    y = rng.standard_normal((rows, 5))
+    gram = a.T @ a
+    want = np.linalg.solve(gram + RIDGE * np.trace(gram) / cols * np.eye(cols), a.T @ y)
+    np.testing.assert_allclose(ridge_solve(a, y), want, rtol=1e-6, atol=1e-9 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("net, shape", [(resnet_like, (1, 3, 16, 16)), (concat_net, (1, 3, 16, 16)),
                                         (vgg_like, (1, 1, 28, 28))])
 def test_planner_refits_from_equations_computed_once(tmp_path, net, shape):
-    """The planner refits a group's readers from their normal equations computed once on the unpruned
-    network, less the removed channels' rows and columns (through residuals and Concats): the same
-    weights as a refit computed afresh on the pruned network."""
+    """The planner refits a group's readers from their normal equations (or, underdetermined, their
+    least-squares rows) computed once on the unpruned network, less the removed channels' rows and
+    columns (through residuals and Concats): the same weights as a refit computed afresh on the pruned
+    network."""
     g = graph_of(net(), shape, tmp_path)
     stage = Stage(g, np.random.default_rng(1).standard_normal((32, *shape[1:])).astype(np.float32))
     planner = Planner(Spec(None, None, 1))
     prunable = [grp.name for grp in channel_groups(g) if not grp.why_not]
     assert len(prunable) >= 2
+    if net is vgg_like:  # (its Fc has more columns than the 32 inputs: refit in the dual form, from rows)
+        assert any(underdetermined(c, stage.target(c.name)) for grp in channel_groups(g) for c in grp.readers())
     for name in prunable:
         a, b = g.copy(), g.copy()
         planner.apply(a, {name: next(kept_at(grp.channels, 0.5) for grp in channel_groups(g) if grp.name == name)}, stage)
