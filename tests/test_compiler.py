@@ -135,6 +135,31 @@ def test_conv_weights_are_stored_prepacked(tmp_path, layout):
     assert edgesep.load(tmp_path / "m.esb").run(x).shape == (2, 10, 1, 1)
 
 
+def test_an_in_memory_bundle_is_its_file(tmp_path):
+    """The compiler's trial models (BundleWriter.to_bundle, no file, tensors not copied into one buffer)
+    hold the same tensors and run to the same outputs, bit for bit, as the bundle written to a file."""
+    from edgesep.bundle import read_bundle
+    from edgesep.compiler.lower import memory_bundle, write_bundle
+    from edgesep.compiler.onnx_import import import_onnx
+    from edgesep.compiler.passes import cleanup
+
+    proto = model([helper.make_node("Conv", ["x", "W", "B"], ["h"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h"], ["r"]),
+                   helper.make_node("Conv", ["r", "D"], ["d"], group=32, pads=[1, 1, 1, 1]),
+                   helper.make_node("GlobalAveragePool", ["d"], ["p"]), helper.make_node("Flatten", ["p"], ["f"]),
+                   helper.make_node("Gemm", ["f", "F"], ["y"], transB=1)],
+                  [16, 12, 12], {"W": w(32, 16, 3, 3), "B": w(32), "D": w(32, 1, 3, 3), "F": w(10, 32)})
+    g = import_onnx(proto)
+    cleanup(g)
+    write_bundle(g, tmp_path / "m.esb")
+    file, mem = read_bundle(tmp_path / "m.esb"), memory_bundle(g)
+    assert [{k: v for k, v in e.items() if k != "crc32"} for e in file.tensors] == \
+        [{k: v for k, v in e.items() if k != "crc32"} for e in mem.tensors] and file.graph == mem.graph
+    for i in range(len(file.tensors)):
+        np.testing.assert_array_equal(file.tensor(i), mem.tensor(i))
+    x = np.random.default_rng(0).standard_normal((3, 16, 12, 12)).astype(np.float32)
+    np.testing.assert_array_equal(edgesep.load(mem).run(x), edgesep.load(tmp_path / "m.esb").run(x))
+
+
 def test_wide_3x3_convs_run_by_winograd_and_match_onnxruntime(tmp_path):
     """3x3 convs at stride 1 go to Winograd F(4x4, 3x3) where the map is large enough for its channels, to
     F(2x2, 3x3) on smaller maps from 32 channels (weights stored transformed; the stored weight unpacks to

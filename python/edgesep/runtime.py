@@ -55,7 +55,7 @@ class Model:
 
     _PLAN_CACHE = 4  # plans kept, at most (and within max_memory together)
 
-    def __init__(self, path: str | os.PathLike | bytes, num_threads: int | None = None, isa: str | None = None,
+    def __init__(self, path: str | os.PathLike | bytes | Bundle, num_threads: int | None = None, isa: str | None = None,
                  verify: bool = True, max_memory: int | None = None) -> None:
         cpus = os.cpu_count() or 1
         most = min(_core.LIMITS["max_threads"], 4 * cpus)
@@ -66,7 +66,7 @@ class Model:
         if max_memory is not None and (not isinstance(max_memory, int) or isinstance(max_memory, bool)
                                        or max_memory < 1):
             raise ValueError(f"max_memory must be a positive number of bytes, got {max_memory!r}")
-        self._bundle: Bundle = read_bundle(path, verify=verify)
+        self._bundle: Bundle = path if isinstance(path, Bundle) else read_bundle(path, verify=verify)
         self.num_threads = num_threads or _core.physical_cores()
         self.max_memory = max_memory or default_max_memory()
         self.isa = isa or os.environ.get("EDGESEP_ISA", "")
@@ -251,10 +251,11 @@ class Model:
         self._bundle.close()
 
 
-def load(path: str | os.PathLike | bytes, num_threads: int | None = None, isa: str | None = None, verify: bool = True,
-         max_memory: int | None = None) -> Model:
+def load(path: str | os.PathLike | bytes | Bundle, num_threads: int | None = None, isa: str | None = None,
+         verify: bool = True, max_memory: int | None = None) -> Model:
     """Opens a bundle (memory-mapped, validated, CRC-checked unless verify=False) and prepares it to run;
-    `path` may also be a bundle's bytes.
+    `path` may also be a bundle's bytes, or a Bundle the compiler made in memory (BundleWriter.to_bundle:
+    taken as it is).
 
     num_threads: threads per run (default: the physical cores). isa: force a kernel variant from
     available_isas() (default: the best this CPU runs; or the EDGESEP_ISA environment variable).

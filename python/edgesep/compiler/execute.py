@@ -12,7 +12,7 @@ from ..report import interleaved_seconds
 from ..runtime import Model, load
 from .cache import Cache
 from .ir import Graph, Node
-from .lower import write_bundle
+from .lower import memory_bundle
 from .passes import drop_dead
 
 
@@ -25,7 +25,7 @@ def model_of(g: Graph, outputs: list[str] | None = None, num_threads: int = 1, i
         g.nodes = list(g.nodes)
         g.outputs = list(outputs)
         drop_dead(g)
-    return load(write_bundle(g, None, layout=layout, checksums=False), num_threads=num_threads, isa=isa, verify=False)
+    return load(memory_bundle(g, layout=layout), num_threads=num_threads, isa=isa)
 
 
 def run(model: Model, x: np.ndarray | list[np.ndarray], batch: int = 128) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bundle import BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc, pack_wino_nhwc16, wino_layout
+from ..bundle import Bundle, BundleWriter, pack_conv_mr6, pack_conv_nhwc16, pack_khwc, pack_wino_nhwc16, wino_layout
 from ..ops import ACTIVATION_LAYOUTS, OPS, is_depthwise
 from .ir import CompileError, Graph, Node
 from .layout import to_nhwc
@@ -70,6 +70,22 @@ def write_bundle(g: Graph, path: str | Path | None, layout: str = "nhwc", winogr
     conv core's, with NCHW only where an op needs it; "nchw": everywhere), the 3x3 convs that pay by
     Winograd where `winograd` (NHWC only); `meta` goes into the header. path None: returns the bundle's
     bytes instead. checksums=False: every tensor's CRC-32 left at 0 (BundleWriter)."""
+    w, graph = _lowered(g, layout, winograd, checksums)
+    if path is None:
+        return w.to_bytes(graph, **meta)
+    w.write(path, graph, **meta)
+    return None
+
+
+def memory_bundle(g: Graph, layout: str = "nhwc", winograd: bool = True) -> Bundle:
+    """Graph `g` lowered as write_bundle lowers it, as an in-memory Bundle for edgesep.load (its tensors
+    the packed arrays themselves, no checksums: BundleWriter.to_bundle)."""
+    w, graph = _lowered(g, layout, winograd, checksums=False)
+    return w.to_bundle(graph)
+
+
+def _lowered(g: Graph, layout: str, winograd: bool, checksums: bool) -> tuple[BundleWriter, dict]:
+    """A BundleWriter holding g's weights in their kernels' layouts, and the graph's JSON description."""
     if layout not in ACTIVATION_LAYOUTS:
         raise CompileError(f"layout must be one of {', '.join(ACTIVATION_LAYOUTS)}, got {layout!r}")
     if layout == "nhwc":
@@ -85,7 +101,4 @@ def write_bundle(g: Graph, path: str | Path | None, layout: str = "nhwc", winogr
                       "weights": weights})
     graph = {"inputs": [{"name": name, "shape": _json(shape), "dtype": "float32"} for name, shape in g.inputs],
              "outputs": [{"name": o, "dtype": "float32"} for o in g.outputs], "nodes": nodes}
-    if path is None:
-        return w.to_bytes(graph, **meta)
-    w.write(path, graph, **meta)
-    return None
+    return w, graph
