@@ -275,3 +275,30 @@ def test_a_budget_is_checked_on_calibration_inputs_the_refits_did_not_see():
     assert check.tolist() == [2]
     with pytest.raises(CompileError, match="check-fraction"):
         _hold_out(100, None, 1.0)
+
+
+def test_the_planner_offers_a_rank_only_where_it_times_faster_than_every_higher_one(three_convs):
+    """A lower rank costs accuracy, so it is an option only where it buys time: with layer times that stop
+    falling below rank 4 (as a kernel's block of output channels makes them), ranks under 4 are not
+    offered, and the options' times fall strictly as their ranks do."""
+    from edgesep.compiler.onnx_import import import_onnx
+    from edgesep.compiler.passes import cleanup
+    from edgesep.compiler.separable import Planner
+
+    g = import_onnx(onnx.load(str(three_convs)))
+    cleanup(g)
+
+    class Timer:  # a pair's time by its rank: flat below rank 4; a dense conv's: 1
+        def __call__(self, nodes, shape):
+            if len(nodes) == 1 and nodes[0].op == "Conv":
+                return 1.0
+            k = nodes[0].weights["vertical" if nodes[0].op == "SeparableConv" else "weight"].shape[0]
+            return 0.1 + 0.01 * max(k, 4)
+
+    units = Planner().units(g, Timer())
+    assert units
+    for u in units:
+        ranks = [o.setting[0] for o in u.options]
+        times = [o.seconds for o in u.options]
+        assert min(ranks) == 4 and ranks == sorted(ranks), ranks
+        assert all(a < b for a, b in zip(times, times[1:])), times

@@ -10,7 +10,9 @@ whose pair does not run faster than the dense conv, in time measured on the runt
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
 import numpy as np
 
 from .execute import Stage, adopt_if_faster, model_of, node_shapes, preactivation, run, time_nodes
@@ -295,10 +297,14 @@ class Planner:
             dense = timer([node], layer.in_shape)
             u = Unit(self.kind, node.name, dense, layers=frozenset({node.name}), dense_parts={node.name: dense}, split=True)
             v, h, _ = split(node.weights["weight"], kmax)  # (a time does not depend on the values)
-            for k in sorted({max(1, round(f * kmax)) for f in RANKS}):
-                # Both forms compute the same: one option per rank, in the faster form.
+            fastest = math.inf
+            for k in sorted({max(1, round(f * kmax)) for f in RANKS}, reverse=True):
+                # Both forms compute the same: one option per rank, in the faster form; a rank only where
+                # it times faster than every higher one (a lower rank costs accuracy: it must buy time).
                 t, form = min((timer(nodes, layer.in_shape), form) for form, nodes in forms(layer, (v[:k], h[:, :k], None)).items())
-                u.options.append(Option((k, form), f"rank {k} {form}", t, parts={node.name: t}))
+                if t < fastest:
+                    fastest = t
+                    u.options.insert(0, Option((k, form), f"rank {k} {form}", t, parts={node.name: t}))
             units.append(u)
         return units
 
