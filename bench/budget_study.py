@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from docs_section import write_section
 from edgesep.compiler.plan import CHECK_FRACTION
-from interleave import latency
+from interleave import STUDY_RUNS, latency
 from mnist_models import mnist_split, vgg_mnist_onnx
 from prune_accuracy import cpu
 
@@ -142,7 +142,7 @@ def main() -> None:
     for row in done:  # speed, measured after the compiles, interleaved with our dense bundle and onnxruntime
         if "speedup" not in row:
             ms = latency({"edgesep": row["dense"], "edgesep:plan": row["bundle"], "onnxruntime": row["onnx"]}, 1,
-                         row.get("shape", [1, 1, 28, 28]), 60)
+                         row.get("shape", [1, 1, 28, 28]), STUDY_RUNS)
             row["speedup"], row["vs_ort"] = ms["edgesep"] / ms["edgesep:plan"], ms["onnxruntime"] / ms["edgesep:plan"]
     RESULTS.write_text("".join(json.dumps(r) + "\n" for r in done))
     text = summary(done)

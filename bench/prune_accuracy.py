@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from docs_section import write_section
-from interleave import latency
+from interleave import STUDY_RUNS, latency
 from mnist_models import accuracy, evaluate, mnist_split, mobilenet_mnist_onnx, vgg_mnist_onnx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,7 +84,7 @@ def main() -> None:
                 rep = compile_onnx(onnx_path, out, prune=spec, calib=calib if data != "none" else None,
                                    labels=labels if budget else None, max_accuracy_drop=budget)
                 acc = accuracy(load(out, num_threads=1), xte, yte, 1)
-                ms = latency({"edgesep": str(dense), "edgesep:pruned": str(out)}, 1, list(xte[:1].shape), 60)
+                ms = latency({"edgesep": str(dense), "edgesep:pruned": str(out)}, 1, list(xte[:1].shape), STUDY_RUNS)
                 speed = ms["edgesep"] / ms["edgesep:pruned"]
                 pr = rep.get("prune") or rep["plan"]  # (auto: the planner's report)
                 if "groups" in pr:
@@ -137,7 +137,7 @@ def sets(write: bool) -> None:
                     idx = np.random.default_rng(seed).choice(len(xtr), 500, replace=False)
                     rep = compile_onnx(onnx_path, out, prune=str(r), calib=np.ascontiguousarray(xtr[idx]))
                     drops.append(accuracy(load(out, num_threads=1), xte, yte, 1) - acc0)
-                    ms = latency({"edgesep": str(dense), "edgesep:pruned": str(out)}, 1, list(xte[:1].shape), 60)
+                    ms = latency({"edgesep": str(dense), "edgesep:pruned": str(out)}, 1, list(xte[:1].shape), STUDY_RUNS)
                     speeds.append(ms["edgesep"] / ms["edgesep:pruned"])
                     print(name, r, seed, f"{drops[-1]:+.1%} {speeds[-1]:.2f}x", flush=True)
                 macs = rep["prune"]["macs_before"] / rep["prune"]["macs_after"]
