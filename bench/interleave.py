@@ -22,7 +22,7 @@ import time
 
 #: The timed runs per runtime of the accuracy studies' speed-ups (60 rounds of 5). At 60 (12 rounds) two
 #: VGG-style MNIST plans measured 2.32x and 4.77x our dense model in one run of bench/budget_study.py and
-#: 3.11x and 3.41x, twice each, in the next: a round of 5 runs of a 0.2 ms model lasts 1 ms, and a few
+#: 3.11x and 3.41x, twice each, timed again a few hours later: a round of 5 runs of a 0.2 ms model lasts 1 ms, and a few
 #: rounds caught by a busy moment move the median.
 STUDY_RUNS = 300
 
