@@ -344,7 +344,7 @@ def fit_rows(g: Graph, node: Node, calib: np.ndarray, target: np.ndarray, num_th
 
 def underdetermined(node: Node, target: np.ndarray, max_rows: int = MAX_ROWS) -> bool:
     """Whether fit_rows gives node's refit fewer rows than columns (then ridge_solve takes the dual form)."""
-    rows = len(target) if node.op == "Fc" else min(max_rows, len(target) * int(np.prod(target.shape[2:])))
+    rows = min(max_rows, len(target) * (1 if node.op == "Fc" else int(np.prod(target.shape[2:]))))
     return rows < int(np.prod(node.weights["weight"].shape[1:])) + 1
 
 
@@ -400,8 +400,16 @@ RIDGE = 1e-6  # a refit's ridge: this much of the mean of A^T A's diagonal, adde
 def _ridge(gram: np.ndarray) -> np.ndarray:
     """A^T A made safe to solve: the columns of a pruned layer's input are far from independent."""
     out = gram.copy()
-    out.flat[::len(out) + 1] += RIDGE * np.trace(gram) / len(gram)  # (the diagonal: no n x n identity made)
+    _add_ridge(out, len(out))
     return out
+
+
+def _add_ridge(m: np.ndarray, columns: int) -> float:
+    """Adds the ridge r to m's diagonal in place, m being A^T A or A A^T of rows A with `columns` columns
+    (trace(A A^T) = trace(A^T A), so r is the same either way); returns r."""
+    r = RIDGE * np.trace(m) / columns
+    m.flat[::len(m) + 1] += r  # (the diagonal: no n x n identity made)
+    return r
 
 
 def ridge_solve(a: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -412,9 +420,11 @@ def ridge_solve(a: np.ndarray, y: np.ndarray) -> np.ndarray:
     from scipy.linalg.blas import dsyrk
 
     if len(a) >= a.shape[1]:
-        return spd_solve(_ridge(_symmetric(dsyrk(1.0, a.T))), a.T @ y)
-    k = _symmetric(dsyrk(1.0, a.T, trans=1))  # A A^T (A.T Fortran-ordered: no copy)
-    k.flat[::len(k) + 1] += RIDGE * np.trace(k) / a.shape[1]  # (trace(A A^T) = trace(A^T A))
+        gram = _symmetric(dsyrk(1.0, a.T))  # (A.T Fortran-ordered: no copy)
+        _add_ridge(gram, a.shape[1])
+        return spd_solve(gram, a.T @ y)
+    k = _symmetric(dsyrk(1.0, a.T, trans=1))  # A A^T
+    _add_ridge(k, a.shape[1])
     return a.T @ spd_solve(k, y)
 
 
@@ -426,8 +436,7 @@ def ridge_inverse(a: np.ndarray) -> np.ndarray:
     from scipy.linalg.blas import dsyrk
 
     k = _symmetric(dsyrk(1.0, a.T, trans=1))
-    r = RIDGE * np.trace(k) / a.shape[1]
-    k.flat[::len(k) + 1] += r
+    r = _add_ridge(k, a.shape[1])
     b = solve_triangular(np.linalg.cholesky(k), a, lower=True, check_finite=False)  # L^-1 A, L L^T = A A^T + r I
     out = dsyrk(-1.0 / r, b.T)  # -(B^T B) / r, B^T B = A^T (A A^T + r I)^-1 A
     out.flat[::len(out) + 1] += 1.0 / r
