@@ -313,6 +313,73 @@ def test_cost_table_chooses_each_convs_winograd_transform(tmp_path):
     assert rep["transforms_from_cost_table"] == 1 and tiles(edgesep.load(tmp_path / "part.esb")) in ([4, 0, 4], [0, 0, 2])
 
 
+def test_a_conv_pruned_on_both_sides_runs_by_its_estimated_fastest_transform(tmp_path, monkeypatch):
+    """choose_transforms: a conv whose input and output channels were both pruned (a form the planner never
+    times: each unit's options are timed with the others dense) runs by the transform fastest by the
+    estimate from its forms pruned on one side (inputs alone x outputs alone / dense), exact here where
+    each transform's time is a product of an input and an output factor; nothing is measured for it. A
+    conv one of whose forms is missing runs by the rule."""
+    from edgesep.compiler.costs import TRANSFORMS, Timer, choose_transforms
+    from edgesep.compiler.onnx_import import import_onnx
+    from edgesep.compiler.passes import cleanup
+    from edgesep.compiler.prune import channel_groups, prune
+
+    path = tmp_path / "m.onnx"
+    torch.manual_seed(0)
+    torch.onnx.export(nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                                    nn.Conv2d(32, 16, 3, padding=1)).eval(), torch.randn(1, 1, 8, 8), path,
+                      dynamo=False, opset_version=13, input_names=["x"], output_names=["y"])
+    g = import_onnx(onnx.load(path), None)
+    cleanup(g)
+    conv = [n for n in g.nodes if n.op == "Conv"][1].name  # the 16 -> 32 conv
+    group = {grp.producers[0].name: grp.name for grp in channel_groups(g)}
+    first, second = group[[n for n in g.nodes if n.op == "Conv"][0].name], group[conv]
+    # Per input and per output channels, a factor per transform (direct, F2, F4): dense F(4x4) is fastest,
+    # inputs pruned alone F(2x2), outputs pruned alone F(4x4), both direct.
+    by_input, by_output = {16: (16, 13, 10), 8: (8, 9, 9)}, {32: (32, 20, 24), 16: (16, 15, 15)}
+    measured = []
+
+    def fake(nodes, input_shape, num_threads, runs=15):
+        (n,) = nodes
+        out, cin = n.weights["weight"].shape[:2]
+        measured.append((cin, out))
+        t = TRANSFORMS.index(n.attrs["winograd"])
+        return 1e-6 * by_input[cin][t] * by_output[out][t]
+    monkeypatch.setattr("edgesep.compiler.costs.time_nodes", fake)
+    timer = Timer()
+    for counts in ({}, {first: 8}, {second: 16}):  # the conv dense, its inputs pruned, its outputs pruned
+        h = g.copy()
+        prune(h, {}, counts=counts)
+        node = next(n for n in h.nodes if n.name == conv)
+        timer([node], (1, node.weights["weight"].shape[1], 8, 8))
+    assert sorted(set(measured)) == [(8, 32), (16, 16), (16, 32)]
+    both = g.copy()
+    prune(both, {}, counts={first: 8, second: 16})
+    assert choose_transforms(both, timer, g) == 1 and len(measured) == 9  # nothing timed anew
+    tiles = {n.name: n.attrs.get("winograd") for n in both.nodes if n.op == "Conv"}
+    estimate = [by_input[8][t] * by_output[16][t] for t in range(3)]  # 128, 135, 135
+    assert tiles[conv] == TRANSFORMS[int(np.argmin(estimate))] == 0
+    assert list(tiles.values()).count(None) == 2  # the first conv (one input channel) and the last (not timed)
+
+
+@pytest.mark.usefixtures("mac_costs")
+def test_a_planned_model_runs_each_conv_by_the_transform_timed_fastest(net, tmp_path, monkeypatch):
+    """With F(2x2) timed fastest for every conv (the MAC model's time halved), the planner prices each
+    conv at F(2x2) and the plan written runs the conv Winograd can run by it, pruned or not (the rule
+    would run this net's 16 -> 32 conv on 14 x 14 directly)."""
+    from edgesep.compiler import costs
+
+    modelled = costs.time_nodes
+    monkeypatch.setattr(costs, "time_nodes", lambda nodes, shape, threads, runs=15: modelled(nodes, shape, threads) * (
+        0.5 if len(nodes) == 1 and nodes[0].attrs.get("winograd") == 2 else 1.0))
+    rep = compile_onnx(net, tmp_path / "p.esb", prune="auto", calib=calibration(), max_output_error=0.2, min_speedup=0)
+    m = edgesep.load(tmp_path / "p.esb")
+    tiles = {n["name"]: n["attrs"].get("winograd") for n in m.header["graph"]["nodes"] if n["op"] == "Conv"}
+    assert tiles == {"/features/features.0/Conv": None, "/features/features.2/Conv": 2}  # (the first reads one channel)
+    assert any(u["choice"] != "dense" for u in rep["plan"]["units"])
+    assert rep["plan"]["transforms_chosen"] == 1
+
+
 def test_cli_plans_with_a_device_cost_table(net, tmp_path, capsys):
     np.save(tmp_path / "x.npy", calibration())
     assert cli(["candidates", str(net), "-o", str(tmp_path / "c.zip")]) == 0

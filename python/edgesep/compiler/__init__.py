@@ -78,7 +78,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
     relative L2 error of the first output there.
     allocation: "greedy" or "threshold" (see compiler/plan.py). cost_table: layer times measured on the
     target device (`edgesep profile`, compiler/costs.py), used instead of this machine's where it has them,
-    and to run each 3x3 conv by the Winograd transform (or none) it times fastest there.
+    and to run each 3x3 conv by the Winograd transform (or none) it times fastest there (a planned compile
+    runs each by the transform timed fastest, here or there).
     num_threads, min_speedup: a layer is replaced only if, timed with that many threads, its new form
     runs more than min_speedup times faster than the dense layer.
     layout: the activations' layout in the bundle, "nhwc" (the conv core's; NCHW only where an op needs
@@ -143,7 +144,7 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
         report["sparse_fc_spec"] = sparse_fc
     if planned:
         before = model_of(graph, layout="nchw").layers(1)
-        timer = Timer(num_threads, cost_table)
+        timer = Timer(num_threads, cost_table, transforms=winograd and layout == "nhwc")
         report["plan"] = plan_passes(graph, planned, fit, checks, timer, min_speedup, allocation, _progress(progress, "plan"))
         report["plan"].update(layer_changes(before, graph))
         report["plan"]["passes"] = [p.kind for p in planned]
@@ -153,8 +154,8 @@ def compile_onnx(src: str | Path, dst: str | Path, input_shapes: dict[str, list]
         if labels is not None:
             report["calibration"].update({"accuracy_before": float((reference.argmax(1) == labels).mean()),
                                           "accuracy_after": float((out.argmax(1) == labels).mean())})
-    if cost_table is not None and winograd and layout == "nhwc":
-        report["transforms_from_cost_table"] = choose_transforms(graph, cost_table)
+    elif cost_table is not None and winograd and layout == "nhwc":
+        report["transforms_from_cost_table"] = choose_transforms(graph, Timer(table=cost_table, measure=False))
     report["nodes"] = len(graph.nodes)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     source = {"file": src.name, "sha256": hashlib.sha256(raw).hexdigest(), "producer": model.producer_name,

@@ -52,7 +52,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .cache import Cache
-from .costs import Timer
+from .costs import Timer, choose_transforms
 from .execute import Stage, model_of, node_shapes, run, time_graphs
 from .ir import CompileError, Graph
 
@@ -477,12 +477,17 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
     trials: list[dict] = []
     chosen, dense = 0, costs.of({})
     accepted, final = g, checks.verdict(checks.reference)
-    dense_plan, recent = (chosen, accepted, final, {}), []  # (the last MEASURED plans passed, with their trials)
+    dense_graph = g.copy()  # (as written if no plan passes: each conv by its fastest transform)
+    if timer.transforms:
+        choose_transforms(dense_graph, timer)
+    dense_plan, recent = (chosen, dense_graph, final, {}), []  # (the last MEASURED plans passed, with their trials)
     for k in range(1, len(plans)):  # fixed-sequence testing: in order, up to the first failure
         if k < len(plans) - 1 and costs.of(plans[chosen]) - costs.of(plans[k]) < STEP * dense:
             continue
         h = g.copy()
         apply_plan(h, passes, units, plans[k], stage)
+        if timer.transforms:
+            choose_transforms(h, timer, g)
         v = checks.verdict(checks.outputs(h, accepted, keep=True))  # (runs what differs from the last plan passed)
         trial = {"plan": f"{k}/{len(plans) - 1}", "units": len(plans[k]), "seconds": costs.of(plans[k]), **v}
         trials.append(trial)
@@ -500,7 +505,7 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
             measured[k] = trial["measured_ms"] = 1e3 * t
         chosen, accepted, final, _ = fastest(timed, [measured[c[0]] for c in timed], MEASURE_MARGIN)
     lap("measure")
-    vars(g).update(vars(accepted))
+    vars(g).update(vars(accepted if chosen else dense_graph))
     best = plans[chosen]
     total = sum(units[k].options[i].signal for k, i in best.items()) or 1.0
     rows = []
@@ -516,4 +521,5 @@ def plan_passes(g: Graph, passes: list[Pass], fit: np.ndarray, checks: Checks, t
             "plans": len(plans), "chosen": chosen, "trials": trials, "final": final, "units": rows,
             "dense_ms": 1e3 * costs.of({}), "planned_ms": 1e3 * costs.of(best),
             "measured_ms": {"dense": measured[0], "plan": measured[chosen]} if measured else None,
-            "times_looked_up": timer.looked_up, "times_measured": timer.timed, "phase_seconds": phases}
+            "times_looked_up": timer.looked_up, "times_measured": timer.timed, "phase_seconds": phases,
+            "transforms_chosen": sum("winograd" in n.attrs for n in g.nodes)}
