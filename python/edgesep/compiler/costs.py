@@ -11,7 +11,6 @@ conv pruned on both sides, whose form no candidate holds, by an estimate from it
 """
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import zipfile
@@ -61,7 +60,7 @@ class Timer:
 
     def _seconds(self, nodes: list[Node], input_shape: tuple) -> float:
         key = signature(nodes, input_shape)
-        self.chains.setdefault(key, ([copy.deepcopy(n) for n in nodes], tuple(input_shape)))
+        self.chains.setdefault(key, ([n.copy() for n in nodes], tuple(input_shape)))
         if key in self.table:
             self.looked_up += 1
             return float(self.table[key])

@@ -49,7 +49,7 @@ def chain_graph(nodes: list[Node], input_shape: tuple) -> Graph:
     """The chain `nodes` (copies; the first reads "x") as a graph of its own at `input_shape`, its values'
     shapes known, so that it lowers as it does inside its model (a 3x3 conv's Winograd tile depends on its
     map: compiler/layout.py, winograd_tile)."""
-    g = Graph([("x", list(input_shape))], [nodes[-1].output], [copy.deepcopy(n) for n in nodes])
+    g = Graph([("x", list(input_shape))], [nodes[-1].output], [n.copy() for n in nodes])  # (weights packed once)
     g.nodes[0].inputs = ["x"]
     made = {n.name: n.output for n in g.nodes}
     g.shapes = {"x": [None, *input_shape[1:]],

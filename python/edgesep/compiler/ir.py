@@ -28,6 +28,10 @@ class Node:
     def activation(self) -> str:
         return self.attrs.get("activation", "none")
 
+    def copy(self) -> "Node":
+        """A copy to change: its attributes, lists and dicts new, the weight arrays shared."""
+        return copy.deepcopy(self, {id(a): a for a in self.weights.values()})
+
 
 @dataclass
 class Graph:
