@@ -10,6 +10,7 @@ would.
     python tools/build_wheels.py && python tools/distro_check.py --arch aarch64 --suite bullseye
     python tools/distro_check.py --all                       # every wheel in dist/ on its release
     python tools/distro_check.py --arch armv7l --suite bookworm --sdist
+    python tools/distro_check.py --all --roots-only          # only the roots (cached), checking nothing
 
 Releases (tools/python_headers.py: the same that give the headers): bullseye (Python 3.9, glibc 2.31),
 jammy (3.10, 2.35), bookworm (3.11, 2.36), noble (3.12, 2.39), trixie (3.13, 2.41), forky (3.14). ARM
@@ -198,6 +199,8 @@ def main() -> None:
     p.add_argument("--wheel", type=Path, help="default: the newest dist/ wheel for the arch and the release's Python")
     p.add_argument("--sdist", action="store_true", help="build from the sdist in the root instead of a wheel")
     p.add_argument("--write", action="store_true", help="the results' table into docs/wheels.md (wheels, not --sdist)")
+    p.add_argument("--roots-only", action="store_true",
+                   help="only build (or find) the roots these checks run in: CI fetches them while its tests run")
     a = p.parse_args()
     if a.all:
         pairs = [(arch, suite) for arch in python_headers.ARCHES for suite in SUITES
@@ -208,6 +211,10 @@ def main() -> None:
         pairs = [(a.arch, a.suite)]
     else:
         p.error("give --arch and --suite, or --all")
+    if a.roots_only:
+        for arch, suite in pairs:
+            print(rootfs(arch, suite, build_tools=a.sdist), flush=True)
+        return
     rows = [check(arch, suite, a.wheel, a.sdist) for arch, suite in pairs]
     if a.write and not a.sdist:
         sys.path.insert(0, str(ROOT / "bench"))
