@@ -12,6 +12,7 @@ or 4x1 blocks) is the one with the fewest bytes.
 """
 from __future__ import annotations
 
+import hashlib
 import warnings
 from dataclasses import dataclass
 import numpy as np
@@ -188,13 +189,12 @@ def refit(w_pruned: np.ndarray, b: np.ndarray, x: np.ndarray, y: np.ndarray,
     return w_new, b_new, f"{refit_rows}/{len(supports)} rows"
 
 
-def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.ndarray | None = None,
-               b: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def learn_dictionary(w: np.ndarray, ratio: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
     """W [m, n] ~ D.A with D [m, k] dense (unit-norm atoms) and A [k, n] sparse, at about `ratio` times
     the dense MACs (m*k + nnz(A)). The atoms are learnt from W's columns by scikit-learn's mini-batch
     dictionary learning, the codes by orthogonal matching pursuit; k is the candidate with the lowest
-    weight error. With calibration data x [S, n] and targets y [S, m], D and the bias are refit by
-    least squares on the codes' outputs. Returns D, A, the bias, and the relative weight error."""
+    weight error. Returns D, A and the relative weight error. W alone decides them: the planner learns
+    each (layer, ratio) once and refits only D (`dictionary`) on each plan's inputs."""
     try:
         from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
     except ImportError as e:
@@ -219,8 +219,18 @@ def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.n
             best = (atoms.T.astype(np.float32), codes.T.astype(np.float32), err)
     if best is None:
         raise CompileError(f"--sparse-fc dict={ratio:g}: no dictionary of a {m}x{n} layer fits that cost")
-    d, a, err = best
-    bias = np.zeros(m, np.float32) if b is None else np.asarray(b, np.float32)
+    return best
+
+
+def dictionary(w: np.ndarray, ratio: float, x: np.ndarray | None = None, y: np.ndarray | None = None,
+               b: np.ndarray | None = None, seed: int = 0,
+               learnt: tuple[np.ndarray, np.ndarray, float] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """W's dictionary form (`learn_dictionary`, or `learnt` as it returned). With calibration data
+    x [S, n] and targets y [S, m], D and the bias are refit by least squares on the codes' outputs.
+    Returns D, A, the bias, and the relative weight error."""
+    d, a, err = learnt or learn_dictionary(w, ratio, seed)
+    bias = np.zeros(w.shape[0], np.float32) if b is None else np.asarray(b, np.float32)
     if x is not None:
         z = np.hstack([x.astype(np.float64) @ a.T, np.ones((len(x), 1))])
         sol, *_ = np.linalg.lstsq(z, y.astype(np.float64), rcond=None)
@@ -324,10 +334,15 @@ class Planner:
 
     def __init__(self, spec: Spec):
         self.spec = spec
+        self._learnt = {}  # (ratio, W's shape and bytes' digest) -> learn_dictionary's result
 
     def _nodes(self, node: Node, setting, x=None, y=None) -> list[Node]:
         if self.spec.mode == "dict":
-            d, a, bias, _ = dictionary(node.weights["weight"], setting, x, y, node.weights.get("bias"))
+            w = node.weights["weight"]
+            key = (setting, w.shape, hashlib.blake2b(np.ascontiguousarray(w).data, digest_size=16).digest())
+            if key not in self._learnt:
+                self._learnt[key] = learn_dictionary(w, setting)
+            d, a, bias, _ = dictionary(w, setting, x, y, node.weights.get("bias"), learnt=self._learnt[key])
             return dictionary_nodes(node, d, a, bias)
         return magnitude_form(node, setting, self.spec.block, x, y)[0]
 
