@@ -59,6 +59,14 @@ CASES = {
     "maxpool_pad_dilated": (model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 3], strides=[1, 2],
                                                     pads=[1, 1, 0, 1], dilations=[2, 1])], [2, 9, 9], {}, opset=12),
                             [2, 9, 9]),
+    # Columns dilated: windows clipped on the left (1), inside the input (6; one kernel call a row in
+    # NHWC), clipped on the right (1); then a width where every window is clipped, none inside.
+    "maxpool_dilated_columns": (model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[1, 2],
+                                                        pads=[1, 2, 1, 2], dilations=[1, 2])], [2, 11, 15], {},
+                                      opset=12), [2, 11, 15]),
+    "maxpool_no_window_inside": (model([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3],
+                                                         pads=[0, 2, 0, 2], dilations=[1, 2])], [2, 5, 3], {},
+                                       opset=12), [2, 5, 3]),
     # 2x2 at stride 2 (the fast path): odd sizes drop the last row and column; ceil_mode keeps them.
     "pools_2x2": (model([helper.make_node("MaxPool", ["x"], ["a"], kernel_shape=[2, 2], strides=[2, 2]),
                          helper.make_node("AveragePool", ["x"], ["b"], kernel_shape=[2, 2], strides=[2, 2]),

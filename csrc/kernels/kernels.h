@@ -127,9 +127,13 @@ using ActivationFn = void (*)(ActCode code, float* x, int64_t n, float a, float 
 
 // Pooling's row reductions: acc[i] = max(acc[i], x[i]) (is_max) or acc[i] + x[i], for i < n.
 using PoolRowFn = void (*)(float* acc, const float* x, int64_t n, bool is_max);
-// Pooling on NHWC, one output pixel: out[c] = max over t < n of taps[t][c] (is_max), else scale * sum,
-// for c < C (taps: the window's input pixels inside the input, n >= 1).
-using PoolTapsFn = void (*)(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale);
+// Pooling on NHWC, a run of output pixels whose windows have the same shape (a row's interior, or one
+// pixel): for j < pixels and c < C, out[j * C + c] = max over t < n of taps[t][j * step + c] (is_max),
+// else scale * sum (taps: pixel 0's window pixels inside the input, n >= 1; step: floats between
+// consecutive pixels' windows). One call a row, not a pixel: the call and the window's set-up cost as
+// much as a 2 x 2 window of 16 channels.
+using PoolTapsFn = void (*)(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale,
+                            int64_t pixels, int64_t step);
 
 // One image's transpose, [rows][cols] -> [cols][rows] (NCHW <-> NHWC where the layout changes):
 // y[c * rows + r] = x[r * cols + c] for r in [r0, r1), c in [c0, c1) (a task's share).
@@ -256,7 +260,8 @@ void spmm(const SparseMatrix& a, const float* x, int batch, const float* bias, f
           float hi);
 void activation(ActCode code, float* x, int64_t n, float a, float b);
 void pool_row(float* acc, const float* x, int64_t n, bool is_max);
-void pool_taps(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale);
+void pool_taps(float* out, const float* const* taps, int n, int64_t C, bool is_max, float scale, int64_t pixels,
+               int64_t step);
 void transpose(const float* x, int64_t rows, int64_t cols, int64_t r0, int64_t r1, int64_t c0, int64_t c1, float* y);
 void igemm(const IgemmShape& s, const float* in, const int32_t* ind, const float* zero, const float* w,
            const float* bias, const float* sum, float* out, int p0, int p1, int n0, int n1, float lo, float hi);

@@ -115,13 +115,16 @@ class GlobalPoolOp : public Op {
   }
 };
 
-// MaxPool / AveragePool on NHWC activations: per output pixel, the kernel table's pool_taps reduces the
-// window's input pixels inside the input (a channel vector at a time, in registers).
+// MaxPool / AveragePool on NHWC activations: the kernel table's pool_taps reduces each window's input
+// pixels inside the input, a channel vector at a time in registers: an output row's interior (windows
+// inside the input's width, all of one shape) in one call, the pixels whose windows the left or right
+// edge clips one call each.
 class PoolNhwcOp : public Op {
  public:
   bool is_max = true, include_pad = false;
   int64_t B = 0, C = 0, H = 0, W = 0, OH = 0, OW = 0;
   int64_t KH = 1, KW = 1, SH = 1, SW = 1, DH = 1, DW = 1, PT = 0, PL = 0, PB = 0, PR = 0;
+  int64_t ox_in0 = 0, ox_in1 = 0;  // output columns [ox_in0, ox_in1): windows inside the input's width (set up)
 
   void run(const RunCtx& ctx, const std::vector<const float*>& in, float* out) const override {
     ctx.pool->run_range(B * OH, [&](int64_t r0, int64_t r1, int thread) {
@@ -132,7 +135,8 @@ class PoolNhwcOp : public Op {
         const float* x = in[0] + b * H * W * C;
         int64_t ky0, ky1;
         PoolOp::taps(y0, DH, KH, H, ky0, ky1);
-        for (int64_t ox = 0; ox < OW; ++ox) {
+        // Output pixels [ox, ox + pixels) whose windows are those of ox moved by SW input pixels each.
+        auto pool = [&](int64_t ox, int64_t pixels) {
           const int64_t x0 = ox * SW - PL;
           int64_t kx0, kx1;
           PoolOp::taps(x0, DW, KW, W, kx0, kx1);
@@ -143,10 +147,13 @@ class PoolNhwcOp : public Op {
           // count_include_pad counts the window clipped to the padded extent, as PyTorch does.
           const int64_t count = include_pad ? (std::min(y0 + KH, H + PB) - y0) * (std::min(x0 + KW, W + PR) - x0) : n;
           if (n == 0)
-            std::fill(o, o + C, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
+            std::fill(o, o + pixels * C, is_max ? -std::numeric_limits<float>::infinity() : 0.f);
           else
-            ctx.k->pool_taps(o, taps, n, C, is_max, count > 0 ? 1.f / (float)count : 0.f);
-        }
+            ctx.k->pool_taps(o, taps, n, C, is_max, count > 0 ? 1.f / (float)count : 0.f, pixels, SW * C);
+        };
+        for (int64_t ox = 0; ox < ox_in0; ++ox) pool(ox, 1);
+        if (ox_in1 > ox_in0) pool(ox_in0, ox_in1 - ox_in0);
+        for (int64_t ox = std::max(ox_in0, ox_in1); ox < OW; ++ox) pool(ox, 1);
       }
     }, parallel());
   }
@@ -205,6 +212,10 @@ std::unique_ptr<Op> make_pool(const std::string& type, const std::vector<Shape>&
     op->B = x[0], op->C = x[3], op->H = g.H, op->W = g.W, op->OH = g.OH, op->OW = g.OW;
     op->KH = g.KH, op->KW = g.KW, op->SH = g.SH, op->SW = g.SW, op->DH = g.DH, op->DW = g.DW;
     op->PT = g.PT, op->PL = g.PL, op->PB = g.PB, op->PR = g.PR;
+    // The first column whose window starts inside the input, and one past the last that ends inside it.
+    const int64_t last = g.W - 1 - (g.KW - 1) * g.DW + g.PL;
+    op->ox_in0 = std::min(g.OW, (g.PL + g.SW - 1) / g.SW);
+    op->ox_in1 = last < 0 ? 0 : std::min(g.OW, last / g.SW + 1);
     op->out_shape = {x[0], g.OH, g.OW, x[3]};
     op->scratch_floats = (size_t)(g.KH * g.KW) * (sizeof(const float*) / sizeof(float));
     op->macs = g.macs;

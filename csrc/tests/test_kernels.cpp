@@ -496,26 +496,33 @@ void test_activation(const KernelTable& t, Rng& rng) {
     }
 }
 
-// Pooling's row reduction: exact (one max or one add per element, in the same order as the reference).
+// Pooling's window reduction: exact for max, one add per tap for the average (the reference sums in
+// double), over channel counts around each vector width, windows of 1-9 taps, and runs of pixels whose
+// windows overlap (step < n * C), touch or leave gaps, written contiguously.
 void test_pool_taps(const KernelTable& t, Rng& rng) {
   for (int C : {1, 3, 4, 5, 8, 15, 16, 17, 33, 64, 100})
     for (int n : {1, 2, 4, 9})
-      for (bool is_max : {true, false}) {
-        std::vector<float> x((size_t)n * C), want(C), got(C, NAN), mag(C);
-        for (auto& v : x) v = rng.normal();
-        std::vector<const float*> taps;
-        for (int i = 0; i < n; ++i) taps.push_back(x.data() + (size_t)(n - 1 - i) * C);  // any order
-        ref::pool_taps(want.data(), taps.data(), n, C, is_max, 1.f / n);
-        t.pool_taps(got.data(), taps.data(), n, C, is_max, 1.f / n);
-        for (int c = 0; c < C; ++c) {
-          double a = 0;
-          for (int i = 0; i < n; ++i) a += std::fabs(x[(size_t)i * C + c]);
-          mag[c] = (float)a;
-        }
-        char where[64];
-        std::snprintf(where, sizeof where, "pool_taps C%d n%d %s", C, n, is_max ? "max" : "avg");
-        expect_close(t.isa, where, got.data(), want.data(), mag.data(), C, n + 1);
-      }
+      for (int pixels : {1, 2, 7})
+        for (int step : {C, 2 * C, n * C + 3})
+          for (bool is_max : {true, false}) {
+            std::vector<float> x((size_t)n * C + (size_t)(pixels - 1) * step);
+            std::vector<float> want((size_t)pixels * C), got((size_t)pixels * C, NAN), mag((size_t)pixels * C);
+            for (auto& v : x) v = rng.normal();
+            std::vector<const float*> taps;
+            for (int i = 0; i < n; ++i) taps.push_back(x.data() + (size_t)(n - 1 - i) * C);  // any order
+            ref::pool_taps(want.data(), taps.data(), n, C, is_max, 1.f / n, pixels, step);
+            t.pool_taps(got.data(), taps.data(), n, C, is_max, 1.f / n, pixels, step);
+            for (int j = 0; j < pixels; ++j)
+              for (int c = 0; c < C; ++c) {
+                double a = 0;
+                for (int i = 0; i < n; ++i) a += std::fabs(taps[i][(size_t)j * step + c]);
+                mag[(size_t)j * C + c] = (float)a;
+              }
+            char where[96];
+            std::snprintf(where, sizeof where, "pool_taps C%d n%d pixels%d step%d %s", C, n, pixels, step,
+                          is_max ? "max" : "avg");
+            expect_close(t.isa, where, got.data(), want.data(), mag.data(), want.size(), n + 1);
+          }
 }
 
 // The image transpose: exact (a copy), over sizes around the 4 x 4 block and the 32 x 32 tile, in
