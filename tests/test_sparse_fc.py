@@ -149,7 +149,14 @@ def test_bad_specs(text):
 
 @pytest.mark.usefixtures("mac_costs")
 def test_dictionary_searched_within_a_budget(tmp_path, monkeypatch):
-    """`dict` alone: the planner picks each layer's MAC ratio among the dictionary candidates."""
+    """`dict` alone: the planner picks each layer's MAC ratio among the dictionary candidates, learning
+    each (layer, ratio) dictionary once however many plans refit it."""
+    from edgesep.compiler import sparse_fc
+
+    learnt = []
+    learn = sparse_fc.learn_dictionary
+    monkeypatch.setattr(sparse_fc, "learn_dictionary", lambda w, ratio, seed=0: learnt.append((w.shape, ratio))
+                        or learn(w, ratio, seed))
     path, images, labels = _data()
     calib, y = images[:300], labels[:300].astype(np.int64)
     with pytest.raises(CompileError, match="needs calibration data.*dict=R"):
@@ -160,6 +167,7 @@ def test_dictionary_searched_within_a_budget(tmp_path, monkeypatch):
     big = report["plan"]["units"][0]
     assert big["choice"].startswith("dictionary"), big
     assert report["plan"]["final"]["bound"] <= 0.01
+    assert len(learnt) == len(set(learnt)) >= len(sparse_fc.DICT_RATIOS), learnt
 
 
 def write_sparse(path, m, n, enc, block):
