@@ -87,6 +87,28 @@ struct IgemmTile {
         return;
       }
     }
+    if constexpr (!V::kLaneFma) {
+      // One loop over the whole depth, the pixels' pointers moved to the next tap where a tap's C
+      // channels end: with a loop per tap GCC kept the sums in memory between taps (a store and a
+      // load of each of the MR x NV vectors per tap).
+      const float* x[MR];
+      auto tap = [&](int t) {
+        for (int r = 0; r < MR; ++r) {
+          const int32_t off = r < mr ? ind[(ptrdiff_t)r * s.taps + t] : -1;
+          x[r] = off < 0 ? zero : in + off;
+        }
+      };
+      tap(0);
+      const int depth = s.taps * C;
+      for (int k = 0, c = 0, t = 0; k < depth; ++k) {
+        step(a, h, x, c, w + (ptrdiff_t)k * kPanelNC, pstride);
+        if (++c == C && ++t < s.taps) {
+          c = 0;
+          tap(t);
+        }
+      }
+      return;
+    }
     for (int t = 0; t < s.taps; ++t) {
       const float* x[MR];
       for (int r = 0; r < MR; ++r) {
