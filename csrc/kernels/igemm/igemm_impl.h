@@ -87,37 +87,18 @@ struct IgemmTile {
         return;
       }
     }
-    if constexpr (!V::kLaneFma) {
-      // One loop over the whole depth, the pixels' pointers moved to the next tap where a tap's C
-      // channels end: with a loop per tap GCC kept the sums in memory between taps (a store and a
-      // load of each of the MR x NV vectors per tap).
-      const float* x[MR];
-      auto tap = [&](int t) {
-        for (int r = 0; r < MR; ++r) {
-          const int32_t off = r < mr ? ind[(ptrdiff_t)r * s.taps + t] : -1;
-          x[r] = off < 0 ? zero : in + off;
-        }
-      };
-      tap(0);
-      const int depth = s.taps * C;
-      for (int k = 0, c = 0, t = 0; k < depth; ++k) {
-        step(a, h, x, c, w + (ptrdiff_t)k * kPanelNC, pstride);
-        if (++c == C && ++t < s.taps) {
-          c = 0;
-          tap(t);
-        }
-      }
-      return;
-    }
-    for (int t = 0; t < s.taps; ++t) {
-      const float* x[MR];
+    const float* x[MR];  // the tile's pixels at tap t
+    auto tap = [&](int t) {
       for (int r = 0; r < MR; ++r) {
         const int32_t off = r < mr ? ind[(ptrdiff_t)r * s.taps + t] : -1;
         x[r] = off < 0 ? zero : in + off;
       }
-      const float* wt = w + (ptrdiff_t)t * C * kPanelNC;
-      int c = 0;
-      if constexpr (V::kLaneFma) {
+    };
+    if constexpr (V::kLaneFma) {  // aarch64, tiles the assembly does not take: four channels a step
+      for (int t = 0; t < s.taps; ++t) {
+        tap(t);
+        const float* wt = w + (ptrdiff_t)t * C * kPanelNC;
+        int c = 0;
         for (; c + 4 <= C; c += 4) {
           T a4[MR];
           for (int r = 0; r < MR; ++r) a4[r] = V::load(x[r] + c);
@@ -127,8 +108,21 @@ struct IgemmTile {
           lane_step<2>(a, a4, wc + 2 * kPanelNC, pstride);
           lane_step<3>(a, a4, wc + 3 * kPanelNC, pstride);
         }
+        for (; c < C; ++c) step(a, h, x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
       }
-      for (; c < C; ++c) step(a, h, x, c, wt + (ptrdiff_t)c * kPanelNC, pstride);
+    } else {
+      // One loop over the whole depth, the pixels' pointers moved to the next tap where a tap's C
+      // channels end: with a loop per tap GCC kept the sums in memory between taps (a store and a
+      // load of each of the MR x NV vectors per tap).
+      tap(0);
+      const int depth = s.taps * C;
+      for (int k = 0, c = 0, t = 0; k < depth; ++k) {
+        step(a, h, x, c, w + (ptrdiff_t)k * kPanelNC, pstride);
+        if (++c == C && ++t < s.taps) {
+          c = 0;
+          tap(t);
+        }
+      }
     }
   }
 };
